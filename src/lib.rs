@@ -1,1 +1,2 @@
 //! issuance-bot library.
+pub mod quantity;

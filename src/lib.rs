@@ -1,2 +1,19 @@
-//! issuance-bot library.
+//! issuance-bot library: the Issuer in Alpaca's Instant Tokenization
+//! Network. The composition root (open and migrate the database, build
+//! every feature's state, mount its routes, serve) is in `startup.rs`.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod lease;
 pub mod quantity;
+pub mod shutdown;
+pub mod telemetry;
+
+mod startup;
+
+pub use startup::{
+    Deps, MIGRATOR, StartupError, build_rocket, build_rocket_with,
+    expected_migrations, migrate, open_database, serve,
+};

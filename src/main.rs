@@ -1,1 +1,77 @@
-fn main() {}
+//! The issuance-bot binary: parse the command line, load the config, set
+//! up telemetry, then hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use issuance_bot::config::{CONFIG_PATH_ENV, Config};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Issuer for Alpaca's Instant Tokenization Network")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve(ConfigArgs),
+    /// Load and validate the configuration, print it with secrets
+    /// redacted, and exit.
+    ValidateConfig(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// TOML configuration file; `ISSUANCE_*` environment variables
+    /// override it.
+    #[arg(long, env = CONFIG_PATH_ENV)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::ValidateConfig(args) => {
+            match Config::load(args.config.as_deref()) {
+                Ok(config) => {
+                    println!("configuration is valid:\n{config:#?}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("configuration is invalid: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Serve(args) => match serve(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                // The subscriber may not exist yet (config errors).
+                tracing::error!(target: "startup", "{error:#}");
+                eprintln!("issuance-bot: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref())
+        .context("configuration is invalid")?;
+    // Before the runtime exists: the OTLP exporter's blocking HTTP client
+    // must not be created or dropped inside an async context.
+    let telemetry = issuance_bot::telemetry::init(&config.telemetry)
+        .context("cannot set up telemetry")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(issuance_bot::serve(config));
+    drop(runtime);
+    drop(telemetry);
+    result.context("service stopped with an error")
+}

@@ -1,0 +1,528 @@
+//! Service configuration: an optional TOML file overlaid by `ISSUANCE_*`
+//! environment variables (`__` separates sections, e.g.
+//! `ISSUANCE_AUTH__ALPACA__API_KEY`), validated once into an immutable
+//! [`Config`]. Unknown keys are rejected in both sources.
+//!
+//! To add a section: add a field to [`Config`] (with `#[serde(default)]`
+//! if it is optional) whose type derives `Deserialize` with
+//! `#[serde(deny_unknown_fields)]`, and a value in [`Config::for_tests`].
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rocket::figment::providers::{Format, Serialized, Toml};
+use rocket::figment::value::{Dict, Map, Value};
+use rocket::figment::{self, Figment, Metadata, Profile, Provider};
+use serde::Deserialize;
+
+use crate::auth::{AllowList, ApiKey, ClientIpHeader};
+
+/// Prefix of the environment variables read into the configuration.
+pub const ENV_PREFIX: &str = "ISSUANCE_";
+/// Environment variable naming the TOML file (also `--config`).
+pub const CONFIG_PATH_ENV: &str = "ISSUANCE_CONFIG";
+/// Separator between section names in environment variable names.
+const ENV_SECTION_SEPARATOR: &str = "__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("environment variable {name:?} is not valid UTF-8")]
+    NonUnicodeEnv { name: OsString },
+    #[error(
+        "environment variable {name} has an empty section name (check the \
+         `__` separators)"
+    )]
+    EmptyEnvSegment { name: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<figment::Error>),
+    #[error(
+        "metrics.bind {addr} is also server.bind; metrics need their own \
+         listener"
+    )]
+    MetricsBindClash { addr: SocketAddr },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        Self::Invalid(Box::new(error))
+    }
+}
+
+/// The whole, validated configuration. `Debug` redacts every secret, so
+/// it is safe to print (`validate-config` does).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+impl Config {
+    /// Loads the TOML file at `path` (if any), overlays the process
+    /// environment and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_sources(path, std::env::vars_os())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly.
+    pub fn from_sources<I>(
+        path: Option<&Path>,
+        env: I,
+    ) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (OsString, OsString)>,
+    {
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            // figment treats a missing file as empty; a named file that
+            // cannot be read is an operator error.
+            std::fs::File::open(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        for var in prefixed_env(env)? {
+            figment = figment.merge(var);
+        }
+        let config: Self = figment.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.metrics.bind {
+            Some(addr) if addr == self.server.bind => {
+                Err(ConfigError::MetricsBindClash { addr })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One `ISSUANCE_*` variable as a figment provider, so that errors name
+/// the variable.
+struct EnvVar {
+    name: String,
+    key: String,
+    value: Value,
+}
+
+impl Provider for EnvVar {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::default(&self.key, &self.value).data()
+    }
+}
+
+fn prefixed_env<I>(env: I) -> Result<Vec<EnvVar>, ConfigError>
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    let prefix = ENV_PREFIX.as_bytes();
+    let mut vars = Vec::new();
+    for (name, value) in env {
+        let is_ours = name
+            .as_encoded_bytes()
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix));
+        if !is_ours {
+            continue;
+        }
+        let (Some(name_str), Some(value)) = (name.to_str(), value.to_str())
+        else {
+            return Err(ConfigError::NonUnicodeEnv { name });
+        };
+        if name_str.eq_ignore_ascii_case(CONFIG_PATH_ENV) {
+            continue;
+        }
+        let rest = name_str.get(ENV_PREFIX.len()..).unwrap_or_default();
+        let segments: Vec<String> = rest
+            .split(ENV_SECTION_SEPARATOR)
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(ConfigError::EmptyEnvSegment {
+                name: name_str.to_owned(),
+            });
+        }
+        vars.push(EnvVar {
+            name: name_str.to_owned(),
+            key: segments.join("."),
+            // Same leniency as figment's own Env provider: numbers,
+            // booleans and arrays are parsed, anything else is a string.
+            value: Value::from_str(value)
+                .unwrap_or_else(|never| match never {}),
+        });
+    }
+    Ok(vars)
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    pub body_limit: BodyLimit,
+    /// Only when set is the client IP taken from this header (set by a
+    /// trusted reverse proxy); otherwise the TCP peer is the client.
+    pub client_ip_header: Option<ClientIpHeader>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit: BodyLimit::DEFAULT,
+            client_ip_header: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("body_limit must be between 1 and {max} bytes, got {bytes}")]
+pub struct InvalidBodyLimit {
+    pub bytes: u64,
+    pub max: u64,
+}
+
+/// Maximum accepted request body, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(NonZeroU64);
+
+impl BodyLimit {
+    pub const DEFAULT: Self = Self(NonZeroU64::new(64 * 1024).unwrap());
+    /// Far above any ITN payload; a larger limit is a typo.
+    pub const MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+    pub fn new(bytes: u64) -> Result<Self, InvalidBodyLimit> {
+        NonZeroU64::new(bytes)
+            .filter(|bytes| bytes.get() <= Self::MAX_BYTES)
+            .map(Self)
+            .ok_or(InvalidBodyLimit {
+                bytes,
+                max: Self::MAX_BYTES,
+            })
+    }
+
+    pub fn bytes(self) -> u64 {
+        self.0.get()
+    }
+}
+
+impl Default for BodyLimit {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl<'de> Deserialize<'de> for BodyLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        Self::new(u64::deserialize(deserializer)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    pub max_connections: NonZeroU32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: DatabaseUrl("sqlite://issuance.db".to_owned()),
+            max_connections: NonZeroU32::new(8).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("database url {url:?} must start with `sqlite:`")]
+pub struct InvalidDatabaseUrl {
+    pub url: String,
+}
+
+/// An SQLite connection URL (`sqlite://path`, `sqlite::memory:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: &str) -> Result<Self, InvalidDatabaseUrl> {
+        if url.starts_with("sqlite:") {
+            Ok(Self(url.to_owned()))
+        } else {
+            Err(InvalidDatabaseUrl {
+                url: url.to_owned(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        Self::new(&String::deserialize(deserializer)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The credentials and allowed networks of one audience.
+#[derive(Debug, Clone)]
+pub struct AudienceConfig {
+    pub api_key: ApiKey,
+    /// Empty admits any address.
+    pub allowed_cidrs: AllowList,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("auth.internal.api_key must differ from auth.alpaca.api_key")]
+    SharedKey,
+    #[error("auth.internal.allowed_cidrs must not be empty")]
+    InternalOpenToAll,
+    #[error("auth.internal.allowed_cidrs must not contain a /0 range")]
+    InternalCatchAllRange,
+}
+
+/// `[auth]`: one key and allow-list per audience.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawAuthConfig")]
+pub struct AuthConfig {
+    alpaca: AudienceConfig,
+    internal: AudienceConfig,
+    failures_per_minute: NonZeroU32,
+}
+
+impl AuthConfig {
+    pub const DEFAULT_FAILURES_PER_MINUTE: NonZeroU32 =
+        NonZeroU32::new(10).unwrap();
+
+    pub fn new(
+        alpaca: AudienceConfig,
+        internal: AudienceConfig,
+        failures_per_minute: NonZeroU32,
+    ) -> Result<Self, AuthConfigError> {
+        if internal.api_key.same_key_as(&alpaca.api_key) {
+            return Err(AuthConfigError::SharedKey);
+        }
+        if internal.allowed_cidrs.admits_any() {
+            return Err(AuthConfigError::InternalOpenToAll);
+        }
+        if internal.allowed_cidrs.has_catch_all_range() {
+            return Err(AuthConfigError::InternalCatchAllRange);
+        }
+        Ok(Self {
+            alpaca,
+            internal,
+            failures_per_minute,
+        })
+    }
+
+    pub fn alpaca(&self) -> &AudienceConfig {
+        &self.alpaca
+    }
+
+    pub fn internal(&self) -> &AudienceConfig {
+        &self.internal
+    }
+
+    pub fn failures_per_minute(&self) -> NonZeroU32 {
+        self.failures_per_minute
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthConfig {
+    alpaca: RawAlpacaAuth,
+    internal: RawInternalAuth,
+    #[serde(default = "default_failures_per_minute")]
+    failures_per_minute: NonZeroU32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlpacaAuth {
+    api_key: ApiKey,
+    #[serde(default)]
+    allowed_cidrs: AllowList,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInternalAuth {
+    api_key: ApiKey,
+    #[serde(default = "default_internal_cidrs")]
+    allowed_cidrs: AllowList,
+}
+
+fn default_failures_per_minute() -> NonZeroU32 {
+    AuthConfig::DEFAULT_FAILURES_PER_MINUTE
+}
+
+fn default_internal_cidrs() -> AllowList {
+    AllowList::parse(["127.0.0.0/8", "::1/128"]).unwrap_or_default()
+}
+
+impl TryFrom<RawAuthConfig> for AuthConfig {
+    type Error = AuthConfigError;
+
+    fn try_from(raw: RawAuthConfig) -> Result<Self, Self::Error> {
+        Self::new(
+            AudienceConfig {
+                api_key: raw.alpaca.api_key,
+                allowed_cidrs: raw.alpaca.allowed_cidrs,
+            },
+            AudienceConfig {
+                api_key: raw.internal.api_key,
+                allowed_cidrs: raw.internal.allowed_cidrs,
+            },
+            raw.failures_per_minute,
+        )
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`.
+    pub otlp_endpoint: Option<OtlpEndpoint>,
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Text,
+            otlp_endpoint: None,
+            service_name: "issuance-bot".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("otlp_endpoint {url:?} must be an http:// or https:// URL")]
+pub struct InvalidOtlpEndpoint {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpEndpoint(reqwest::Url);
+
+impl OtlpEndpoint {
+    pub fn new(url: &str) -> Result<Self, InvalidOtlpEndpoint> {
+        reqwest::Url::parse(url)
+            .ok()
+            .filter(|parsed| matches!(parsed.scheme(), "http" | "https"))
+            .map(Self)
+            .ok_or_else(|| InvalidOtlpEndpoint {
+                url: url.to_owned(),
+            })
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for OtlpEndpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        Self::new(&String::deserialize(deserializer)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Separate, non-public listener for `GET /metrics`; off when unset.
+    pub bind: Option<SocketAddr>,
+}
+
+/// Alpaca's API key in [`Config::for_tests`].
+#[cfg(any(test, feature = "test-support"))]
+pub const TEST_ALPACA_KEY: &str = "test-alpaca-key-000000000000000000000001";
+/// The internal API key in [`Config::for_tests`].
+#[cfg(any(test, feature = "test-support"))]
+pub const TEST_INTERNAL_KEY: &str = "test-internal-key-00000000000000000000002";
+
+#[cfg(any(test, feature = "test-support"))]
+impl Config {
+    /// A valid configuration for tests: the `TEST_*_KEY` keys, Alpaca open
+    /// to any address, internal limited to loopback, no telemetry export.
+    #[allow(
+        clippy::expect_used,
+        reason = "constant test keys and ranges are valid"
+    )]
+    pub fn for_tests(db_url: &str) -> Self {
+        let auth = AuthConfig::new(
+            AudienceConfig {
+                api_key: ApiKey::new(TEST_ALPACA_KEY).expect("valid test key"),
+                allowed_cidrs: AllowList::any(),
+            },
+            AudienceConfig {
+                api_key: ApiKey::new(TEST_INTERNAL_KEY)
+                    .expect("valid test key"),
+                allowed_cidrs: default_internal_cidrs(),
+            },
+            AuthConfig::DEFAULT_FAILURES_PER_MINUTE,
+        )
+        .expect("valid test auth config");
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig {
+                url: DatabaseUrl::new(db_url).expect("sqlite test url"),
+                ..DatabaseConfig::default()
+            },
+            auth,
+            telemetry: TelemetryConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! Per-request telemetry: a request id, one INFO line per request (method,
+//! route template, status, latency) and Prometheus counters keyed by the
+//! route template (never the raw path, which would explode cardinality).
+
+use std::time::Instant;
+
+use rocket::fairing::{Fairing, Info, Kind};
+use rocket::request::{FromRequest, Outcome};
+use rocket::{Data, Request, Response};
+use uuid::Uuid;
+
+/// Response header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
+
+#[derive(Debug, Clone, Copy)]
+struct RequestStart {
+    id: Uuid,
+    at: Instant,
+}
+
+impl RequestStart {
+    fn now() -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            at: Instant::now(),
+        }
+    }
+}
+
+/// The id of the current request, also sent back as `X-Request-Id`; use
+/// it as a guard to tag handler spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(pub Uuid);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for RequestId {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(
+        request: &'r Request<'_>,
+    ) -> Outcome<Self, Self::Error> {
+        Outcome::Success(Self(request.local_cache(RequestStart::now).id))
+    }
+}
+
+/// The fairing that logs and counts requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestTelemetry;
+
+#[rocket::async_trait]
+impl Fairing for RequestTelemetry {
+    fn info(&self) -> Info {
+        Info {
+            name: "request telemetry",
+            kind: Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
+        request.local_cache(RequestStart::now);
+    }
+
+    async fn on_response<'r>(
+        &self,
+        request: &'r Request<'_>,
+        response: &mut Response<'r>,
+    ) {
+        let start = request.local_cache(RequestStart::now);
+        let latency = start.at.elapsed();
+        let route = request
+            .route()
+            .map_or("unmatched", |route| route.uri.as_str());
+        let status = response.status().code;
+        let method = request.method().as_str();
+        let span = tracing::info_span!(
+            target: "http",
+            "request",
+            request_id = %start.id,
+            method,
+            route,
+        );
+        span.in_scope(|| {
+            tracing::info!(
+                target: "http",
+                status,
+                latency_ms = latency.as_secs_f64() * 1000.0,
+                "request completed"
+            );
+        });
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        metrics::counter!("http_requests_total", &labels).increment(1);
+        metrics::histogram!("http_request_duration_seconds", &labels[..2])
+            .record(latency.as_secs_f64());
+        response.set_raw_header(REQUEST_ID_HEADER, start.id.to_string());
+    }
+}

@@ -1,0 +1,190 @@
+//! Logging, optional OTLP trace export and Prometheus metrics.
+//!
+//! Call [`init`] once, before the async runtime starts, and keep the
+//! returned guard alive until the end of `main`: dropping it flushes the
+//! span exporter.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use rocket::http::ContentType;
+use rocket::{Build, Rocket, State};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::config::{LogFormat, TelemetryConfig};
+use crate::shutdown::ShutdownListener;
+
+/// Filter used when `RUST_LOG` is not set.
+pub const DEFAULT_FILTER: &str = "info,issuance_bot=info";
+
+/// How often histogram buckets are compacted; the exporter has no thread
+/// of its own without its HTTP listener.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log filter: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("cannot build the OTLP span exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("a global tracing subscriber is already installed: {0}")]
+    Subscriber(#[from] tracing_subscriber::util::TryInitError),
+    #[error("cannot install the Prometheus recorder: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+}
+
+/// Flushes and stops span export when dropped.
+#[must_use = "dropping the guard stops span export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            // The subscriber may be exporting through this very provider.
+            eprintln!("failed to flush OTLP spans: {error}");
+        }
+    }
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+fn env_filter() -> Result<EnvFilter, TelemetryError> {
+    // An invalid RUST_LOG is an error, not a silent fallback.
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_FILTER.to_owned());
+    Ok(EnvFilter::try_new(directives)?)
+}
+
+/// Installs the global subscriber: env filter, text or JSON lines on
+/// stdout, and OTLP/HTTP span export when `otlp_endpoint` is set.
+pub fn init(
+    config: &TelemetryConfig,
+) -> Result<TelemetryGuard, TelemetryError> {
+    let mut layers: Vec<BoxedLayer> = vec![env_filter()?.boxed()];
+    layers.push(match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .boxed(),
+    });
+    let provider = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(endpoint.as_str())
+                .build()?;
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    Resource::builder()
+                        .with_service_name(config.service_name.clone())
+                        .build(),
+                )
+                .build();
+            let tracer = provider.tracer(config.service_name.clone());
+            layers.push(
+                tracing_opentelemetry::layer().with_tracer(tracer).boxed(),
+            );
+            Some(provider)
+        }
+        None => None,
+    };
+    tracing_subscriber::registry().with(layers).try_init()?;
+    if let Some(endpoint) = &config.otlp_endpoint {
+        tracing::info!(
+            target: "startup",
+            endpoint = endpoint.as_str(),
+            "exporting spans over OTLP/HTTP"
+        );
+    }
+    Ok(TelemetryGuard { provider })
+}
+
+/// Installs the global Prometheus recorder. Without it, `metrics` calls
+/// are no-ops (as in tests).
+pub fn install_metrics_recorder() -> Result<PrometheusHandle, TelemetryError> {
+    Ok(PrometheusBuilder::new().install_recorder()?)
+}
+
+/// Keeps the recorder's histograms compact until shutdown.
+pub fn spawn_metrics_upkeep(
+    handle: PrometheusHandle,
+    mut shutdown: ShutdownListener,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => break,
+                _ = ticker.tick() => handle.run_upkeep(),
+            }
+        }
+    })
+}
+
+#[rocket::get("/metrics")]
+fn render_metrics(handle: &State<PrometheusHandle>) -> (ContentType, String) {
+    let text = ContentType::new("text", "plain")
+        .with_params([("version", "0.0.4"), ("charset", "utf-8")]);
+    (text, handle.render())
+}
+
+/// The separate metrics listener: `GET /metrics` only, no auth, meant for
+/// a private interface.
+pub fn metrics_rocket(
+    bind: SocketAddr,
+    handle: PrometheusHandle,
+) -> Rocket<Build> {
+    rocket::custom(crate::http::rocket_config(bind))
+        .manage(handle)
+        .mount("/", rocket::routes![render_metrics])
+        .register("/", crate::http::catchers::catchers())
+}
+
+#[cfg(test)]
+mod tests {
+    use rocket::http::Status;
+    use rocket::local::asynchronous::Client;
+
+    use super::*;
+
+    #[rocket::async_test]
+    async fn metrics_endpoint_renders_prometheus_text() {
+        // A local recorder: installing the global one would leak into
+        // other tests.
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::counter!("http_requests_total", "route" => "/health")
+                .increment(3);
+        });
+        let rocket = metrics_rocket("127.0.0.1:0".parse().unwrap(), handle);
+        let client = Client::tracked(rocket).await.unwrap();
+        let response = client.get("/metrics").dispatch().await;
+        assert_eq!(response.status(), Status::Ok);
+        let body = response.into_string().await.unwrap();
+        assert!(
+            body.contains("http_requests_total{route=\"/health\"} 3"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn default_filter_parses() {
+        assert!(EnvFilter::try_new(DEFAULT_FILTER).is_ok());
+    }
+}

@@ -1,0 +1,390 @@
+//! `[chain]` configuration: RPC endpoint, signer source, fee ceilings and
+//! polling cadence for one chain and one issuer wallet.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+use crate::tokenized_asset::Network;
+
+const WEI_PER_GWEI: u128 = 1_000_000_000;
+
+/// A per-gas price in wei, configured in (possibly fractional) gwei.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WeiPerGas(u128);
+
+impl WeiPerGas {
+    pub const fn from_wei(wei: u128) -> Self {
+        Self(wei)
+    }
+
+    pub const fn wei(self) -> u128 {
+        self.0
+    }
+
+    /// Parses a gwei amount exactly; more than 9 decimals would be a
+    /// fraction of a wei and is rejected rather than rounded.
+    pub fn from_gwei(gwei: &str) -> Result<Self, ChainConfigError> {
+        let invalid = || ChainConfigError::InvalidGwei {
+            value: gwei.to_owned(),
+        };
+        let value = Decimal::from_str_exact(gwei).map_err(|_| invalid())?;
+        if value.is_sign_negative() || value.is_zero() {
+            return Err(invalid());
+        }
+        let wei = value
+            .checked_mul(Decimal::from(WEI_PER_GWEI))
+            .ok_or_else(invalid)?
+            .normalize();
+        if wei.scale() != 0 {
+            return Err(invalid());
+        }
+        u128::try_from(wei.mantissa())
+            .map(Self)
+            .map_err(|_| invalid())
+    }
+}
+
+impl fmt::Display for WeiPerGas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} wei", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for WeiPerGas {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// TOML integers are accepted for convenience; fractions must be
+        /// strings so no float ever touches a fee.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Int(value) => value.to_string(),
+            Raw::Text(text) => text,
+        };
+        Self::from_gwei(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where the keystore password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// How the issuer wallet's key is obtained. Exactly one source.
+#[derive(Debug, Clone)]
+pub enum SignerSource {
+    /// Raw hex key; for development and tests only.
+    PrivateKey(SecretString),
+    /// Encrypted JSON keystore (Web3 Secret Storage).
+    Keystore {
+        path: PathBuf,
+        password: PasswordSource,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    pub rpc_url: reqwest::Url,
+    pub chain_id: u64,
+    /// The Alpaca network this chain serves.
+    pub network: Network,
+    pub signer: SignerSource,
+    pub max_fee_per_gas: WeiPerGas,
+    pub max_priority_fee_per_gas: WeiPerGas,
+    pub receipt_poll_interval: Duration,
+    pub receipt_timeout: Duration,
+    /// Blocks a receipt (or a competing nonce) must be buried under before
+    /// it counts as final. 0 trusts the latest block (anvil).
+    pub confirmations: u64,
+    pub log_chunk_blocks: u64,
+    pub start_block: u64,
+    /// Extra gas on top of the node's estimate, in percent.
+    pub gas_limit_margin_percent: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainConfigError {
+    #[error("invalid rpc_url {value:?}")]
+    InvalidRpcUrl { value: String },
+    #[error("rpc_url must use http or https, got {scheme:?}")]
+    UnsupportedScheme { scheme: String },
+    #[error("set exactly one of private_key or keystore")]
+    SignerSourceCount,
+    #[error("keystore needs exactly one of password_file or password_env")]
+    PasswordSourceCount,
+    #[error("invalid gwei amount {value:?}")]
+    InvalidGwei { value: String },
+    #[error("{field} must be greater than zero")]
+    Zero { field: &'static str },
+    #[error(
+        "max_priority_fee_per_gas ({priority}) exceeds max_fee_per_gas \
+         ({max})"
+    )]
+    PriorityAboveMax { priority: WeiPerGas, max: WeiPerGas },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeystore {
+    path: PathBuf,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChainConfig {
+    rpc_url: String,
+    chain_id: u64,
+    network: Network,
+    private_key: Option<SecretString>,
+    keystore: Option<RawKeystore>,
+    max_fee_per_gas_gwei: WeiPerGas,
+    max_priority_fee_per_gas_gwei: WeiPerGas,
+    #[serde(default = "default_poll_ms")]
+    receipt_poll_interval_ms: u64,
+    #[serde(default = "default_timeout_secs")]
+    receipt_timeout_secs: u64,
+    #[serde(default)]
+    confirmations: u64,
+    #[serde(default = "default_chunk")]
+    log_chunk_blocks: u64,
+    #[serde(default)]
+    start_block: u64,
+    #[serde(default = "default_margin")]
+    gas_limit_margin_percent: u64,
+}
+
+const fn default_poll_ms() -> u64 {
+    500
+}
+
+const fn default_timeout_secs() -> u64 {
+    120
+}
+
+const fn default_chunk() -> u64 {
+    2000
+}
+
+const fn default_margin() -> u64 {
+    20
+}
+
+impl TryFrom<RawChainConfig> for ChainConfig {
+    type Error = ChainConfigError;
+
+    fn try_from(raw: RawChainConfig) -> Result<Self, Self::Error> {
+        let rpc_url = reqwest::Url::parse(&raw.rpc_url).map_err(|_| {
+            ChainConfigError::InvalidRpcUrl {
+                value: raw.rpc_url.clone(),
+            }
+        })?;
+        if !matches!(rpc_url.scheme(), "http" | "https") {
+            return Err(ChainConfigError::UnsupportedScheme {
+                scheme: rpc_url.scheme().to_owned(),
+            });
+        }
+        let signer = match (raw.private_key, raw.keystore) {
+            (Some(key), None) => SignerSource::PrivateKey(key),
+            (None, Some(keystore)) => {
+                let password =
+                    match (keystore.password_file, keystore.password_env) {
+                        (Some(file), None) => PasswordSource::File(file),
+                        (None, Some(var)) => PasswordSource::Env(var),
+                        _ => return Err(ChainConfigError::PasswordSourceCount),
+                    };
+                SignerSource::Keystore {
+                    path: keystore.path,
+                    password,
+                }
+            }
+            _ => return Err(ChainConfigError::SignerSourceCount),
+        };
+        let nonzero = |value: u64, field| {
+            if value == 0 {
+                Err(ChainConfigError::Zero { field })
+            } else {
+                Ok(value)
+            }
+        };
+        nonzero(raw.chain_id, "chain_id")?;
+        let poll =
+            nonzero(raw.receipt_poll_interval_ms, "receipt_poll_interval_ms")?;
+        let timeout =
+            nonzero(raw.receipt_timeout_secs, "receipt_timeout_secs")?;
+        let chunk = nonzero(raw.log_chunk_blocks, "log_chunk_blocks")?;
+        if raw.max_priority_fee_per_gas_gwei > raw.max_fee_per_gas_gwei {
+            return Err(ChainConfigError::PriorityAboveMax {
+                priority: raw.max_priority_fee_per_gas_gwei,
+                max: raw.max_fee_per_gas_gwei,
+            });
+        }
+        Ok(Self {
+            rpc_url,
+            chain_id: raw.chain_id,
+            network: raw.network,
+            signer,
+            max_fee_per_gas: raw.max_fee_per_gas_gwei,
+            max_priority_fee_per_gas: raw.max_priority_fee_per_gas_gwei,
+            receipt_poll_interval: Duration::from_millis(poll),
+            receipt_timeout: Duration::from_secs(timeout),
+            confirmations: raw.confirmations,
+            log_chunk_blocks: chunk,
+            start_block: raw.start_block,
+            gas_limit_margin_percent: raw.gas_limit_margin_percent,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ChainConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawChainConfig::deserialize(d)?;
+        Self::try_from(raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    const BASE: &str = r#"
+        rpc_url = "http://127.0.0.1:8545"
+        chain_id = 31337
+        network = "base"
+        max_fee_per_gas_gwei = "0.5"
+        max_priority_fee_per_gas_gwei = 1
+    "#;
+
+    fn parse(extra: &str) -> Result<ChainConfig, toml::de::Error> {
+        toml::from_str(&format!("{BASE}\n{extra}"))
+    }
+
+    #[test]
+    fn parses_private_key_with_defaults() {
+        let config = parse(r#"private_key = "0xabc""#);
+        // priority (1 gwei) > max (0.5 gwei) is rejected.
+        let message = config.unwrap_err().to_string();
+        assert!(message.contains("exceeds max_fee_per_gas"), "{message}");
+
+        let config: ChainConfig = toml::from_str(
+            r#"
+            rpc_url = "https://rpc.example/v1"
+            chain_id = 8453
+            network = "base"
+            private_key = "0xabc"
+            max_fee_per_gas_gwei = "2.5"
+            max_priority_fee_per_gas_gwei = "0.001"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.network, Network::Base);
+        assert_eq!(config.max_fee_per_gas.wei(), 2_500_000_000);
+        assert_eq!(config.max_priority_fee_per_gas.wei(), 1_000_000);
+        assert_eq!(config.receipt_poll_interval, Duration::from_millis(500));
+        assert_eq!(config.receipt_timeout, Duration::from_secs(120));
+        assert_eq!(config.confirmations, 0);
+        assert_eq!(config.log_chunk_blocks, 2000);
+        assert_eq!(config.gas_limit_margin_percent, 20);
+        match config.signer {
+            SignerSource::PrivateKey(key) => {
+                assert_eq!(key.expose_secret(), "0xabc");
+            }
+            SignerSource::Keystore { .. } => panic!("expected private key"),
+        }
+    }
+
+    #[test]
+    fn parses_keystore_source() {
+        let config: ChainConfig = toml::from_str(
+            r#"
+            rpc_url = "http://localhost:8545"
+            chain_id = 1
+            network = "ethereum"
+            max_fee_per_gas_gwei = 100
+            max_priority_fee_per_gas_gwei = 2
+            keystore = { path = "/keys/bot.json", password_env = "BOT_PW" }
+            "#,
+        )
+        .unwrap();
+        match config.signer {
+            SignerSource::Keystore { path, password } => {
+                assert_eq!(path, PathBuf::from("/keys/bot.json"));
+                assert_eq!(password, PasswordSource::Env("BOT_PW".into()));
+            }
+            SignerSource::PrivateKey(_) => panic!("expected keystore"),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_signer_combinations() {
+        let cases = [
+            ("", "exactly one of private_key or keystore"),
+            (
+                "private_key = \"0x1\"\nkeystore = { path = \"k\", password_env = \"X\" }",
+                "exactly one of private_key or keystore",
+            ),
+            (
+                "keystore = { path = \"k\" }",
+                "exactly one of password_file or password_env",
+            ),
+            (
+                "keystore = { path = \"k\", password_env = \"X\", password_file = \"f\" }",
+                "exactly one of password_file or password_env",
+            ),
+        ];
+        let base = BASE.replace("= 1\n", "= \"0.1\"\n");
+        for (extra, expected) in cases {
+            let result: Result<ChainConfig, _> =
+                toml::from_str(&format!("{base}\n{extra}"));
+            let message = result.unwrap_err().to_string();
+            assert!(message.contains(expected), "{extra}: {message}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        let base = BASE.replace("= 1\n", "= \"0.1\"\n");
+        let cases = [
+            ("private_key = \"0x1\"\nmystery = 1", "unknown field"),
+            (
+                "private_key = \"0x1\"\nreceipt_poll_interval_ms = 0",
+                "greater than zero",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let result: Result<ChainConfig, _> =
+                toml::from_str(&format!("{base}\n{extra}"));
+            let message = result.unwrap_err().to_string();
+            assert!(message.contains(expected), "{extra}: {message}");
+        }
+        let ws = base.replace("http://127.0.0.1:8545", "ws://127.0.0.1:8545");
+        let result: Result<ChainConfig, _> =
+            toml::from_str(&format!("{ws}\nprivate_key = \"0x1\""));
+        assert!(result.unwrap_err().to_string().contains("http or https"));
+    }
+
+    #[test]
+    fn gwei_parsing_is_exact() {
+        assert_eq!(WeiPerGas::from_gwei("1").unwrap().wei(), 1_000_000_000);
+        assert_eq!(WeiPerGas::from_gwei("0.000000001").unwrap().wei(), 1);
+        for bad in ["0.0000000001", "-1", "0", "abc", "1e3"] {
+            assert_eq!(
+                WeiPerGas::from_gwei(bad),
+                Err(ChainConfigError::InvalidGwei { value: bad.into() }),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The on-chain side: configuration, the issuer wallet's signer, the
+//! transaction pipeline (sign → persist intent → broadcast → classify) and
+//! the receipt vault calls built on it.
+
+mod client;
+mod config;
+mod nonce;
+mod receipt_info;
+mod signer;
+mod tx;
+mod vault;
+
+pub use client::{ChainClient, ChainError, TxPolicy};
+pub use config::{
+    ChainConfig, ChainConfigError, PasswordSource, SignerSource, WeiPerGas,
+};
+pub use nonce::{
+    NonceManager, RecordedIntent, mark_intent_resolved, record_intent,
+    unresolved_intents,
+};
+pub use receipt_info::{
+    MAX_RECEIPT_INFO_BYTES, RECEIPT_INFO_VERSION, ReceiptInfoError,
+    ReceiptInformation, ReceiptOp,
+};
+pub use signer::{BotSigner, SignerError};
+pub use tx::{
+    AttemptRole, ReceiptSummary, SignedTx, TxAction, TxFailure, TxLifecycle,
+    TxStatus, Uncertainty, UndecodableTx,
+};
+pub use vault::{
+    Burn, BurnOnChain, MintOnChain, SHARE_RATIO, VaultError, VaultService,
+};

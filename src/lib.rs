@@ -3,6 +3,7 @@
 //! every feature's state, mount its routes, serve) is in `startup.rs`.
 
 pub mod auth;
+pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod http;

@@ -2,6 +2,7 @@
 //! Network. The composition root (open and migrate the database, build
 //! every feature's state, mount its routes, serve) is in `startup.rs`.
 
+pub mod alpaca;
 pub mod auth;
 pub mod chain;
 pub mod clock;

@@ -336,3 +336,63 @@ async fn persist_in_one_transaction(
     tx.commit().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{StoredSnapshot, select_snapshot, upsert_snapshot};
+    use crate::{open_pool, run_migrations};
+
+    fn snapshot(last_sequence: usize, version: usize) -> StoredSnapshot {
+        StoredSnapshot {
+            last_sequence,
+            snapshot_version: version,
+            payload: json!({ "at": last_sequence }),
+        }
+    }
+
+    #[tokio::test]
+    async fn snapshot_writes_only_move_forward() {
+        let pool = open_pool("sqlite::memory:", 1).await.unwrap();
+        run_migrations(&pool).await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+
+        assert!(
+            upsert_snapshot(&mut conn, "T", "a", &snapshot(5, 1))
+                .await
+                .unwrap()
+        );
+        // Older and equal sequences lose without touching the row.
+        assert!(
+            !upsert_snapshot(&mut conn, "T", "a", &snapshot(3, 9))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !upsert_snapshot(&mut conn, "T", "a", &snapshot(5, 9))
+                .await
+                .unwrap()
+        );
+        drop(conn);
+        let stored = select_snapshot(&pool, "T", "a").await.unwrap();
+        assert_eq!(stored, Some(snapshot(5, 1)));
+
+        let mut conn = pool.acquire().await.unwrap();
+        assert!(
+            upsert_snapshot(&mut conn, "T", "a", &snapshot(7, 2))
+                .await
+                .unwrap()
+        );
+        // Other aggregate types and ids are independent rows.
+        assert!(
+            upsert_snapshot(&mut conn, "U", "a", &snapshot(1, 1))
+                .await
+                .unwrap()
+        );
+        drop(conn);
+        let stored = select_snapshot(&pool, "T", "a").await.unwrap();
+        assert_eq!(stored, Some(snapshot(7, 2)));
+        assert_eq!(select_snapshot(&pool, "T", "b").await.unwrap(), None);
+    }
+}

@@ -211,7 +211,6 @@ impl<V, A> TxProjection<A> for ViewProjection<V, A>
 where
     V: View<A>,
     A: Aggregate,
-    A::Event: Sync,
 {
     async fn project(
         &self,

@@ -15,8 +15,8 @@ use sqlx::SqlitePool;
 
 use crate::error::{SqliteEsError, is_unique_violation};
 use crate::event_repository::{
-    StoredSnapshot, insert_events, select_events_after, select_snapshot,
-    upsert_snapshot,
+    SqliteEventRepository, StoredSnapshot, insert_events, select_events_after,
+    select_snapshot, upsert_snapshot,
 };
 use crate::projection::TxProjection;
 
@@ -93,6 +93,12 @@ impl<A: Aggregate> SqliteStore<A> {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The raw cqrs-es repository on the same pool, e.g. for
+    /// `QueryReplay` or `stream_all_events`.
+    pub fn repository(&self) -> SqliteEventRepository {
+        SqliteEventRepository::new(self.pool.clone())
     }
 
     fn deserialize(

@@ -95,10 +95,26 @@ async fn events_and_metadata_persist_and_reload() {
     assert_eq!(metadata_json, r#"{"request_id":"req-1"}"#);
 }
 
+const WRITERS: u32 = 8;
+
 #[tokio::test]
 async fn concurrent_writers_on_one_version_exactly_one_wins() {
-    const WRITERS: u32 = 8;
     let (pool, _dir) = file_pool(WRITERS).await;
+    race_writers(pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_a_shared_memory_database_too() {
+    let pool = sqlite_es::open_pool("sqlite::memory:", WRITERS)
+        .await
+        .unwrap();
+    sqlite_es::run_migrations(&pool).await.unwrap();
+    race_writers(pool).await;
+}
+
+/// N tasks load the same version, wait for each other, then all commit.
+#[allow(clippy::unwrap_used, clippy::panic)]
+async fn race_writers(pool: sqlx::SqlitePool) {
     let store = SqliteStore::<Account>::new(pool.clone());
     sqlite_cqrs(store.clone(), ())
         .execute("acc-1", open("a@x.io"))

@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(config.max_fee_per_gas.wei(), 2_500_000_000);
         assert_eq!(config.max_priority_fee_per_gas.wei(), 1_000_000);
         assert_eq!(config.receipt_poll_interval, Duration::from_millis(500));
-        assert_eq!(config.receipt_timeout, Duration::from_secs(120));
+        assert_eq!(config.receipt_timeout, Duration::from_mins(2));
         assert_eq!(config.confirmations, 0);
         assert_eq!(config.log_chunk_blocks, 2000);
         assert_eq!(config.gas_limit_margin_percent, 20);

@@ -2,6 +2,8 @@
 //! transaction pipeline (sign → persist intent → broadcast → classify) and
 //! the receipt vault calls built on it.
 
+#[cfg(test)]
+mod anvil_tests;
 mod client;
 mod config;
 mod nonce;

@@ -273,7 +273,7 @@ pub(crate) mod tests {
         assert!(
             error
                 .as_database_error()
-                .is_some_and(|e| e.is_unique_violation()),
+                .is_some_and(sqlx::error::DatabaseError::is_unique_violation),
             "{error:?}"
         );
     }

@@ -196,7 +196,10 @@ mod tests {
             .unwrap();
         assert_eq!(signer.address(), expected);
         let debug = format!("{signer:?}");
-        assert!(debug.contains("0xf39F"), "{debug}");
+        assert!(
+            debug.contains("0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"),
+            "{debug}"
+        );
         assert!(!debug.contains("ac0974bec"), "{debug}");
 
         assert!(matches!(

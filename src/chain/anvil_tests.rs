@@ -1,0 +1,635 @@
+//! The transaction pipeline and vault service against a real anvil with
+//! the vault stack deployed (`receipt_vault::testing::LocalChain`).
+
+use std::time::Duration;
+
+use alloy::consensus::{SignableTransaction as _, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718 as _;
+use alloy::network::TxSignerSync as _;
+use alloy::primitives::{Bytes, TxKind, U256};
+use alloy::providers::{Provider, RootProvider};
+use chrono::{TimeZone, Utc};
+use receipt_vault::errors::VaultRevert;
+use receipt_vault::roles;
+use receipt_vault::testing::{Certification, LocalChain};
+use sqlx::SqlitePool;
+
+use super::nonce::tests::pool;
+use super::*;
+use crate::quantity::{Quantity, split_for_alpaca};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn policy(max_fee_gwei: &str) -> TxPolicy {
+    TxPolicy {
+        max_fee_per_gas: WeiPerGas::from_gwei(max_fee_gwei).unwrap(),
+        max_priority_fee_per_gas: WeiPerGas::from_gwei("1").unwrap(),
+        gas_limit_margin_percent: 20,
+        receipt_poll_interval: Duration::from_millis(50),
+        confirmations: 0,
+    }
+}
+
+fn client_with(
+    chain: &LocalChain,
+    pool: SqlitePool,
+    policy: TxPolicy,
+) -> ChainClient {
+    ChainClient::from_parts(
+        RootProvider::new_http(chain.rpc_url.clone()),
+        BotSigner::from_signer(chain.bot.clone()),
+        31337,
+        policy,
+        pool,
+    )
+}
+
+fn client(chain: &LocalChain, pool: SqlitePool) -> ChainClient {
+    client_with(chain, pool, policy("100"))
+}
+
+fn info(issuer_request_id: &str, quantity: &str) -> ReceiptInformation {
+    ReceiptInformation::new(
+        ReceiptOp::Mint,
+        format!("tok-{issuer_request_id}"),
+        issuer_request_id.into(),
+        "AAPL".into(),
+        Quantity::parse(quantity).unwrap(),
+        Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap(),
+    )
+    .unwrap()
+}
+
+fn shares(quantity: &str) -> U256 {
+    Quantity::parse(quantity).unwrap().to_shares()
+}
+
+async fn record(pool: &SqlitePool, owner_id: &str, tx: &SignedTx) {
+    let mut conn = pool.acquire().await.unwrap();
+    record_intent(&mut conn, "mint", owner_id, tx)
+        .await
+        .unwrap();
+}
+
+async fn resolve(pool: &SqlitePool, tx: &SignedTx) {
+    let mut conn = pool.acquire().await.unwrap();
+    assert!(mark_intent_resolved(&mut conn, tx.hash).await.unwrap());
+}
+
+/// Sign, persist, broadcast, wait: the mint path as the driver runs it.
+async fn mint(
+    service: &VaultService,
+    pool: &SqlitePool,
+    chain: &LocalChain,
+    id: &str,
+    quantity: &str,
+) -> MintOnChain {
+    let info = info(id, quantity);
+    let tx = service
+        .sign_mint(
+            chain.stack.vault,
+            shares(quantity),
+            chain.ap.address(),
+            &info,
+        )
+        .await
+        .unwrap();
+    record(pool, id, &tx).await;
+    service.client().broadcast(&tx).await.unwrap();
+    let status = service.client().wait_for_outcome(&tx, TIMEOUT).await;
+    let TxStatus::Mined { receipt } = status.unwrap() else {
+        panic!("mint {id} not mined");
+    };
+    resolve(pool, &tx).await;
+    VaultService::parse_mint(&receipt, chain.stack.vault).unwrap()
+}
+
+/// An anvil control call (`evm_mine`, `anvil_dropTransaction`, ...).
+async fn rpc(
+    chain: &LocalChain,
+    method: &'static str,
+    params: serde_json::Value,
+) {
+    let _: serde_json::Value = chain
+        .provider()
+        .raw_request(method.into(), params)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn full_mint_keeps_receipt_and_forwards_shares() {
+    let chain = LocalChain::start().await.unwrap();
+    let pool = pool().await;
+    let service = VaultService::new(client(&chain, pool.clone()));
+    let vault = chain.stack.vault;
+    let bot = chain.bot.address();
+    let ap = chain.ap.address();
+
+    assert!(!service.is_certification_expired(vault).await.unwrap());
+    assert!(service.has_role(vault, roles::DEPOSIT, bot).await.unwrap());
+    assert!(service.has_role(vault, roles::WITHDRAW, bot).await.unwrap());
+    assert!(!service.has_role(vault, roles::DEPOSIT, ap).await.unwrap());
+
+    let minted = mint(&service, &pool, &chain, "m-1", "12.5").await;
+    assert_eq!(minted.receipt_id, U256::from(1));
+    assert_eq!(minted.shares, shares("12.5"));
+    assert!(minted.gas_used > 0);
+    assert_eq!(
+        ReceiptInformation::decode(&minted.receipt_information).unwrap(),
+        info("m-1", "12.5")
+    );
+
+    assert_eq!(
+        service.share_balance(vault, ap).await.unwrap(),
+        shares("12.5")
+    );
+    assert_eq!(service.share_balance(vault, bot).await.unwrap(), U256::ZERO);
+    assert_eq!(
+        service
+            .receipt_balance(vault, bot, U256::from(1))
+            .await
+            .unwrap(),
+        shares("12.5")
+    );
+    assert_eq!(
+        service
+            .receipt_balance(vault, ap, U256::from(1))
+            .await
+            .unwrap(),
+        U256::ZERO
+    );
+    assert!(
+        unresolved_intents(&pool, 31337, bot)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn burn_across_two_receipts_returns_dust() {
+    let chain = LocalChain::start().await.unwrap();
+    let pool = pool().await;
+    let service = VaultService::new(client(&chain, pool.clone()));
+    let vault = chain.stack.vault;
+    let bot = chain.bot.address();
+    let ap = chain.ap.address();
+    let first = mint(&service, &pool, &chain, "m-1", "1.5").await;
+    let second = mint(&service, &pool, &chain, "m-2", "2").await;
+    assert_eq!(second.receipt_id, U256::from(2));
+
+    // The AP redeems by sending shares to the issuer wallet.
+    let redeemed = shares("2.500000000123456789");
+    chain
+        .vault_as(&chain.ap)
+        .transfer(bot, redeemed)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let split = split_for_alpaca(redeemed).unwrap();
+    assert_eq!(split.alpaca.unwrap().to_string(), "2.5");
+    assert_eq!(split.dust, U256::from(123_456_789));
+
+    let burns = [
+        Burn {
+            receipt_id: first.receipt_id,
+            shares: shares("1.5"),
+            receipt_information: first.receipt_information.clone(),
+        },
+        Burn {
+            receipt_id: second.receipt_id,
+            shares: shares("1"),
+            receipt_information: second.receipt_information.clone(),
+        },
+    ];
+    let tx = service
+        .sign_burn(vault, &burns, ap, Some(split.dust))
+        .await
+        .unwrap();
+    record(&pool, "r-1", &tx).await;
+    service.client().broadcast(&tx).await.unwrap();
+    let TxStatus::Mined { receipt } = service
+        .client()
+        .wait_for_outcome(&tx, TIMEOUT)
+        .await
+        .unwrap()
+    else {
+        panic!("burn not mined");
+    };
+    assert_eq!(
+        VaultService::parse_burn(&receipt.logs, vault),
+        vec![
+            BurnOnChain {
+                receipt_id: U256::from(1),
+                shares: shares("1.5"),
+            },
+            BurnOnChain {
+                receipt_id: U256::from(2),
+                shares: shares("1"),
+            },
+        ]
+    );
+    // Logs of another contract are ignored.
+    assert!(VaultService::parse_burn(&receipt.logs, ap).is_empty());
+
+    assert_eq!(service.share_balance(vault, bot).await.unwrap(), U256::ZERO);
+    // 3.5 minted − 2.500000000123456789 sent + dust back = 1.0.
+    assert_eq!(service.share_balance(vault, ap).await.unwrap(), shares("1"));
+    assert_eq!(
+        service
+            .receipt_balance(vault, bot, U256::from(1))
+            .await
+            .unwrap(),
+        U256::ZERO
+    );
+    assert_eq!(
+        service
+            .receipt_balance(vault, bot, U256::from(2))
+            .await
+            .unwrap(),
+        shares("1")
+    );
+}
+
+#[tokio::test]
+async fn two_mints_pipelined_with_consecutive_nonces() {
+    let chain = LocalChain::start().await.unwrap();
+    let pool = pool().await;
+    let service = VaultService::new(client(&chain, pool.clone()));
+    let vault = chain.stack.vault;
+    let ap = chain.ap.address();
+
+    let a = service
+        .sign_mint(vault, shares("1"), ap, &info("m-a", "1"))
+        .await
+        .unwrap();
+    let b = service
+        .sign_mint(vault, shares("2"), ap, &info("m-b", "2"))
+        .await
+        .unwrap();
+    assert_eq!(b.nonce, a.nonce + 1);
+    record(&pool, "m-a", &a).await;
+    record(&pool, "m-b", &b).await;
+    // Broadcast in reverse: the node queues b until a arrives.
+    service.client().broadcast(&b).await.unwrap();
+    service.client().broadcast(&a).await.unwrap();
+
+    let client = service.client();
+    let (ra, rb) = tokio::join!(
+        client.wait_for_outcome(&a, TIMEOUT),
+        client.wait_for_outcome(&b, TIMEOUT)
+    );
+    let (TxStatus::Mined { receipt: ra }, TxStatus::Mined { receipt: rb }) =
+        (ra.unwrap(), rb.unwrap())
+    else {
+        panic!("both mints should be mined");
+    };
+    let ma = VaultService::parse_mint(&ra, vault).unwrap();
+    let mb = VaultService::parse_mint(&rb, vault).unwrap();
+    assert_eq!(
+        (ma.receipt_id, mb.receipt_id),
+        (U256::from(1), U256::from(2))
+    );
+    assert_eq!(service.share_balance(vault, ap).await.unwrap(), shares("3"));
+}
+
+#[tokio::test]
+async fn crash_between_persist_and_broadcast_rebroadcasts_same_bytes() {
+    let chain = LocalChain::start().await.unwrap();
+    let pool = pool().await;
+    let vault = chain.stack.vault;
+    let ap = chain.ap.address();
+
+    let persisted = {
+        let service = VaultService::new(client(&chain, pool.clone()));
+        let tx = service
+            .sign_mint(vault, shares("5"), ap, &info("m-1", "5"))
+            .await
+            .unwrap();
+        record(&pool, "m-1", &tx).await;
+        tx
+        // Crash: the client is dropped before broadcasting.
+    };
+
+    let restarted = client(&chain, pool.clone());
+    let status = restarted.classify(&persisted).await.unwrap();
+    assert_eq!(status, TxStatus::Pending);
+    assert_eq!(
+        TxLifecycle::new(0).decide(AttemptRole::Current, &status),
+        TxAction::Rebroadcast
+    );
+
+    // A new transaction must not take the persisted nonce.
+    let fresh = VaultService::new(restarted.clone())
+        .sign_mint(vault, shares("1"), ap, &info("m-2", "1"))
+        .await
+        .unwrap();
+    assert_eq!(fresh.nonce, persisted.nonce + 1);
+    restarted.release(&fresh).await;
+
+    restarted.broadcast(&persisted).await.unwrap();
+    // Broadcasting the same bytes again is harmless.
+    restarted.broadcast(&persisted).await.unwrap();
+    let TxStatus::Mined { receipt } = restarted
+        .wait_for_outcome(&persisted, TIMEOUT)
+        .await
+        .unwrap()
+    else {
+        panic!("persisted mint not mined");
+    };
+    let minted = VaultService::parse_mint(&receipt, vault).unwrap();
+    assert_eq!(minted.receipt_id, U256::from(1));
+    // Once mined, a rebroadcast ("nonce too low") still counts as sent.
+    restarted.broadcast(&persisted).await.unwrap();
+    assert_eq!(service_balance(&chain, &restarted).await, shares("5"));
+}
+
+async fn service_balance(chain: &LocalChain, client: &ChainClient) -> U256 {
+    VaultService::new(client.clone())
+        .share_balance(chain.stack.vault, chain.ap.address())
+        .await
+        .unwrap()
+}
+
+/// A zero-value self-transfer from the bot with an explicit nonce.
+fn raw_self_transfer(chain: &LocalChain, nonce: u64) -> Bytes {
+    let mut tx = TxEip1559 {
+        chain_id: 31337,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 100_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(chain.bot.address()),
+        value: U256::ZERO,
+        access_list: alloy::eips::eip2930::AccessList::default(),
+        input: Bytes::new(),
+    };
+    let signature = chain.bot.sign_transaction_sync(&mut tx).unwrap();
+    TxEnvelope::from(tx.into_signed(signature))
+        .encoded_2718()
+        .into()
+}
+
+#[tokio::test]
+async fn dropped_transaction_is_replaced_exactly_once() {
+    let chain = LocalChain::start().await.unwrap();
+    let pool = pool().await;
+    let service = VaultService::new(client(&chain, pool.clone()));
+    let client = service.client().clone();
+    let vault = chain.stack.vault;
+    let ap = chain.ap.address();
+
+    rpc(&chain, "evm_setAutomine", serde_json::json!([false])).await;
+    let original = service
+        .sign_mint(vault, shares("7"), ap, &info("m-1", "7"))
+        .await
+        .unwrap();
+    record(&pool, "m-1", &original).await;
+    client.broadcast(&original).await.unwrap();
+    assert_eq!(client.classify(&original).await.unwrap(), TxStatus::Pending);
+
+    // The node forgets it, and another transaction takes its nonce.
+    rpc(
+        &chain,
+        "anvil_dropTransaction",
+        serde_json::json!([original.hash]),
+    )
+    .await;
+    let _competitor = chain
+        .provider()
+        .send_raw_transaction(&raw_self_transfer(&chain, original.nonce))
+        .await
+        .unwrap();
+    rpc(&chain, "evm_mine", serde_json::json!([])).await;
+
+    let status = client.classify(&original).await.unwrap();
+    assert_eq!(status, TxStatus::Dead);
+    let lifecycle = TxLifecycle::new(0);
+    assert_eq!(
+        lifecycle.decide(AttemptRole::Current, &status),
+        TxAction::Replace
+    );
+
+    // Replace: same calldata, fresh nonce; the original is resolved.
+    let replacement = client
+        .sign(vault, original.calldata().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(replacement.nonce, original.nonce + 1);
+    {
+        let mut conn = pool.acquire().await.unwrap();
+        record_intent(&mut conn, "mint", "m-1", &replacement)
+            .await
+            .unwrap();
+        mark_intent_resolved(&mut conn, original.hash)
+            .await
+            .unwrap();
+    }
+    client.broadcast(&replacement).await.unwrap();
+    rpc(&chain, "evm_mine", serde_json::json!([])).await;
+    rpc(&chain, "evm_setAutomine", serde_json::json!([true])).await;
+
+    let replaced = TxLifecycle::new(1);
+    let status = client.classify(&replacement).await.unwrap();
+    let TxStatus::Mined { receipt } = &status else {
+        panic!("replacement not mined: {status:?}");
+    };
+    assert_eq!(
+        replaced.decide(AttemptRole::Current, &status),
+        TxAction::RecordSuccess
+    );
+    let minted = VaultService::parse_mint(receipt, vault).unwrap();
+    assert_eq!(minted.receipt_id, U256::from(1));
+
+    // The original stays dead and nothing more is done about it.
+    let status = client.classify(&original).await.unwrap();
+    assert_eq!(status, TxStatus::Dead);
+    assert_eq!(
+        replaced.decide(AttemptRole::Superseded, &status),
+        TxAction::NothingToDo
+    );
+    // Exactly one deposit happened.
+    assert_eq!(service.share_balance(vault, ap).await.unwrap(), shares("7"));
+    assert_eq!(
+        service
+            .receipt_balance(vault, chain.bot.address(), U256::from(2))
+            .await
+            .unwrap(),
+        U256::ZERO
+    );
+}
+
+#[tokio::test]
+async fn fee_above_ceiling_signs_and_sends_nothing() {
+    let chain = LocalChain::start().await.unwrap();
+    let pool = pool().await;
+    let bot = chain.bot.address();
+    let cheap = client_with(&chain, pool.clone(), policy("0.000000001"));
+    let before = chain
+        .provider()
+        .get_transaction_count(bot)
+        .pending()
+        .await
+        .unwrap();
+    let error = VaultService::new(cheap.clone())
+        .sign_mint(
+            chain.stack.vault,
+            shares("1"),
+            chain.ap.address(),
+            &info("m-1", "1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ChainError::FeeAboveCeiling { estimated, ceiling: 1 } if estimated > 1
+        ),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
+    let after = chain
+        .provider()
+        .get_transaction_count(bot)
+        .pending()
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    // No nonce was consumed either: a normal client starts at the chain's.
+    let normal = VaultService::new(client(&chain, pool));
+    let tx = normal
+        .sign_mint(
+            chain.stack.vault,
+            shares("1"),
+            chain.ap.address(),
+            &info("m-1", "1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(tx.nonce, before);
+}
+
+#[tokio::test]
+async fn expired_certification_is_a_deterministic_revert() {
+    let chain = LocalChain::start_with(Certification::Expired)
+        .await
+        .unwrap();
+    let pool = pool().await;
+    let service = VaultService::new(client(&chain, pool));
+    let vault = chain.stack.vault;
+    assert!(service.is_certification_expired(vault).await.unwrap());
+
+    let error = service
+        .sign_mint(vault, shares("1"), chain.ap.address(), &info("m-1", "1"))
+        .await
+        .unwrap_err();
+    let ChainError::WouldRevert { revert } = &error else {
+        panic!("expected WouldRevert, got {error:?}");
+    };
+    assert_eq!(
+        **revert,
+        VaultRevert::CertificationExpired {
+            from: chain.bot.address(),
+            to: chain.ap.address(),
+        }
+    );
+    assert!(!error.is_retryable());
+}
+
+#[tokio::test]
+async fn mined_revert_is_classified_with_its_reason() {
+    let chain = LocalChain::start().await.unwrap();
+    let pool = pool().await;
+    let service = VaultService::new(client(&chain, pool.clone()));
+    let vault = chain.stack.vault;
+
+    // A separate certifier, so lapsing the certification does not use
+    // the bot's nonces.
+    let certifier = chain.signer(2).unwrap();
+    receipt_vault::deploy::grant_role(
+        chain.provider(),
+        chain.stack.authorizer,
+        roles::CERTIFY,
+        certifier.address(),
+    )
+    .await
+    .unwrap();
+    // Signed while certified (gas estimate passes) ...
+    let tx = service
+        .sign_mint(vault, shares("1"), chain.ap.address(), &info("m-1", "1"))
+        .await
+        .unwrap();
+    record(&pool, "m-1", &tx).await;
+    // ... then certification lapses before it is mined.
+    chain
+        .vault_as(&certifier)
+        .certify(U256::from(1), true, Bytes::new())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    service.client().broadcast(&tx).await.unwrap();
+    let status = service
+        .client()
+        .wait_for_outcome(&tx, TIMEOUT)
+        .await
+        .unwrap();
+    let TxStatus::Reverted { revert, .. } = &status else {
+        panic!("expected a revert, got {status:?}");
+    };
+    let expected = VaultRevert::CertificationExpired {
+        from: chain.bot.address(),
+        to: chain.ap.address(),
+    };
+    assert_eq!(revert.as_ref(), Some(&expected));
+    assert_eq!(
+        TxLifecycle::new(0).decide(AttemptRole::Current, &status),
+        TxAction::Fail {
+            reason: TxFailure::DeterministicRevert(expected)
+        }
+    );
+}
+
+#[tokio::test]
+async fn connect_checks_the_chain_id() {
+    let chain = LocalChain::start().await.unwrap();
+    let config: ChainConfig = toml::from_str(&format!(
+        r#"
+        rpc_url = "{}"
+        chain_id = 8453
+        network = "base"
+        private_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+        max_fee_per_gas_gwei = 100
+        max_priority_fee_per_gas_gwei = 1
+        "#,
+        chain.rpc_url
+    ))
+    .unwrap();
+    let signer = BotSigner::from_source(&config.signer).unwrap();
+    assert_eq!(signer.address(), chain.bot.address());
+    let error = ChainClient::connect(&config, signer.clone(), pool().await)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        ChainError::WrongChain {
+            expected: 8453,
+            actual: 31337
+        }
+    ));
+    let config = ChainConfig {
+        chain_id: 31337,
+        ..config
+    };
+    let client = ChainClient::connect(&config, signer, pool().await)
+        .await
+        .unwrap();
+    assert_eq!(client.address(), chain.bot.address());
+    assert_eq!(client.chain_id(), 31337);
+}

@@ -213,8 +213,15 @@ fn signer(
         .ok_or(LocalChainError::MissingKey { index })
 }
 
+/// Nonces are fetched from the node for every transaction (not cached per
+/// provider), so several providers may sign with the same key — the
+/// deployer and the bot are one key.
 fn provider_for(rpc_url: &Url, signer: &PrivateKeySigner) -> DynProvider {
     ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
         .wallet(signer.clone())
         .connect_http(rpc_url.clone())
         .erased()

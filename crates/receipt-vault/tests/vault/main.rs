@@ -1,0 +1,6 @@
+//! Vault behaviour against a real anvil (receipt-vault spec §7–§10).
+#![cfg(test)]
+
+mod flows;
+mod reverts;
+mod support;

@@ -70,6 +70,12 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[alpaca]` Broker API client; absent = no Alpaca calls.
+    #[serde(default)]
+    pub alpaca: Option<crate::alpaca::AlpacaConfig>,
+    /// `[chain]` RPC, issuer wallet and fee limits; absent = no chain.
+    #[serde(default)]
+    pub chain: Option<crate::chain::ChainConfig>,
 }
 
 impl Config {
@@ -520,6 +526,8 @@ impl Config {
             auth,
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
+            alpaca: None,
+            chain: None,
         }
     }
 }

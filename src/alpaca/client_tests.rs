@@ -755,3 +755,41 @@ fn config_parses_from_toml_with_defaults_and_rejects_unknown_keys() {
     ));
     assert!(unknown.is_err());
 }
+
+#[test]
+fn service_config_carries_the_alpaca_section_from_the_environment() {
+    use crate::config::{Config, TEST_ALPACA_KEY, TEST_INTERNAL_KEY};
+    let vars = [
+        ("ISSUANCE_AUTH__ALPACA__API_KEY", TEST_ALPACA_KEY.to_owned()),
+        (
+            "ISSUANCE_AUTH__INTERNAL__API_KEY",
+            TEST_INTERNAL_KEY.to_owned(),
+        ),
+        (
+            "ISSUANCE_ALPACA__BASE_URL",
+            "https://broker-api.sandbox.alpaca.markets".to_owned(),
+        ),
+        ("ISSUANCE_ALPACA__ACCOUNT_ID", ACCOUNT.to_string()),
+        ("ISSUANCE_ALPACA__API_KEY_ID", KEY_ID.to_owned()),
+        ("ISSUANCE_ALPACA__API_SECRET", SECRET.to_owned()),
+        ("ISSUANCE_ALPACA__MAX_RETRIES", "2".to_owned()),
+    ]
+    .map(|(name, value)| (name.into(), value.into()));
+    let loaded = Config::from_sources(None, vars).unwrap();
+    let alpaca = loaded.alpaca.unwrap();
+    assert_eq!(alpaca.account_id, ACCOUNT);
+    assert_eq!(alpaca.max_retries, 2);
+    assert_eq!(alpaca.redeem_path, RedeemPath::Seed);
+    assert!(!format!("{alpaca:?}").contains(SECRET));
+
+    let without = Config::from_sources(
+        None,
+        [
+            ("ISSUANCE_AUTH__ALPACA__API_KEY", TEST_ALPACA_KEY),
+            ("ISSUANCE_AUTH__INTERNAL__API_KEY", TEST_INTERNAL_KEY),
+        ]
+        .map(|(name, value)| (name.into(), value.into())),
+    )
+    .unwrap();
+    assert!(without.alpaca.is_none());
+}

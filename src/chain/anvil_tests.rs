@@ -633,3 +633,27 @@ async fn connect_checks_the_chain_id() {
     assert_eq!(client.address(), chain.bot.address());
     assert_eq!(client.chain_id(), 31337);
 }
+
+#[tokio::test]
+async fn readiness_probe_checks_the_chain_id() {
+    use crate::http::health::ReadinessProbe as _;
+    use crate::tokenized_asset::Network;
+
+    let chain = LocalChain::start().await.unwrap();
+    let good = ChainProbe::new(client(&chain, pool().await), Network::Base);
+    assert_eq!(good.name(), "chain:base");
+    good.check().await.unwrap();
+
+    let wrong = ChainClient::from_parts(
+        RootProvider::new_http(chain.rpc_url.clone()),
+        BotSigner::from_signer(chain.bot.clone()),
+        8453,
+        policy("100"),
+        pool().await,
+    );
+    let error = ChainProbe::new(wrong, Network::Base)
+        .check()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("8453"), "{error}");
+}

@@ -7,6 +7,7 @@ mod anvil_tests;
 mod client;
 mod config;
 mod nonce;
+mod probe;
 mod receipt_info;
 mod signer;
 mod tx;
@@ -20,6 +21,7 @@ pub use nonce::{
     NonceManager, RecordedIntent, mark_intent_resolved, record_intent,
     unresolved_intents,
 };
+pub use probe::ChainProbe;
 pub use receipt_info::{
     MAX_RECEIPT_INFO_BYTES, RECEIPT_INFO_VERSION, ReceiptInfoError,
     ReceiptInformation, ReceiptOp,

@@ -12,8 +12,11 @@ use cqrs_es::{Aggregate, EventEnvelope, View};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::error::{SqliteEsError, is_unique_violation};
-use crate::event_repository::SqliteEventRepository;
+use crate::event_repository::select_page_by_aggregate;
 use crate::view_repository::ViewTable;
+
+/// Events read per page while rebuilding a view table.
+const REBUILD_PAGE: u32 = 512;
 
 /// A projection applied atomically with the events it projects.
 #[async_trait]
@@ -164,37 +167,52 @@ where
     /// Rewrites the whole table from the event log; returns the number of
     /// events replayed.
     ///
-    /// Runs under `BEGIN IMMEDIATE`, so no command can commit while the
-    /// table is rebuilt, and the replay sees every committed event. Events
-    /// are streamed grouped by aggregate, so only one view is held in
-    /// memory. Needs a second pool connection for the event stream.
+    /// Runs in one `BEGIN IMMEDIATE` transaction, so no command commits
+    /// while the table is rebuilt and the replay sees every committed
+    /// event. Events are paged along the primary key on that same
+    /// connection (works on a one-connection pool), grouped by aggregate,
+    /// so memory holds one page and one view.
     pub async fn rebuild(
         &self,
         pool: &SqlitePool,
     ) -> Result<u64, SqliteEsError> {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         self.table.delete_all(&mut tx).await?;
-        let repo = SqliteEventRepository::new(pool.clone());
-        let mut stream = repo.stream_grouped_by_aggregate(A::TYPE);
         let mut replayed: u64 = 0;
         let mut current: Option<(String, V)> = None;
-        while let Some(event) = stream.next::<A>(&[]).await {
-            let event = event?;
-            replayed =
-                replayed.checked_add(1).ok_or(SqliteEsError::Overflow {
-                    what: "replay count",
-                })?;
-            match &mut current {
-                Some((view_id, view)) if *view_id == event.aggregate_id => {
-                    view.update(&event);
-                }
-                _ => {
-                    if let Some((view_id, view)) = current.take() {
-                        self.table.write(&mut tx, &view_id, &view, 0).await?;
+        let mut cursor = (String::new(), 0_usize);
+        loop {
+            let page = select_page_by_aggregate(
+                &mut tx,
+                A::TYPE,
+                (&cursor.0, cursor.1),
+                REBUILD_PAGE,
+            )
+            .await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            cursor = (last.aggregate_id.clone(), last.sequence);
+            for event in page {
+                let event = EventEnvelope::<A>::try_from(event)?;
+                replayed =
+                    replayed.checked_add(1).ok_or(SqliteEsError::Overflow {
+                        what: "replay count",
+                    })?;
+                match &mut current {
+                    Some((view_id, view)) if *view_id == event.aggregate_id => {
+                        view.update(&event);
                     }
-                    let mut view = V::default();
-                    view.update(&event);
-                    current = Some((event.aggregate_id, view));
+                    _ => {
+                        if let Some((view_id, view)) = current.take() {
+                            self.table
+                                .write(&mut tx, &view_id, &view, 0)
+                                .await?;
+                        }
+                        let mut view = V::default();
+                        view.update(&event);
+                        current = Some((event.aggregate_id, view));
+                    }
                 }
             }
         }

@@ -89,8 +89,8 @@ async fn replaying_100k_events_is_streamed_with_bounded_memory() {
         "peak RSS grew by {peak_growth_kib} KiB while streaming"
     );
 
-    // A full view rebuild over the same log (needs a second connection).
-    let pool = open_pool(&url, 2).await.unwrap();
+    // A full view rebuild over the same log, on a one-connection pool.
+    let pool = open_pool(&url, 1).await.unwrap();
     create_view_table(&pool, "account_view").await.unwrap();
     let view = ViewProjection::<AccountView, Account>::new("account_view");
     let replayed = view.rebuild(&pool).await.unwrap();

@@ -382,3 +382,32 @@ async fn sequence_gap_in_the_log_is_reported_not_skipped() {
         })
     ));
 }
+
+#[tokio::test]
+async fn rebuild_works_on_a_one_connection_memory_pool() {
+    let pool = sqlite_es::open_pool("sqlite::memory:", 1).await.unwrap();
+    sqlite_es::run_migrations(&pool).await.unwrap();
+    create_view_table(&pool, "account_view").await.unwrap();
+    let view =
+        Arc::new(ViewProjection::<AccountView, Account>::new("account_view"));
+    let cqrs = sqlite_cqrs(
+        SqliteStore::<Account>::new(pool.clone()).with_projection(view.clone()),
+        (),
+    );
+    cqrs.execute("acc-1", open("a@x.io")).await.unwrap();
+    cqrs.execute("acc-1", deposit(3)).await.unwrap();
+    let before = view.load(&pool, "acc-1").await.unwrap();
+    sqlx::query("DELETE FROM account_view")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let replayed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        view.rebuild(&pool),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(replayed, 2);
+    assert_eq!(view.load(&pool, "acc-1").await.unwrap(), before);
+}

@@ -95,6 +95,18 @@ impl<A: Aggregate> SqliteStore<A> {
         &self.pool
     }
 
+    /// Deletes every snapshot of `A` (e.g. at startup after `apply` or
+    /// the aggregate's shape changed); loads then replay from the log.
+    /// Returns the number of snapshots removed.
+    pub async fn clear_snapshots(&self) -> Result<u64, SqliteEsError> {
+        let result =
+            sqlx::query("DELETE FROM snapshots WHERE aggregate_type = ?")
+                .bind(A::TYPE)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected())
+    }
+
     /// The raw cqrs-es repository on the same pool, e.g. for
     /// `QueryReplay` or `stream_all_events`.
     pub fn repository(&self) -> SqliteEventRepository {

@@ -226,6 +226,11 @@ async fn snapshots_are_written_used_and_never_go_backwards() {
             .await
             .unwrap();
     assert_eq!(version, 2, "stale snapshot must not overwrite");
+
+    assert_eq!(store.clear_snapshots().await.unwrap(), 1);
+    assert_eq!(count(&pool, snapshots).await, 0);
+    let mut context = store.load_aggregate("acc-1").await.unwrap();
+    assert_eq!(context.aggregate().balance, 100);
 }
 
 #[tokio::test]
@@ -410,4 +415,57 @@ async fn rebuild_works_on_a_one_connection_memory_pool() {
     .unwrap();
     assert_eq!(replayed, 2);
     assert_eq!(view.load(&pool, "acc-1").await.unwrap(), before);
+}
+
+/// Fails every commit in a chosen way.
+struct Failing(fn() -> sqlite_es::ProjectionError);
+
+#[async_trait::async_trait]
+impl sqlite_es::TxProjection<Account> for Failing {
+    async fn project(
+        &self,
+        _conn: &mut sqlx::SqliteConnection,
+        _events: &[cqrs_es::EventEnvelope<Account>],
+    ) -> Result<(), sqlite_es::ProjectionError> {
+        Err((self.0)())
+    }
+}
+
+#[tokio::test]
+async fn other_projection_failures_roll_back_and_keep_their_cause() {
+    let (pool, _dir) = file_pool(2).await;
+    // Missing table: a database error, reported as such.
+    let missing_table = SqliteStore::<Account>::new(pool.clone())
+        .with_projection(Arc::new(EmailClaims));
+    let err = sqlite_cqrs(missing_table, ())
+        .execute("acc-1", open("a@x.io"))
+        .await
+        .unwrap_err();
+    let AggregateError::DatabaseConnectionError(cause) = err else {
+        panic!("expected DatabaseConnectionError, got {err:?}");
+    };
+    assert!(matches!(
+        cause.downcast_ref::<SqliteEsError>(),
+        Some(SqliteEsError::Sqlx(_))
+    ));
+
+    let custom = SqliteStore::<Account>::new(pool.clone()).with_projection(
+        Arc::new(Failing(|| {
+            sqlite_es::ProjectionError::Other("ledger closed".into())
+        })),
+    );
+    let err = sqlite_cqrs(custom, ())
+        .execute("acc-1", open("a@x.io"))
+        .await
+        .unwrap_err();
+    let AggregateError::UnexpectedError(cause) = err else {
+        panic!("expected UnexpectedError, got {err:?}");
+    };
+    match cause.downcast_ref::<SqliteEsError>() {
+        Some(SqliteEsError::Projection(inner)) => {
+            assert_eq!(inner.to_string(), "ledger closed");
+        }
+        other => panic!("expected Projection, got {other:?}"),
+    }
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM events").await, 0);
 }

@@ -1,6 +1,7 @@
 //! The transaction pipeline and vault service against a real anvil with
 //! the vault stack deployed (`receipt_vault::testing::LocalChain`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::consensus::{SignableTransaction as _, TxEip1559, TxEnvelope};
@@ -16,6 +17,7 @@ use sqlx::SqlitePool;
 
 use super::nonce::tests::pool;
 use super::*;
+use crate::clock::{Clock, FixedClock};
 use crate::quantity::{Quantity, split_for_alpaca};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,6 +32,14 @@ fn policy(max_fee_gwei: &str) -> TxPolicy {
     }
 }
 
+fn signing_time() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 12, 30, 0).unwrap()
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(FixedClock::new(signing_time()))
+}
+
 fn client_with(
     chain: &LocalChain,
     pool: SqlitePool,
@@ -41,6 +51,7 @@ fn client_with(
         31337,
         policy,
         pool,
+        clock(),
     )
 }
 
@@ -272,6 +283,8 @@ async fn two_mints_pipelined_with_consecutive_nonces() {
         .await
         .unwrap();
     assert_eq!(b.nonce, a.nonce + 1);
+    assert_eq!((a.signed_at, b.signed_at), (signing_time(), signing_time()));
+    assert_eq!((a.from, a.chain_id), (chain.bot.address(), 31337));
     record(&pool, "m-a", &a).await;
     record(&pool, "m-b", &b).await;
     // Broadcast in reverse: the node queues b until a arrives.
@@ -415,11 +428,11 @@ async fn dropped_transaction_is_replaced_exactly_once() {
     );
 
     // Replace: same calldata, fresh nonce; the original is resolved.
-    let replacement = client
-        .sign(vault, original.calldata().unwrap())
-        .await
-        .unwrap();
+    let replacement = client.replacement_for(&original).await.unwrap();
     assert_eq!(replacement.nonce, original.nonce + 1);
+    assert_eq!(replacement.to, original.to);
+    assert_eq!(replacement.calldata(), original.calldata());
+    assert_ne!(replacement.hash, original.hash);
     {
         let mut conn = pool.acquire().await.unwrap();
         record_intent(&mut conn, "mint", "m-1", &replacement)
@@ -613,9 +626,10 @@ async fn connect_checks_the_chain_id() {
     .unwrap();
     let signer = BotSigner::from_source(&config.signer).unwrap();
     assert_eq!(signer.address(), chain.bot.address());
-    let error = ChainClient::connect(&config, signer.clone(), pool().await)
-        .await
-        .unwrap_err();
+    let error =
+        ChainClient::connect(&config, signer.clone(), pool().await, clock())
+            .await
+            .unwrap_err();
     assert!(matches!(
         error,
         ChainError::WrongChain {
@@ -627,7 +641,7 @@ async fn connect_checks_the_chain_id() {
         chain_id: 31337,
         ..config
     };
-    let client = ChainClient::connect(&config, signer, pool().await)
+    let client = ChainClient::connect(&config, signer, pool().await, clock())
         .await
         .unwrap();
     assert_eq!(client.address(), chain.bot.address());
@@ -650,6 +664,7 @@ async fn readiness_probe_checks_the_chain_id() {
         8453,
         policy("100"),
         pool().await,
+        clock(),
     );
     let error = ChainProbe::new(wrong, Network::Base)
         .check()

@@ -14,15 +14,18 @@ use alloy::rpc::types::{
     TransactionInput, TransactionReceipt, TransactionRequest,
 };
 use alloy::transports::TransportError;
-use chrono::Utc;
 use receipt_vault::errors::VaultRevert;
 use sqlx::SqlitePool;
 use tokio::time::Instant;
 
+use crate::clock::Clock;
+
 use super::config::{ChainConfig, WeiPerGas};
 use super::nonce::NonceManager;
 use super::signer::BotSigner;
-use super::tx::{ReceiptSummary, SignedTx, TxStatus, Uncertainty};
+use super::tx::{
+    ReceiptSummary, SignedTx, TxStatus, Uncertainty, UndecodableTx,
+};
 
 /// Rebroadcast a pending transaction at most this often while waiting.
 const REBROADCAST_EVERY: Duration = Duration::from_secs(5);
@@ -55,6 +58,8 @@ pub enum ChainError {
     BroadcastRejected { hash: TxHash, message: String },
     #[error("node returned hash {returned} for {expected}")]
     HashMismatch { expected: TxHash, returned: TxHash },
+    #[error(transparent)]
+    Undecodable(#[from] UndecodableTx),
     #[error(
         "transaction {hash} is for chain {chain_id} wallet {from}, not this \
          client"
@@ -68,9 +73,12 @@ pub enum ChainError {
 
 impl ChainError {
     fn rpc(operation: &'static str) -> impl FnOnce(TransportError) -> Self {
-        move |source| Self::Rpc {
-            operation,
-            source: Box::new(source),
+        move |source| {
+            count_rpc_error(operation);
+            Self::Rpc {
+                operation,
+                source: Box::new(source),
+            }
         }
     }
 
@@ -86,6 +94,7 @@ impl ChainError {
             | Self::GasOverflow { .. }
             | Self::Sign(_)
             | Self::HashMismatch { .. }
+            | Self::Undecodable(_)
             | Self::ForeignTx { .. } => false,
         }
     }
@@ -114,18 +123,30 @@ impl TxPolicy {
 }
 
 /// One per (chain, wallet); clones share the provider and nonce manager.
+/// Build it once per wallet and clone it: two independent clients for the
+/// same wallet would only be kept apart by the `tx_intents` primary key.
 #[derive(Debug, Clone)]
 pub struct ChainClient {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     provider: RootProvider,
     signer: BotSigner,
     chain_id: u64,
     policy: TxPolicy,
     nonces: NonceManager,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainClient")
+            .field("chain_id", &self.chain_id)
+            .field("signer", &self.signer)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChainClient {
@@ -134,6 +155,7 @@ impl ChainClient {
         config: &ChainConfig,
         signer: BotSigner,
         pool: SqlitePool,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, ChainError> {
         let provider = RootProvider::new_http(config.rpc_url.clone());
         let client = Self::from_parts(
@@ -142,6 +164,7 @@ impl ChainClient {
             config.chain_id,
             TxPolicy::from_config(config),
             pool,
+            clock,
         );
         client.check_chain_id().await?;
         Ok(client)
@@ -153,6 +176,7 @@ impl ChainClient {
         chain_id: u64,
         policy: TxPolicy,
         pool: SqlitePool,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let nonces = NonceManager::new(chain_id, signer.address(), pool);
         Self {
@@ -162,6 +186,7 @@ impl ChainClient {
                 chain_id,
                 policy,
                 nonces,
+                clock,
             }),
         }
     }
@@ -277,7 +302,7 @@ impl ChainClient {
                 }
             };
         let envelope = TxEnvelope::from(tx.into_signed(signature));
-        Ok(SignedTx {
+        let signed = SignedTx {
             raw: Bytes::from(envelope.encoded_2718()),
             hash: *envelope.tx_hash(),
             nonce,
@@ -287,8 +312,27 @@ impl ChainClient {
             gas_limit,
             max_fee_per_gas: ceiling,
             max_priority_fee_per_gas,
-            signed_at: Utc::now(),
-        })
+            signed_at: self.inner.clock.now(),
+        };
+        tracing::info!(
+            target: "chain",
+            tx_hash = %signed.hash,
+            nonce,
+            %to,
+            gas_limit,
+            "signed transaction"
+        );
+        Ok(signed)
+    }
+
+    /// Signs a replacement for `old` (proven reverted or dead): the same
+    /// call with a fresh nonce, gas estimate and fees.
+    pub async fn replacement_for(
+        &self,
+        old: &SignedTx,
+    ) -> Result<SignedTx, ChainError> {
+        self.check_ownership(old)?;
+        self.sign(old.to, old.calldata()?).await
     }
 
     /// Returns the nonce of a transaction whose intent was never committed
@@ -317,6 +361,12 @@ impl ChainClient {
             Ok(pending) => {
                 let returned = *pending.tx_hash();
                 if returned == tx.hash {
+                    tracing::info!(
+                        target: "chain",
+                        tx_hash = %tx.hash,
+                        nonce = tx.nonce,
+                        "broadcast transaction"
+                    );
                     Ok(())
                 } else {
                     Err(ChainError::HashMismatch {
@@ -515,10 +565,18 @@ impl ChainClient {
 fn uncertain(
     operation: &'static str,
 ) -> impl FnOnce(TransportError) -> Uncertainty {
-    move |error| Uncertainty::Rpc {
-        operation,
-        message: error.to_string(),
+    move |error| {
+        count_rpc_error(operation);
+        Uncertainty::Rpc {
+            operation,
+            message: error.to_string(),
+        }
     }
+}
+
+fn count_rpc_error(operation: &'static str) {
+    metrics::counter!("chain_rpc_errors_total", "operation" => operation)
+        .increment(1);
 }
 
 /// The revert carried by a JSON-RPC error response, if any.

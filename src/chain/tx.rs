@@ -31,9 +31,31 @@ pub struct SignedTx {
     pub from: Address,
     pub to: Address,
     pub gas_limit: u64,
+    #[serde(with = "u128_decimal")]
     pub max_fee_per_gas: u128,
+    #[serde(with = "u128_decimal")]
     pub max_priority_fee_per_gas: u128,
     pub signed_at: DateTime<Utc>,
+}
+
+/// u128 as a decimal string: cqrs-es round-trips events through
+/// `serde_json::Value`, whose numbers cannot hold values above u64::MAX.
+mod u128_decimal {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &u128,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<u128, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +80,7 @@ pub struct ReceiptSummary {
     pub block_number: u64,
     pub block_hash: B256,
     pub gas_used: u64,
+    #[serde(with = "u128_decimal")]
     pub effective_gas_price: u128,
     pub logs: Vec<Log>,
 }
@@ -350,7 +373,20 @@ mod tests {
                 .with_timezone(&Utc),
         };
         let json = serde_json::to_string(&tx).unwrap();
+        assert!(json.contains("\"max_fee_per_gas\":\"18446744073709551616\""));
         assert_eq!(serde_json::from_str::<SignedTx>(&json).unwrap(), tx);
+        // Events pass through serde_json::Value in cqrs-es.
+        let value = serde_json::to_value(&tx).unwrap();
+        assert_eq!(serde_json::from_value::<SignedTx>(value).unwrap(), tx);
+        let summary = ReceiptSummary {
+            effective_gas_price: u128::MAX,
+            ..receipt()
+        };
+        let value = serde_json::to_value(&summary).unwrap();
+        assert_eq!(
+            serde_json::from_value::<ReceiptSummary>(value).unwrap(),
+            summary
+        );
         assert_eq!(tx.calldata(), Err(UndecodableTx { hash: tx.hash }));
     }
 }

@@ -16,7 +16,9 @@ use crate::{
 };
 
 /// Addresses of one deployed vault and the shared contracts it came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+)]
 pub struct VaultStack {
     pub factory: Address,
     pub vault: Address,

@@ -272,6 +272,15 @@ impl VaultRevert {
         error.as_revert_data().map(|data| Self::decode(&data))
     }
 
+    /// Decodes the revert carried by a JSON-RPC error (e.g. from
+    /// `eth_estimateGas` or `eth_call`), if it has revert data.
+    pub fn from_transport_error(
+        error: &alloy::transports::TransportError,
+    ) -> Option<Self> {
+        let payload = error.as_error_resp()?;
+        payload.as_revert_data().map(|data| Self::decode(&data))
+    }
+
     /// The recognised OZ v4 string, for `Error(string)` reverts.
     pub fn reason(&self) -> Option<RevertReason> {
         match self {

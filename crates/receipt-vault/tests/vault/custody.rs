@@ -241,3 +241,23 @@ async fn unknown_selectors_succeed_with_empty_data() {
     // A binding mistake shows up as "no return data", not as a revert.
     assert!(output.is_empty());
 }
+
+#[tokio::test]
+async fn reverts_decode_from_raw_rpc_errors_too() {
+    let chain = LocalChain::start().await.unwrap();
+    let ap = chain.ap.address();
+    let call = chain
+        .vault_as(&chain.ap)
+        .deposit(ONE, ap, ONE, Bytes::new())
+        .into_transaction_request()
+        .from(ap);
+
+    let error = chain.provider_for(&chain.ap).call(call).await.unwrap_err();
+
+    let revert = VaultRevert::from_transport_error(&error).unwrap();
+    assert!(matches!(
+        revert,
+        VaultRevert::Unauthorized { user, permission, .. }
+            if user == ap && permission == roles::DEPOSIT
+    ));
+}

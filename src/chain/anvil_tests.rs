@@ -421,6 +421,13 @@ async fn dropped_transaction_is_replaced_exactly_once() {
 
     let status = client.classify(&original).await.unwrap();
     assert_eq!(status, TxStatus::Dead);
+    // Its bytes can no longer be sent: the node refuses and does not
+    // know the hash, so this is not reported as sent.
+    let refused = client.broadcast(&original).await.unwrap_err();
+    assert!(
+        matches!(&refused, ChainError::BroadcastRejected { hash, .. } if *hash == original.hash),
+        "{refused:?}"
+    );
     let lifecycle = TxLifecycle::new(0);
     assert_eq!(
         lifecycle.decide(AttemptRole::Current, &status),
@@ -671,4 +678,98 @@ async fn readiness_probe_checks_the_chain_id() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("8453"), "{error}");
+}
+
+#[tokio::test]
+async fn receipts_wait_for_the_configured_confirmations() {
+    let chain = LocalChain::start().await.unwrap();
+    let pool = pool().await;
+    let deep = TxPolicy {
+        confirmations: 2,
+        ..policy("100")
+    };
+    let service = VaultService::new(client_with(&chain, pool.clone(), deep));
+    let tx = service
+        .sign_mint(
+            chain.stack.vault,
+            shares("1"),
+            chain.ap.address(),
+            &info("m-1", "1"),
+        )
+        .await
+        .unwrap();
+    record(&pool, "m-1", &tx).await;
+    service.client().broadcast(&tx).await.unwrap();
+    let status = service.client().classify(&tx).await.unwrap();
+    let TxStatus::Unconfirmed { block_number } = status else {
+        panic!("expected Unconfirmed, got {status:?}");
+    };
+    assert_eq!(
+        TxLifecycle::new(0).decide(AttemptRole::Current, &status),
+        TxAction::Wait
+    );
+    rpc(&chain, "evm_mine", serde_json::json!([])).await;
+    assert!(matches!(
+        service.client().classify(&tx).await.unwrap(),
+        TxStatus::Unconfirmed { .. }
+    ));
+    rpc(&chain, "evm_mine", serde_json::json!([])).await;
+    let TxStatus::Mined { receipt } =
+        service.client().classify(&tx).await.unwrap()
+    else {
+        panic!("expected Mined after two more blocks");
+    };
+    assert_eq!(receipt.block_number, block_number);
+}
+
+#[tokio::test]
+async fn unreachable_rpc_is_uncertain_never_failed() {
+    let chain = LocalChain::start().await.unwrap();
+    let pool = pool().await;
+    let service = VaultService::new(client(&chain, pool.clone()));
+    let tx = service
+        .sign_mint(
+            chain.stack.vault,
+            shares("1"),
+            chain.ap.address(),
+            &info("m-1", "1"),
+        )
+        .await
+        .unwrap();
+    // The same wallet, but its node is down.
+    let offline = ChainClient::from_parts(
+        RootProvider::new_http("http://127.0.0.1:9".parse().unwrap()),
+        BotSigner::from_signer(chain.bot.clone()),
+        31337,
+        policy("100"),
+        pool,
+        clock(),
+    );
+    let status = offline.classify(&tx).await.unwrap();
+    assert!(
+        matches!(
+            status,
+            TxStatus::Uncertain {
+                reason: Uncertainty::Rpc { .. }
+            }
+        ),
+        "{status:?}"
+    );
+    assert_eq!(
+        TxLifecycle::new(0).decide(AttemptRole::Current, &status),
+        TxAction::Wait
+    );
+    let waited = offline
+        .wait_for_outcome(&tx, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(matches!(waited, TxStatus::Uncertain { .. }), "{waited:?}");
+    let error = offline.broadcast(&tx).await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    // A transaction of another chain is refused outright.
+    let foreign = SignedTx { chain_id: 1, ..tx };
+    assert!(matches!(
+        offline.classify(&foreign).await,
+        Err(ChainError::ForeignTx { chain_id: 1, .. })
+    ));
 }

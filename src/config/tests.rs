@@ -218,7 +218,7 @@ fn open_internal_allow_lists_are_rejected() {
         ("[\"::/0\"]", "/0"),
     ] {
         let toml =
-            format!("{}allowed_cidrs = {cidrs}\n", minimal_toml().trim_end());
+            format!("{}\nallowed_cidrs = {cidrs}\n", minimal_toml().trim_end());
         let error = load(&toml, &[]).unwrap_err().to_string();
         assert!(error.contains(expected), "{cidrs}: {error}");
     }

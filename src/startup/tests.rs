@@ -79,8 +79,14 @@ async fn ready_on_a_migrated_database() {
 }
 
 #[rocket::async_test]
-async fn not_ready_without_migrations() {
-    let pool = sqlite_es::open_pool("sqlite::memory:", 1).await.unwrap();
+async fn not_ready_when_a_migration_is_missing() {
+    let pool = migrated_pool().await;
+    // As if the database predated the newest migration.
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?")
+        .bind(crate::lease::LEASE_MIGRATION_VERSION)
+        .execute(&pool)
+        .await
+        .unwrap();
     let client = client_on(Config::for_tests("sqlite::memory:"), pool).await;
     let (status, report) = ready_report(&client).await;
     assert_eq!(status, Status::ServiceUnavailable);

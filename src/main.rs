@@ -42,7 +42,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(error) => {
-                    eprintln!("configuration is invalid: {error}");
+                    eprintln!("{error}");
                     ExitCode::from(2)
                 }
             }
@@ -50,9 +50,12 @@ fn main() -> ExitCode {
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                // The subscriber may not exist yet (config errors).
-                tracing::error!(target: "startup", "{error:#}");
-                eprintln!("issuance-bot: {error:#}");
+                // Before telemetry is up (bad config) only stderr works.
+                if tracing::dispatcher::has_been_set() {
+                    tracing::error!(target: "startup", "{error:#}");
+                } else {
+                    eprintln!("issuance-bot: {error:#}");
+                }
                 ExitCode::FAILURE
             }
         },
@@ -61,7 +64,7 @@ fn main() -> ExitCode {
 
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())
-        .context("configuration is invalid")?;
+        .context("cannot load the configuration")?;
     // Before the runtime exists: the OTLP exporter's blocking HTTP client
     // must not be created or dropped inside an async context.
     let telemetry = issuance_bot::telemetry::init(&config.telemetry)

@@ -4,6 +4,7 @@
 //! returned guard alive until the end of `main`: dropping it flushes the
 //! span exporter.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,15 +15,17 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use rocket::http::ContentType;
 use rocket::{Build, Rocket, State};
-use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::layer::{Layered, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, TelemetryConfig};
 use crate::shutdown::ShutdownListener;
 
-/// Filter used when `RUST_LOG` is not set.
-pub const DEFAULT_FILTER: &str = "info,issuance_bot=info";
+/// Filter used when `RUST_LOG` is not set. Rocket's own log lines are
+/// off: it reports every 404 at ERROR, and the request fairing already
+/// logs each request once.
+pub const DEFAULT_FILTER: &str = "info,issuance_bot=info,rocket=off";
 
 /// How often histogram buckets are compacted; the exporter has no thread
 /// of its own without its HTTP listener.
@@ -57,7 +60,8 @@ impl Drop for TelemetryGuard {
     }
 }
 
-type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+type Filtered = Layered<EnvFilter, Registry>;
+type BoxedLayer = Box<dyn Layer<Filtered> + Send + Sync>;
 
 fn env_filter() -> Result<EnvFilter, TelemetryError> {
     // An invalid RUST_LOG is an error, not a silent fallback.
@@ -73,14 +77,16 @@ fn env_filter() -> Result<EnvFilter, TelemetryError> {
 pub fn init(
     config: &TelemetryConfig,
 ) -> Result<TelemetryGuard, TelemetryError> {
-    let mut layers: Vec<BoxedLayer> = vec![env_filter()?.boxed()];
-    layers.push(match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+    let filter = env_filter()?;
+    let mut layers: Vec<BoxedLayer> = vec![match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stdout().is_terminal())
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .boxed(),
-    });
+    }];
     let provider = match &config.otlp_endpoint {
         Some(endpoint) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -103,7 +109,10 @@ pub fn init(
         }
         None => None,
     };
-    tracing_subscriber::registry().with(layers).try_init()?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layers)
+        .try_init()?;
     if let Some(endpoint) = &config.otlp_endpoint {
         tracing::info!(
             target: "startup",

@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod lease;
 pub mod quantity;
+pub mod receipt_inventory;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -1,0 +1,452 @@
+//! The ERC-1155 receipts the issuer wallet holds, per vault, with the
+//! shares promised to in-flight burns.
+//!
+//! Plain tables (`receipt_inventory`, `receipt_reservations`) written only
+//! from inside event commits, so they move atomically with the events that
+//! justify them:
+//! - a mint's projection calls [`record_deposit`] with its `TokensMinted`;
+//! - a redemption's `BurnIntended` calls [`reserve`] (which refuses when
+//!   the receipts are no longer available, failing the whole commit),
+//!   `Completed` calls [`settle`] and `Failed` calls [`release`].
+//!
+//! The chain is the source of truth: [`reconcile`] compares every balance
+//! with `balanceOf(bot, id)` at startup and periodically and corrects the
+//! row (WARN) when it falls outside the band an in-flight burn explains.
+
+mod api;
+mod select;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use alloy::primitives::{Address, U256};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sqlite_es::ProjectionError;
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::chain::{VaultError, VaultService};
+
+pub use api::routes;
+pub use select::{InsufficientReceipts, select_burns};
+
+/// Table names, also used as conflict keys.
+pub const INVENTORY_TABLE: &str = "receipt_inventory";
+pub const RESERVATIONS_TABLE: &str = "receipt_reservations";
+
+/// Shares to burn from one receipt.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct ReceiptBurn {
+    pub receipt_id: U256,
+    pub shares: U256,
+}
+
+/// One receipt held by the issuer wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptHolding {
+    pub vault: Address,
+    pub receipt_id: U256,
+    /// What the wallet holds on chain (as far as we know).
+    pub balance: U256,
+    /// Promised to in-flight burns.
+    pub reserved: U256,
+    pub source_issuer_request_id: Option<String>,
+    pub updated_at: String,
+}
+
+impl ReceiptHolding {
+    /// `balance - reserved`. Reservations above the balance (a receipt
+    /// drained outside the service, found by [`reconcile`]) leave nothing
+    /// available rather than an error: the shortfall is already logged.
+    pub fn available(&self) -> U256 {
+        self.balance.saturating_sub(self.reserved)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("stored {what} {value:?} in {table} is not a decimal U256")]
+    CorruptAmount {
+        table: &'static str,
+        what: &'static str,
+        value: String,
+    },
+    #[error("stored vault {value:?} is not an address")]
+    CorruptVault { value: String },
+    #[error("{what} overflows U256")]
+    Overflow { what: &'static str },
+    /// The receipt cannot cover the burn any more (another burn reserved
+    /// it, or it was never recorded). The caller reselects.
+    #[error(
+        "receipt {receipt_id} of vault {vault} has {available} shares \
+         available, {requested} requested"
+    )]
+    Unavailable {
+        vault: Address,
+        receipt_id: U256,
+        requested: U256,
+        available: U256,
+    },
+    #[error("reading receipt {receipt_id} on chain failed: {source}")]
+    Chain {
+        receipt_id: U256,
+        #[source]
+        source: VaultError,
+    },
+}
+
+impl From<InventoryError> for ProjectionError {
+    fn from(error: InventoryError) -> Self {
+        match error {
+            InventoryError::Sqlx(error) => Self::Sqlx(error),
+            InventoryError::Unavailable {
+                vault, receipt_id, ..
+            } => Self::Conflict {
+                table: RESERVATIONS_TABLE.to_owned(),
+                key: format!("{}:{receipt_id}", vault_key(vault)),
+            },
+            other => Self::Other(Box::new(other)),
+        }
+    }
+}
+
+/// Records a receipt the issuer wallet received from its own deposit.
+///
+/// Call it INSIDE the commit of the mint's outcome event. Receipt ids are
+/// never reused by the vault (`highwater + 1`), so a second call for the
+/// same receipt changes nothing (a replayed projection is harmless).
+pub async fn record_deposit(
+    conn: &mut SqliteConnection,
+    vault: Address,
+    receipt_id: U256,
+    shares: U256,
+    issuer_request_id: &str,
+) -> Result<(), InventoryError> {
+    let now = stamp(Utc::now());
+    let inserted = sqlx::query(
+        "INSERT INTO receipt_inventory \
+         (vault, receipt_id, balance, source_issuer_request_id, \
+          recorded_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (vault, receipt_id) DO NOTHING",
+    )
+    .bind(vault_key(vault))
+    .bind(receipt_id.to_string())
+    .bind(shares.to_string())
+    .bind(issuer_request_id)
+    .bind(&now)
+    .bind(&now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        tracing::info!(
+            target: "receipt_inventory",
+            %vault,
+            %receipt_id,
+            issuer_request_id,
+            "deposit already recorded"
+        );
+    }
+    Ok(())
+}
+
+/// Every receipt of every vault, vault then receipt id order.
+pub async fn list(
+    pool: &SqlitePool,
+) -> Result<Vec<ReceiptHolding>, InventoryError> {
+    let mut conn = pool.acquire().await?;
+    load(&mut conn, None).await
+}
+
+/// The receipts of one vault.
+pub async fn holdings(
+    conn: &mut SqliteConnection,
+    vault: Address,
+) -> Result<Vec<ReceiptHolding>, InventoryError> {
+    load(conn, Some(vault)).await
+}
+
+/// Reserves `burns` for `redemption_id`, replacing any reservation it
+/// already holds in this vault (a replacement burn re-reserves). Fails with
+/// [`InventoryError::Unavailable`] when a receipt cannot cover its part,
+/// which rolls back the caller's commit.
+pub async fn reserve(
+    conn: &mut SqliteConnection,
+    vault: Address,
+    redemption_id: &str,
+    burns: &[ReceiptBurn],
+    at: DateTime<Utc>,
+) -> Result<(), InventoryError> {
+    let vault_text = vault_key(vault);
+    sqlx::query(
+        "DELETE FROM receipt_reservations \
+         WHERE vault = ? AND redemption_id = ?",
+    )
+    .bind(&vault_text)
+    .bind(redemption_id)
+    .execute(&mut *conn)
+    .await?;
+    let held = holdings(conn, vault).await?;
+    for burn in burns {
+        let available = held
+            .iter()
+            .find(|holding| holding.receipt_id == burn.receipt_id)
+            .map_or(U256::ZERO, ReceiptHolding::available);
+        // Two burns of one receipt in the same batch would each pass the
+        // check alone; selection never produces that, so refuse it.
+        let same_receipt = burns
+            .iter()
+            .filter(|other| other.receipt_id == burn.receipt_id)
+            .try_fold(U256::ZERO, |sum, other| sum.checked_add(other.shares))
+            .ok_or(InventoryError::Overflow {
+                what: "reserved shares",
+            })?;
+        if same_receipt > available {
+            return Err(InventoryError::Unavailable {
+                vault,
+                receipt_id: burn.receipt_id,
+                requested: same_receipt,
+                available,
+            });
+        }
+    }
+    for burn in burns {
+        sqlx::query(
+            "INSERT INTO receipt_reservations \
+             (vault, receipt_id, redemption_id, shares, reserved_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&vault_text)
+        .bind(burn.receipt_id.to_string())
+        .bind(redemption_id)
+        .bind(burn.shares.to_string())
+        .bind(stamp(at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A confirmed burn: each receipt's balance drops by what was burned and
+/// the redemption's reservations go away.
+pub async fn settle(
+    conn: &mut SqliteConnection,
+    vault: Address,
+    redemption_id: &str,
+    burns: &[ReceiptBurn],
+    at: DateTime<Utc>,
+) -> Result<(), InventoryError> {
+    let held = holdings(conn, vault).await?;
+    for burn in burns {
+        let balance = held
+            .iter()
+            .find(|holding| holding.receipt_id == burn.receipt_id)
+            .map_or(U256::ZERO, |holding| holding.balance);
+        // The burn happened on chain; refusing to record it would strand
+        // the redemption. A short balance means the row was stale:
+        // record zero, say so, and let reconciliation re-read the chain.
+        let remaining = balance.checked_sub(burn.shares).unwrap_or_else(|| {
+            tracing::error!(
+                target: "receipt_inventory",
+                %vault,
+                receipt_id = %burn.receipt_id,
+                %balance,
+                burned = %burn.shares,
+                "burn exceeds the recorded balance; recording zero"
+            );
+            metrics::counter!("receipt_inventory_mismatches_total")
+                .increment(1);
+            U256::ZERO
+        });
+        sqlx::query(
+            "UPDATE receipt_inventory SET balance = ?, updated_at = ? \
+             WHERE vault = ? AND receipt_id = ?",
+        )
+        .bind(remaining.to_string())
+        .bind(stamp(at))
+        .bind(vault_key(vault))
+        .bind(burn.receipt_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    release(conn, redemption_id).await
+}
+
+/// Drops every reservation of `redemption_id` (its burn definitively
+/// failed, or it was settled).
+pub async fn release(
+    conn: &mut SqliteConnection,
+    redemption_id: &str,
+) -> Result<(), InventoryError> {
+    sqlx::query("DELETE FROM receipt_reservations WHERE redemption_id = ?")
+        .bind(redemption_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// What [`reconcile`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub checked: usize,
+    pub corrected: usize,
+}
+
+/// The balance to record given the chain's view, or `None` when the row
+/// is consistent. Inside `[available, balance]` a burn of reserved shares
+/// may have landed without its outcome recorded yet, so that band is left
+/// alone; anything else is corrected to the chain's value.
+pub fn reconciled_balance(
+    holding: &ReceiptHolding,
+    on_chain: U256,
+) -> Option<U256> {
+    let explained =
+        on_chain >= holding.available() && on_chain <= holding.balance;
+    (!explained).then_some(on_chain)
+}
+
+/// Compares every recorded receipt of `vaults` with the chain and corrects
+/// the rows that disagree (WARN + metric). A row changed concurrently (a
+/// burn settled meanwhile) is left for the next pass.
+pub async fn reconcile(
+    pool: &SqlitePool,
+    service: &VaultService,
+    vaults: &[Address],
+) -> Result<ReconcileReport, InventoryError> {
+    let bot = service.client().address();
+    let mut report = ReconcileReport::default();
+    for vault in vaults {
+        let held = {
+            let mut conn = pool.acquire().await?;
+            holdings(&mut conn, *vault).await?
+        };
+        for holding in held {
+            let on_chain = service
+                .receipt_balance(*vault, bot, holding.receipt_id)
+                .await
+                .map_err(|source| InventoryError::Chain {
+                    receipt_id: holding.receipt_id,
+                    source,
+                })?;
+            report.checked = report.checked.saturating_add(1);
+            let Some(corrected) = reconciled_balance(&holding, on_chain) else {
+                continue;
+            };
+            let updated = sqlx::query(
+                "UPDATE receipt_inventory SET balance = ?, updated_at = ? \
+                 WHERE vault = ? AND receipt_id = ? AND balance = ?",
+            )
+            .bind(corrected.to_string())
+            .bind(stamp(Utc::now()))
+            .bind(vault_key(*vault))
+            .bind(holding.receipt_id.to_string())
+            .bind(holding.balance.to_string())
+            .execute(pool)
+            .await?
+            .rows_affected();
+            if updated > 0 {
+                report.corrected = report.corrected.saturating_add(1);
+                metrics::counter!("receipt_inventory_mismatches_total")
+                    .increment(1);
+                tracing::warn!(
+                    target: "receipt_inventory",
+                    %vault,
+                    receipt_id = %holding.receipt_id,
+                    recorded = %holding.balance,
+                    reserved = %holding.reserved,
+                    %on_chain,
+                    "receipt balance disagreed with the chain; corrected"
+                );
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Lowercase 0x hex, the key form of every address column.
+pub(crate) fn vault_key(vault: Address) -> String {
+    format!("{vault:#x}")
+}
+
+fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_amount(
+    table: &'static str,
+    what: &'static str,
+    value: &str,
+) -> Result<U256, InventoryError> {
+    U256::from_str_radix(value, 10).map_err(|_| InventoryError::CorruptAmount {
+        table,
+        what,
+        value: value.to_owned(),
+    })
+}
+
+type HoldingRow = (String, String, String, Option<String>, String);
+
+async fn load(
+    conn: &mut SqliteConnection,
+    vault: Option<Address>,
+) -> Result<Vec<ReceiptHolding>, InventoryError> {
+    let rows: Vec<HoldingRow> = sqlx::query_as(
+        "SELECT vault, receipt_id, balance, source_issuer_request_id, \
+         updated_at FROM receipt_inventory \
+         WHERE ?1 IS NULL OR vault = ?1",
+    )
+    .bind(vault.map(vault_key))
+    .fetch_all(&mut *conn)
+    .await?;
+    let reservations: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT vault, receipt_id, shares FROM receipt_reservations \
+         WHERE ?1 IS NULL OR vault = ?1",
+    )
+    .bind(vault.map(vault_key))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut holdings = Vec::with_capacity(rows.len());
+    for (vault_text, id_text, balance, source, updated_at) in rows {
+        let receipt_id = parse_amount(INVENTORY_TABLE, "receipt id", &id_text)?;
+        let mut reserved = U256::ZERO;
+        for (_, _, shares) in reservations
+            .iter()
+            .filter(|(v, id, _)| *v == vault_text && *id == id_text)
+        {
+            let shares = parse_amount(RESERVATIONS_TABLE, "shares", shares)?;
+            reserved = reserved.checked_add(shares).ok_or(
+                InventoryError::Overflow {
+                    what: "reserved shares",
+                },
+            )?;
+        }
+        holdings.push(ReceiptHolding {
+            vault: vault_text.parse().map_err(|_| {
+                InventoryError::CorruptVault {
+                    value: vault_text.clone(),
+                }
+            })?,
+            receipt_id,
+            balance: parse_amount(INVENTORY_TABLE, "balance", &balance)?,
+            reserved,
+            source_issuer_request_id: source,
+            updated_at,
+        });
+    }
+    // Text order of decimal ids is not numeric order.
+    holdings.sort_by_key(|holding| (holding.vault, holding.receipt_id));
+    Ok(holdings)
+}
+
+impl fmt::Display for ReceiptBurn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} shares of receipt {}", self.shares, self.receipt_id)
+    }
+}

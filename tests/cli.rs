@@ -1,6 +1,7 @@
 //! The `issuance-bot` binary: config validation exit codes, and the serve
 //! lifecycle over real sockets (ready → second instance refused by the
 //! lease → SIGTERM → lease released → a successor starts).
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -74,7 +75,7 @@ fn spawn_serve(config: &str) -> Child {
 
 async fn wait_ready(port: u16) {
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         let response = client
             .get(format!("http://127.0.0.1:{port}/ready"))

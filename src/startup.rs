@@ -187,8 +187,16 @@ fn feature_error(
 
 /// Runs the service until it is told to stop.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
+    // Everything that can fail on config alone comes before the lease.
     let metrics = match config.metrics.bind {
-        Some(bind) => Some((bind, telemetry::install_metrics_recorder()?)),
+        Some(bind) => {
+            let handle = telemetry::install_metrics_recorder()?;
+            let rocket = telemetry::metrics_rocket(bind, handle.clone())
+                .ignite()
+                .await
+                .map_err(Box::new)?;
+            Some((bind, handle, rocket))
+        }
         None => None,
     };
     let pool = open_database(&config.database).await?;
@@ -212,7 +220,11 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         Ok(rocket) => rocket,
         Err(error) => {
             if let Err(release) = lease.release().await {
-                tracing::warn!(target: "startup", %release, "lease not released");
+                tracing::warn!(
+                    target: "startup",
+                    %release,
+                    "lease not released"
+                );
             }
             return Err(error);
         }
@@ -224,23 +236,23 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         deps.shutdown.subscribe(),
         move || stop_server.notify(),
     );
-    let metrics_server = match metrics {
-        Some((metrics_bind, handle)) => {
-            telemetry::spawn_metrics_upkeep(
-                handle.clone(),
-                deps.shutdown.subscribe(),
-            );
-            let metrics_rocket =
-                telemetry::metrics_rocket(metrics_bind, handle)
-                    .ignite()
-                    .await
-                    .map_err(Box::new)?;
+    let metrics_server =
+        metrics.map(|(metrics_bind, handle, metrics_rocket)| {
+            telemetry::spawn_metrics_upkeep(handle, deps.shutdown.subscribe());
             let stop_metrics = metrics_rocket.shutdown();
             tracing::info!(target: "startup", %metrics_bind, "serving metrics");
-            Some((stop_metrics, tokio::spawn(metrics_rocket.launch())))
-        }
-        None => None,
-    };
+            let task = tokio::spawn(async move {
+                if let Err(error) = metrics_rocket.launch().await {
+                    tracing::error!(
+                        target: "startup",
+                        %metrics_bind,
+                        %error,
+                        "metrics listener failed"
+                    );
+                }
+            });
+            (stop_metrics, task)
+        });
 
     tracing::info!(target: "startup", %bind, "serving");
     let result = rocket.launch().await;
@@ -248,8 +260,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     deps.shutdown.trigger();
     if let Some((stop_metrics, task)) = metrics_server {
         stop_metrics.notify();
-        if let Ok(Err(error)) = task.await {
-            tracing::warn!(target: "shutdown", %error, "metrics server failed");
+        if let Err(error) = task.await {
+            tracing::warn!(target: "shutdown", %error, "metrics task failed");
         }
     }
     if let Err(error) = heartbeat.await {

@@ -283,3 +283,12 @@ fn test_config_is_valid_and_uses_the_test_keys() {
     assert!(config.auth.internal().api_key.matches(TEST_INTERNAL_KEY));
     assert!(!config.auth.alpaca().api_key.matches(TEST_INTERNAL_KEY));
 }
+
+#[test]
+fn documented_example_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/config.example.toml");
+    let config = Config::from_sources(Some(&example), env(&[])).unwrap();
+    assert_eq!(config.server.bind, "127.0.0.1:8080".parse().unwrap());
+    assert!(config.auth.alpaca().allowed_cidrs.admits_any());
+}

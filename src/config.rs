@@ -301,12 +301,15 @@ impl<'de> Deserialize<'de> for DatabaseUrl {
     }
 }
 
-/// The credentials and allowed networks of one audience.
+/// The credentials, allowed networks and request budget of one audience.
 #[derive(Debug, Clone)]
 pub struct AudienceConfig {
     pub api_key: ApiKey,
     /// Empty admits any address.
     pub allowed_cidrs: AllowList,
+    /// Cap on authenticated requests per minute for the whole audience
+    /// (beyond it: 429 with `Retry-After`); unlimited when unset.
+    pub requests_per_minute: Option<NonZeroU32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -381,6 +384,8 @@ struct RawAlpacaAuth {
     api_key: ApiKey,
     #[serde(default)]
     allowed_cidrs: AllowList,
+    #[serde(default)]
+    requests_per_minute: Option<NonZeroU32>,
 }
 
 #[derive(Deserialize)]
@@ -389,6 +394,8 @@ struct RawInternalAuth {
     api_key: ApiKey,
     #[serde(default = "default_internal_cidrs")]
     allowed_cidrs: AllowList,
+    #[serde(default)]
+    requests_per_minute: Option<NonZeroU32>,
 }
 
 fn default_failures_per_minute() -> NonZeroU32 {
@@ -407,10 +414,12 @@ impl TryFrom<RawAuthConfig> for AuthConfig {
             AudienceConfig {
                 api_key: raw.alpaca.api_key,
                 allowed_cidrs: raw.alpaca.allowed_cidrs,
+                requests_per_minute: raw.alpaca.requests_per_minute,
             },
             AudienceConfig {
                 api_key: raw.internal.api_key,
                 allowed_cidrs: raw.internal.allowed_cidrs,
+                requests_per_minute: raw.internal.requests_per_minute,
             },
             raw.failures_per_minute,
         )
@@ -508,11 +517,13 @@ impl Config {
             AudienceConfig {
                 api_key: ApiKey::new(TEST_ALPACA_KEY).expect("valid test key"),
                 allowed_cidrs: AllowList::any(),
+                requests_per_minute: None,
             },
             AudienceConfig {
                 api_key: ApiKey::new(TEST_INTERNAL_KEY)
                     .expect("valid test key"),
                 allowed_cidrs: default_internal_cidrs(),
+                requests_per_minute: None,
             },
             AuthConfig::DEFAULT_FAILURES_PER_MINUTE,
         )

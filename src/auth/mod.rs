@@ -12,6 +12,10 @@ pub mod rate_limit;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use rocket::Request;
 use rocket::http::Status;
@@ -57,6 +61,11 @@ pub enum AuthError {
          {retry_after_secs} s"
     )]
     TooManyFailures { retry_after_secs: u64 },
+    #[error(
+        "request rate limit for this audience exceeded; retry in \
+         {retry_after_secs} s"
+    )]
+    Throttled { retry_after_secs: u64 },
     #[error("authentication is not configured")]
     NotConfigured,
 }
@@ -68,7 +77,9 @@ impl AuthError {
             Self::AddressNotAllowed { .. } | Self::UnknownAddress => {
                 Status::Forbidden
             }
-            Self::TooManyFailures { .. } => Status::TooManyRequests,
+            Self::TooManyFailures { .. } | Self::Throttled { .. } => {
+                Status::TooManyRequests
+            }
             Self::NotConfigured => Status::InternalServerError,
         }
     }
@@ -89,6 +100,9 @@ impl AuthFailure {
 struct AudiencePolicy {
     key: ApiKey,
     allowed: AllowList,
+    /// Shared by every caller of the audience: it protects the service
+    /// (and the chain and Alpaca calls behind it), not one client.
+    throttle: Option<DefaultDirectRateLimiter>,
 }
 
 impl From<&AudienceConfig> for AudiencePolicy {
@@ -96,8 +110,30 @@ impl From<&AudienceConfig> for AudiencePolicy {
         Self {
             key: config.api_key.clone(),
             allowed: config.allowed_cidrs.clone(),
+            throttle: config
+                .requests_per_minute
+                .map(|rate| RateLimiter::direct(Quota::per_minute(rate))),
         }
     }
+}
+
+impl AudiencePolicy {
+    fn admit(&self) -> Result<(), AuthError> {
+        let Some(throttle) = &self.throttle else {
+            return Ok(());
+        };
+        throttle.check().map_err(|not_until| AuthError::Throttled {
+            retry_after_secs: whole_seconds(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            ),
+        })
+    }
+}
+
+/// Rounds up, so a client never retries too early.
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
 }
 
 /// Managed state behind the guards.
@@ -156,16 +192,22 @@ impl Authenticator {
             },
         };
         let Err(error) = verdict else {
-            return Ok(());
+            return policy.admit().inspect_err(|error| {
+                tracing::warn!(
+                    target: "auth",
+                    %audience,
+                    client = ?client,
+                    %error,
+                    "request throttled"
+                );
+            });
         };
         // Requests without a known address share one budget.
         let budget_key = client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let error = match self.failures.record_failure(budget_key) {
             Ok(()) => error,
             Err(over) => AuthError::TooManyFailures {
-                retry_after_secs: over.retry_after.as_secs().saturating_add(
-                    u64::from(over.retry_after.subsec_nanos() > 0),
-                ),
+                retry_after_secs: whole_seconds(over.retry_after),
             },
         };
         tracing::warn!(

@@ -48,10 +48,12 @@ fn with_auth(
         AudienceConfig {
             api_key: ApiKey::new(TEST_ALPACA_KEY).unwrap(),
             allowed_cidrs: AllowList::parse(alpaca_cidrs).unwrap(),
+            requests_per_minute: None,
         },
         AudienceConfig {
             api_key: ApiKey::new(TEST_INTERNAL_KEY).unwrap(),
             allowed_cidrs: AllowList::parse(internal_cidrs).unwrap(),
+            requests_per_minute: None,
         },
         NonZeroU32::new(failures_per_minute).unwrap(),
     )
@@ -293,4 +295,51 @@ async fn request_without_peer_address() {
         .dispatch()
         .await;
     assert_eq!(response.status(), Status::Forbidden);
+}
+
+#[rocket::async_test]
+async fn audience_request_cap_throttles_only_that_audience() {
+    let mut config = test_config();
+    let alpaca = AudienceConfig {
+        requests_per_minute: NonZeroU32::new(2),
+        ..config.auth.alpaca().clone()
+    };
+    config.auth = crate::config::AuthConfig::new(
+        alpaca,
+        config.auth.internal().clone(),
+        config.auth.failures_per_minute(),
+    )
+    .unwrap();
+    let client = client(config).await;
+    for _ in 0..2 {
+        let (status, _) =
+            get(&client, "/test/alpaca", Some(TEST_ALPACA_KEY), "192.0.2.1")
+                .await;
+        assert_eq!(status, Status::Ok);
+    }
+    let response = client
+        .get("/test/alpaca")
+        .remote(addr("192.0.2.2"))
+        .header(Header::new(API_KEY_HEADER, TEST_ALPACA_KEY))
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::TooManyRequests);
+    assert!(response.headers().get_one("Retry-After").is_some());
+    let (_, body) = read(response).await;
+    assert!(error_of(&body).starts_with("request rate limit"), "{body}");
+
+    // A wrong key is still a 401, not a throttle.
+    let wrong = "z".repeat(40);
+    let (status, _) =
+        get(&client, "/test/alpaca", Some(&wrong), "192.0.2.3").await;
+    assert_eq!(status, Status::Unauthorized);
+    // The internal audience has its own (unlimited) budget.
+    let (status, _) = get(
+        &client,
+        "/test/internal",
+        Some(TEST_INTERNAL_KEY),
+        "127.0.0.1",
+    )
+    .await;
+    assert_eq!(status, Status::Ok);
 }

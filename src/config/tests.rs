@@ -286,9 +286,23 @@ fn test_config_is_valid_and_uses_the_test_keys() {
 
 #[test]
 fn documented_example_is_valid() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("docs/config.example.toml");
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.example.toml");
     let config = Config::from_sources(Some(&example), env(&[])).unwrap();
     assert_eq!(config.server.bind, "127.0.0.1:8080".parse().unwrap());
     assert!(config.auth.alpaca().allowed_cidrs.admits_any());
+}
+
+#[test]
+fn audience_request_caps_are_optional() {
+    let config = load(
+        &minimal_toml(),
+        &[("ISSUANCE_AUTH__ALPACA__REQUESTS_PER_MINUTE", "600")],
+    )
+    .unwrap();
+    assert_eq!(
+        config.auth.alpaca().requests_per_minute,
+        NonZeroU32::new(600)
+    );
+    assert_eq!(config.auth.internal().requests_per_minute, None);
 }

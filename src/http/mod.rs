@@ -134,7 +134,8 @@ impl From<&AuthError> for ApiError {
     fn from(error: &AuthError) -> Self {
         let api = Self::new(error.status(), error.to_string());
         match error {
-            AuthError::TooManyFailures { retry_after_secs } => {
+            AuthError::TooManyFailures { retry_after_secs }
+            | AuthError::Throttled { retry_after_secs } => {
                 api.with_retry_after(*retry_after_secs)
             }
             AuthError::NotConfigured => {

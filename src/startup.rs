@@ -133,6 +133,10 @@ pub async fn build_rocket(
 }
 
 /// Builds the service on an already migrated database.
+#[expect(
+    clippy::unused_async,
+    reason = "feature state constructors (view rebuilds) are awaited here"
+)]
 pub async fn build_rocket_with(
     config: Config,
     deps: Deps,
@@ -160,29 +164,7 @@ pub async fn build_rocket_with(
         .mount("/", crate::http::health::routes())
         .register("/", crate::http::catchers::catchers());
     // Features: build state (rebuilding views) and mount routes here.
-    let rocket = crate::account::install(
-        rocket,
-        &deps.pool,
-        deps.clock.clone(),
-        deps.ids.clone(),
-    )
-    .await
-    .map_err(|err| feature_error("account", err))?;
-    let rocket =
-        crate::tokenized_asset::install(rocket, &deps.pool, deps.clock.clone())
-            .await
-            .map_err(|err| feature_error("tokenized_asset", err))?;
     Ok(rocket)
-}
-
-fn feature_error(
-    feature: &'static str,
-    source: impl Error + Send + Sync + 'static,
-) -> StartupError {
-    StartupError::Feature {
-        feature,
-        source: Box::new(source),
-    }
 }
 
 /// Runs the service until it is told to stop.

@@ -1,0 +1,733 @@
+//! HTTP endpoints for mints: Alpaca's mint request and journal
+//! confirmation in all three wire versions (itn-wire.md §3, §4.5–§4.7),
+//! and the operators' `GET /mints/<issuer_request_id>`.
+//!
+//! No chain or Alpaca call happens here: a confirmation only records the
+//! journal outcome and wakes the driver.
+
+use std::sync::Arc;
+
+use cqrs_es::AggregateError;
+use rocket::serde::json::{self, Json};
+use rocket::{Build, Rocket, Route, State};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sqlite_es::SqliteEsError;
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::view::{MINT_IDS, driver_status};
+use super::{
+    DriverStatus, IssuerRequestId, JournalOutcome, MintCommand, MintCqrs,
+    MintError, MintOrder, MintRequest, MintServices, MintStatus, MintView,
+    TokenizationRequestId, Vault, cqrs, find_by_issuer_request_id,
+    find_by_tokenization_request_id, rebuild_views,
+};
+use crate::account::{ClientId, Wallet, find_by_client_id};
+use crate::alpaca::ApRef;
+use crate::auth::{AlpacaAuth, InternalAuth};
+use crate::clock::{Clock, IdGenerator};
+use crate::http::ApiError;
+use crate::quantity::AlpacaQuantity;
+use crate::tokenized_asset::{self, Network, TokenSymbol, UnderlyingSymbol};
+
+/// Alpaca's documented 400 strings (itn-wire.md §4.5), verbatim.
+pub const INVALID_PAYLOAD: &str = "Failed Validation: Invalid data payload";
+pub const INVALID_TOKEN: &str =
+    "Invalid Token: Token not available on the network";
+pub const NOT_ELIGIBLE: &str = "Insufficient Eligibility: Client not eligible";
+pub const INVALID_WALLET: &str =
+    "Invalid Wallet: Wallet does not belong to client";
+pub const DIFFERENT_CONTENT: &str =
+    "tokenization_request_id already used with different content";
+
+/// How often a command is retried after losing an optimistic-lock race;
+/// each retry re-reads the state and so ends in the real answer.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Everything the mint endpoints and the driver share, managed by Rocket.
+pub struct MintState {
+    cqrs: Arc<MintCqrs>,
+    pool: SqlitePool,
+    ids: Arc<dyn IdGenerator>,
+    clock: Arc<dyn Clock>,
+    waker: Arc<Notify>,
+    /// The network our chain serves; mints for another are refused as
+    /// "token not available". `None` (no chain configured) accepts all.
+    network: Option<Network>,
+}
+
+impl MintState {
+    pub fn new(
+        pool: SqlitePool,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        network: Option<Network>,
+    ) -> Self {
+        Self {
+            cqrs: Arc::new(cqrs(
+                pool.clone(),
+                MintServices {
+                    clock: clock.clone(),
+                },
+            )),
+            pool,
+            ids,
+            clock,
+            waker: Arc::new(Notify::new()),
+            network,
+        }
+    }
+
+    pub fn cqrs(&self) -> &Arc<MintCqrs> {
+        &self.cqrs
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Notified on every accepted `completed` confirmation.
+    pub fn waker(&self) -> &Arc<Notify> {
+        &self.waker
+    }
+
+    async fn execute(
+        &self,
+        id: &TokenizationRequestId,
+        command: MintCommand,
+    ) -> Result<(), AggregateError<MintError>> {
+        let mut attempt = 0;
+        loop {
+            match self.cqrs.execute(id.as_str(), command.clone()).await {
+                Err(AggregateError::AggregateConflict)
+                    if attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn find(
+        &self,
+        id: &TokenizationRequestId,
+    ) -> Result<Option<MintView>, ApiError> {
+        find_by_tokenization_request_id(&self.pool, id)
+            .await
+            .map_err(storage_error)
+    }
+}
+
+/// Rebuilds `mint_view` from the event log, then manages [`MintState`]
+/// and mounts the mint routes at `/`.
+pub async fn install(
+    rocket: Rocket<Build>,
+    pool: &SqlitePool,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    network: Option<Network>,
+) -> Result<Rocket<Build>, SqliteEsError> {
+    let replayed = rebuild_views(pool).await?;
+    tracing::info!(target: "mint", replayed, "mint view rebuilt");
+    Ok(rocket
+        .manage(MintState::new(pool.clone(), clock, ids, network))
+        .mount("/", routes()))
+}
+
+pub fn routes() -> Vec<Route> {
+    rocket::routes![
+        initiate_oldest,
+        initiate,
+        confirm_oldest,
+        confirm,
+        get_mint
+    ]
+}
+
+/// Storage trouble: 503 so that Alpaca retries.
+fn storage_error(error: impl std::error::Error) -> ApiError {
+    tracing::error!(target: "mint", %error, "mint storage unavailable");
+    ApiError::unavailable("storage temporarily unavailable; retry")
+}
+
+fn invalid_payload(reason: &str) -> ApiError {
+    tracing::warn!(target: "mint", reason, "mint request refused");
+    ApiError::bad_request(INVALID_PAYLOAD)
+}
+
+/// An unreadable body is Alpaca's "invalid data payload"; an oversized
+/// one keeps its 413.
+fn body_error(error: &json::Error<'_>) -> ApiError {
+    match error {
+        json::Error::Parse(_, parse) => invalid_payload(&parse.to_string()),
+        json::Error::Io(_) => ApiError::from_json_error(error),
+    }
+}
+
+/// Mint request as any wire version sends it; every field optional so
+/// that a missing one is our 400, not a schema error. Unknown fields are
+/// ignored: Alpaca adds fields without notice.
+#[derive(Debug, Deserialize)]
+struct RawMintRequest {
+    tokenization_request_id: Option<String>,
+    /// The middle wire's name for `tokenization_request_id`.
+    id: Option<String>,
+    /// String or number; kept raw so that it is parsed exactly.
+    qty: Option<Box<RawValue>>,
+    underlying_symbol: Option<String>,
+    token_symbol: Option<String>,
+    network: Option<String>,
+    client_id: Option<String>,
+    client_external_account_id: Option<String>,
+    client_account_id: Option<String>,
+    wallet_address: Option<String>,
+}
+
+/// Exactly one of two names for the same field.
+fn one_of(
+    field: &'static str,
+    first: Option<String>,
+    second: Option<String>,
+) -> Result<String, String> {
+    match (first, second) {
+        (Some(value), None) | (None, Some(value)) => Ok(value),
+        (None, None) => Err(format!("{field} is missing")),
+        (Some(_), Some(_)) => Err(format!("{field} is sent twice")),
+    }
+}
+
+fn required(
+    field: &'static str,
+    value: Option<String>,
+) -> Result<String, String> {
+    value.ok_or_else(|| format!("{field} is missing"))
+}
+
+fn parse_qty(raw: Option<&RawValue>) -> Result<AlpacaQuantity, String> {
+    let raw = raw.ok_or("qty is missing")?.get();
+    let text = if raw.starts_with('"') {
+        serde_json::from_str::<String>(raw).map_err(|err| err.to_string())?
+    } else {
+        raw.to_owned()
+    };
+    AlpacaQuantity::parse(&text).map_err(|err| err.to_string())
+}
+
+fn parse_ap(
+    client_id: Option<String>,
+    external: Option<String>,
+    affiliated: Option<String>,
+) -> Result<ApRef, String> {
+    let non_empty = |value: String| {
+        if value.is_empty() {
+            Err("the AP id is empty".to_owned())
+        } else {
+            Ok(value)
+        }
+    };
+    match (client_id, external, affiliated) {
+        (Some(id), None, None) => non_empty(id).map(ApRef::Legacy),
+        (None, Some(id), None) => non_empty(id).map(ApRef::External),
+        (None, None, Some(id)) => Uuid::parse_str(&id)
+            .map(ApRef::Affiliated)
+            .map_err(|_| format!("client_account_id {id:?} is not a UUID")),
+        _ => Err("exactly one AP id field is required".to_owned()),
+    }
+}
+
+impl RawMintRequest {
+    fn into_order(self) -> Result<MintOrder, String> {
+        let id = one_of(
+            "tokenization_request_id",
+            self.tokenization_request_id,
+            self.id,
+        )?;
+        let tokenization_request_id =
+            TokenizationRequestId::new(&id).map_err(|err| err.to_string())?;
+        let qty = parse_qty(self.qty.as_deref())?;
+        let underlying = UnderlyingSymbol::new(&required(
+            "underlying_symbol",
+            self.underlying_symbol,
+        )?)
+        .map_err(|err| err.to_string())?;
+        let token =
+            TokenSymbol::new(&required("token_symbol", self.token_symbol)?)
+                .map_err(|err| err.to_string())?;
+        let network: Network = required("network", self.network)?
+            .parse()
+            .map_err(|err: tokenized_asset::UnknownNetwork| err.to_string())?;
+        let ap = parse_ap(
+            self.client_id,
+            self.client_external_account_id,
+            self.client_account_id,
+        )?;
+        let wallet: Wallet = required("wallet_address", self.wallet_address)?
+            .parse()
+            .map_err(|err: crate::account::InvalidWallet| err.to_string())?;
+        Ok(MintOrder {
+            tokenization_request_id,
+            qty,
+            underlying,
+            token,
+            network,
+            ap,
+            wallet,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitiateResponse {
+    pub issuer_request_id: IssuerRequestId,
+    pub status: String,
+}
+
+impl InitiateResponse {
+    fn created(issuer_request_id: IssuerRequestId) -> Json<Self> {
+        Json(Self {
+            issuer_request_id,
+            status: "created".to_owned(),
+        })
+    }
+}
+
+fn order_of(view: &MintView) -> MintOrder {
+    MintOrder {
+        tokenization_request_id: view.tokenization_request_id.clone(),
+        qty: view.qty,
+        underlying: view.underlying.clone(),
+        token: view.token.clone(),
+        network: view.network,
+        ap: view.ap.clone(),
+        wallet: view.wallet,
+    }
+}
+
+/// A repeated `tokenization_request_id`: the same order gets the same
+/// answer, a different one a 409.
+fn answer_repeat(
+    existing: &MintView,
+    order: &MintOrder,
+) -> Result<Json<InitiateResponse>, ApiError> {
+    if order_of(existing) == *order {
+        tracing::info!(
+            target: "mint",
+            tokenization_request_id = %order.tokenization_request_id,
+            issuer_request_id = %existing.issuer_request_id,
+            "repeated mint request answered with the existing mint"
+        );
+        Ok(InitiateResponse::created(existing.issuer_request_id))
+    } else {
+        tracing::warn!(
+            target: "mint",
+            tokenization_request_id = %order.tokenization_request_id,
+            "tokenization_request_id reused with different content"
+        );
+        Err(ApiError::conflict(DIFFERENT_CONTENT))
+    }
+}
+
+fn refuse(message: &'static str, reason: &str) -> ApiError {
+    tracing::warn!(target: "mint", reason, message, "mint request refused");
+    ApiError::bad_request(message)
+}
+
+/// Checks the token, the client and the wallet, in Alpaca's order, and
+/// resolves the client and the vault.
+async fn resolve(
+    state: &MintState,
+    order: MintOrder,
+) -> Result<MintRequest, ApiError> {
+    let asset =
+        tokenized_asset::find(&state.pool, &order.underlying, order.network)
+            .await
+            .map_err(storage_error)?;
+    let Some(asset) = asset else {
+        return Err(refuse(INVALID_TOKEN, "no such listing"));
+    };
+    if !asset.enabled {
+        return Err(refuse(INVALID_TOKEN, "listing disabled"));
+    }
+    if asset.token != order.token {
+        return Err(refuse(INVALID_TOKEN, "token symbol differs"));
+    }
+    if state.network.is_some_and(|served| served != order.network) {
+        return Err(refuse(INVALID_TOKEN, "no chain serves this network"));
+    }
+    let vault = Vault::new(asset.vault)
+        .map_err(|_| refuse(INVALID_TOKEN, "listing has no vault"))?;
+    let client_id = match &order.ap {
+        ApRef::Legacy(id) | ApRef::External(id) => id
+            .parse::<ClientId>()
+            .map_err(|_| refuse(NOT_ELIGIBLE, "client id is not ours"))?,
+        ApRef::Affiliated(_) => {
+            return Err(refuse(
+                NOT_ELIGIBLE,
+                "the affiliated flow (client_account_id) is not supported",
+            ));
+        }
+    };
+    let account = find_by_client_id(&state.pool, &client_id)
+        .await
+        .map_err(storage_error)?
+        .ok_or_else(|| refuse(NOT_ELIGIBLE, "unknown client"))?;
+    if !account.is_linked() {
+        return Err(refuse(NOT_ELIGIBLE, "client not linked to Alpaca"));
+    }
+    if !account.owns_wallet(&order.wallet.address()) {
+        return Err(refuse(INVALID_WALLET, "wallet not allow-listed"));
+    }
+    Ok(MintRequest {
+        order,
+        issuer_request_id: IssuerRequestId::new(state.ids.uuid()),
+        client_id,
+        vault,
+    })
+}
+
+async fn handle_initiate(
+    state: &MintState,
+    body: Result<Json<RawMintRequest>, json::Error<'_>>,
+) -> Result<Json<InitiateResponse>, ApiError> {
+    let Json(raw) = body.map_err(|err| body_error(&err))?;
+    let order = raw
+        .into_order()
+        .map_err(|reason| invalid_payload(&reason))?;
+    let id = order.tokenization_request_id.clone();
+    if let Some(existing) = state.find(&id).await? {
+        return answer_repeat(&existing, &order);
+    }
+    let request = resolve(state, order.clone()).await?;
+    let issuer_request_id = request.issuer_request_id;
+    match state.execute(&id, MintCommand::Initiate { request }).await {
+        Ok(()) => {
+            tracing::info!(
+                target: "mint",
+                tokenization_request_id = %id,
+                %issuer_request_id,
+                qty = %order.qty,
+                underlying = %order.underlying,
+                network = %order.network,
+                "mint initiated"
+            );
+            Ok(InitiateResponse::created(issuer_request_id))
+        }
+        // Lost a race with a concurrent request for the same id: answer
+        // as if it had arrived second.
+        Err(
+            AggregateError::AggregateConflict
+            | AggregateError::UserError(MintError::AlreadyInitiated { .. }),
+        ) => match state.find(&id).await? {
+            Some(existing) => answer_repeat(&existing, &order),
+            None => Err(ApiError::unavailable(
+                "the mint is being created concurrently; retry",
+            )),
+        },
+        Err(error) => Err(command_error(error)),
+    }
+}
+
+/// `POST /inkind/issuance` (oldest wire).
+#[rocket::post("/inkind/issuance", data = "<body>")]
+async fn initiate_oldest(
+    _auth: AlpacaAuth,
+    state: &State<MintState>,
+    body: Result<Json<RawMintRequest>, json::Error<'_>>,
+) -> Result<Json<InitiateResponse>, ApiError> {
+    handle_initiate(state, body).await
+}
+
+/// `POST /tokenization/mint` (middle and current wires).
+#[rocket::post("/tokenization/mint", data = "<body>")]
+async fn initiate(
+    _auth: AlpacaAuth,
+    state: &State<MintState>,
+    body: Result<Json<RawMintRequest>, json::Error<'_>>,
+) -> Result<Json<InitiateResponse>, ApiError> {
+    handle_initiate(state, body).await
+}
+
+fn command_error(error: AggregateError<MintError>) -> ApiError {
+    match error {
+        AggregateError::UserError(MintError::NotInitiated) => {
+            ApiError::not_found("mint not found")
+        }
+        AggregateError::UserError(
+            error @ MintError::IssuerRequestIdMismatch { .. },
+        ) => {
+            tracing::error!(target: "mint", %error, "confirmation refused");
+            ApiError::bad_request(
+                "issuer_request_id does not match tokenization_request_id",
+            )
+        }
+        AggregateError::UserError(
+            error @ MintError::ConflictingConfirmation { .. },
+        ) => {
+            tracing::error!(
+                target: "mint",
+                %error,
+                "contradictory journal confirmation; operator attention needed"
+            );
+            ApiError::conflict(error.to_string())
+        }
+        AggregateError::UserError(error) => {
+            ApiError::conflict(error.to_string())
+        }
+        AggregateError::AggregateConflict => ApiError::unavailable(
+            "the mint is being changed concurrently; retry",
+        ),
+        AggregateError::DatabaseConnectionError(cause) => {
+            storage_error(SqliteCause(cause))
+        }
+        AggregateError::UnexpectedError(cause)
+            if matches!(
+                cause.downcast_ref::<SqliteEsError>(),
+                Some(SqliteEsError::ProjectionConflict { table, .. })
+                    if table == MINT_IDS
+            ) =>
+        {
+            // Only an issuer_request_id collision can get here.
+            ApiError::unavailable("issuer_request_id collision; retry")
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SqliteCause(Box<dyn std::error::Error + Send + Sync>);
+
+/// Confirmation as any wire version sends it.
+#[derive(Debug, Deserialize)]
+struct RawConfirm {
+    tokenization_request_id: Option<String>,
+    id: Option<String>,
+    issuer_request_id: Option<String>,
+    status: Option<String>,
+    reason: Option<String>,
+    client_id: Option<String>,
+    client_external_account_id: Option<String>,
+    client_account_id: Option<String>,
+}
+
+struct Confirmation {
+    tokenization_request_id: TokenizationRequestId,
+    /// `None` when the text is not a UUID: it can match no mint.
+    issuer_request_id: Option<IssuerRequestId>,
+    outcome: JournalOutcome,
+    reason: Option<String>,
+    ap: Option<ApRef>,
+}
+
+impl RawConfirm {
+    fn parse(self) -> Result<Confirmation, String> {
+        let id = one_of(
+            "tokenization_request_id",
+            self.tokenization_request_id,
+            self.id,
+        )?;
+        let tokenization_request_id =
+            TokenizationRequestId::new(&id).map_err(|err| err.to_string())?;
+        let issuer_request_id =
+            required("issuer_request_id", self.issuer_request_id)?
+                .parse()
+                .ok();
+        let outcome = match required("status", self.status)?.as_str() {
+            "completed" => JournalOutcome::Completed,
+            "rejected" => JournalOutcome::Rejected,
+            other => return Err(format!("unknown status {other:?}")),
+        };
+        let ap = match (
+            &self.client_id,
+            &self.client_external_account_id,
+            &self.client_account_id,
+        ) {
+            (None, None, None) => None,
+            _ => Some(parse_ap(
+                self.client_id,
+                self.client_external_account_id,
+                self.client_account_id,
+            )?),
+        };
+        Ok(Confirmation {
+            tokenization_request_id,
+            issuer_request_id,
+            outcome,
+            reason: self.reason,
+            ap,
+        })
+    }
+}
+
+/// `client_id` is the deprecated alias of `client_external_account_id`,
+/// so the two name the same id.
+fn same_ap(stored: &ApRef, sent: &ApRef) -> bool {
+    match (stored, sent) {
+        (
+            ApRef::Legacy(a) | ApRef::External(a),
+            ApRef::Legacy(b) | ApRef::External(b),
+        ) => a == b,
+        (ApRef::Affiliated(a), ApRef::Affiliated(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmResponse {
+    pub tokenization_request_id: TokenizationRequestId,
+    pub issuer_request_id: IssuerRequestId,
+    /// The mint's state right after the journal outcome was recorded
+    /// (`journal_confirmed` or `journal_rejected`), so every repeat gets
+    /// the same answer as the first.
+    pub status: MintStatus,
+}
+
+fn confirm_refused(status: ApiError, reason: &str) -> ApiError {
+    // Alpaca does not retry 4xx: someone has to look at this.
+    tracing::error!(
+        target: "mint",
+        reason,
+        status = status.status().code,
+        "mint confirmation refused"
+    );
+    status
+}
+
+async fn handle_confirm(
+    state: &MintState,
+    body: Result<Json<RawConfirm>, json::Error<'_>>,
+) -> Result<Json<ConfirmResponse>, ApiError> {
+    let Json(raw) = body.map_err(|err| body_error(&err))?;
+    let confirmation = raw.parse().map_err(|reason| {
+        confirm_refused(ApiError::bad_request(INVALID_PAYLOAD), &reason)
+    })?;
+    let id = confirmation.tokenization_request_id.clone();
+    let Some(view) = state.find(&id).await? else {
+        let known_elsewhere = match &confirmation.issuer_request_id {
+            Some(issuer_id) => {
+                find_by_issuer_request_id(&state.pool, issuer_id)
+                    .await
+                    .map_err(storage_error)?
+                    .is_some()
+            }
+            None => false,
+        };
+        return Err(if known_elsewhere {
+            confirm_refused(
+                ApiError::bad_request(
+                    "issuer_request_id does not match tokenization_request_id",
+                ),
+                "issuer_request_id belongs to another mint",
+            )
+        } else {
+            confirm_refused(
+                ApiError::not_found("mint not found"),
+                "unknown mint",
+            )
+        });
+    };
+    let Some(issuer_request_id) = confirmation
+        .issuer_request_id
+        .filter(|sent| *sent == view.issuer_request_id)
+    else {
+        return Err(confirm_refused(
+            ApiError::bad_request(
+                "issuer_request_id does not match tokenization_request_id",
+            ),
+            "issuer_request_id mismatch",
+        ));
+    };
+    if let Some(ap) = &confirmation.ap
+        && !same_ap(&view.ap, ap)
+    {
+        return Err(confirm_refused(
+            ApiError::bad_request("client id does not match the mint"),
+            "AP id mismatch",
+        ));
+    }
+    let (command, status) = match confirmation.outcome {
+        JournalOutcome::Completed => (
+            MintCommand::ConfirmJournal { issuer_request_id },
+            MintStatus::JournalConfirmed,
+        ),
+        JournalOutcome::Rejected => (
+            MintCommand::RejectJournal {
+                issuer_request_id,
+                reason: confirmation.reason,
+            },
+            MintStatus::JournalRejected,
+        ),
+    };
+    state.execute(&id, command).await.map_err(command_error)?;
+    tracing::info!(
+        target: "mint",
+        tokenization_request_id = %id,
+        %issuer_request_id,
+        outcome = %confirmation.outcome,
+        "journal outcome recorded"
+    );
+    if confirmation.outcome == JournalOutcome::Completed {
+        state.waker.notify_one();
+    }
+    Ok(Json(ConfirmResponse {
+        tokenization_request_id: id,
+        issuer_request_id,
+        status,
+    }))
+}
+
+/// `POST /inkind/issuance/confirm` (oldest wire).
+#[rocket::post("/inkind/issuance/confirm", data = "<body>")]
+async fn confirm_oldest(
+    _auth: AlpacaAuth,
+    state: &State<MintState>,
+    body: Result<Json<RawConfirm>, json::Error<'_>>,
+) -> Result<Json<ConfirmResponse>, ApiError> {
+    handle_confirm(state, body).await
+}
+
+/// `POST /tokenization/mint/confirm` (middle and current wires).
+#[rocket::post("/tokenization/mint/confirm", data = "<body>")]
+async fn confirm(
+    _auth: AlpacaAuth,
+    state: &State<MintState>,
+    body: Result<Json<RawConfirm>, json::Error<'_>>,
+) -> Result<Json<ConfirmResponse>, ApiError> {
+    handle_confirm(state, body).await
+}
+
+/// A mint for operators: the view plus why the driver is waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintResponse {
+    #[serde(flatten)]
+    pub mint: MintView,
+    pub last_error: Option<DriverStatus>,
+}
+
+#[rocket::get("/mints/<issuer_request_id>")]
+async fn get_mint(
+    _auth: InternalAuth,
+    state: &State<MintState>,
+    issuer_request_id: &str,
+) -> Result<Json<MintResponse>, ApiError> {
+    let issuer_request_id: IssuerRequestId = issuer_request_id
+        .parse()
+        .map_err(|err: super::InvalidIssuerRequestId| {
+            ApiError::unprocessable(err.to_string())
+        })?;
+    let mint = find_by_issuer_request_id(&state.pool, &issuer_request_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("mint not found"))?;
+    let last_error = driver_status(&state.pool, &mint.tokenization_request_id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(MintResponse { mint, last_error }))
+}

@@ -1,0 +1,47 @@
+use alloy::primitives::{TxHash, U256};
+
+use super::{
+    FailureClass, IssuerRequestId, MintRequest, ReplacementCause, Vault,
+};
+use crate::chain::SignedTx;
+
+/// Commands carry already-validated values: parsing happens at the edge
+/// (HTTP handlers) or in the driver (chain observations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MintCommand {
+    /// Alpaca's mint request, validated and resolved (client, vault).
+    Initiate { request: MintRequest },
+    /// Alpaca journaled the shares to us (`status: completed`).
+    ConfirmJournal { issuer_request_id: IssuerRequestId },
+    /// Alpaca did not journal the shares (`status: rejected`).
+    RejectJournal {
+        issuer_request_id: IssuerRequestId,
+        reason: Option<String>,
+    },
+    /// The first mint transaction is signed; persist it before sending.
+    RecordTxIntent { tx: SignedTx },
+    /// The current transaction is proven dead or reverted (not
+    /// deterministically); persist its replacement before sending.
+    RecordReplacement {
+        replaced: TxHash,
+        cause: ReplacementCause,
+        tx: SignedTx,
+    },
+    /// The current transaction was mined and deposited `shares`.
+    RecordMinted {
+        tx_hash: TxHash,
+        vault: Vault,
+        receipt_id: U256,
+        shares: U256,
+        block: u64,
+        gas_used: u64,
+    },
+    /// Stop: an operator must look at this mint.
+    RecordFailure {
+        classification: FailureClass,
+        reason: String,
+        tx_hash: Option<TxHash>,
+    },
+    /// Alpaca answered 200 to the mint callback.
+    RecordCallbackDelivered,
+}

@@ -1,0 +1,780 @@
+//! The mint driver: the only place where a mint touches the chain or
+//! Alpaca.
+//!
+//! Woken by accepted confirmations and by a periodic tick; every pass
+//! lists the mints that have work (`journal_confirmed`, `mint_intended`,
+//! `minted`) and drives each one in its own task, at most one task per
+//! mint and a bounded number at once. Each step reads the aggregate,
+//! decides from its state alone and records the result as a command:
+//!
+//! - `JournalConfirmed`: sign the deposit, commit `RecordTxIntent` (the
+//!   exact bytes), then broadcast.
+//! - `MintIntended`: classify the transaction. Mined → `RecordMinted`;
+//!   pending → rebroadcast the identical bytes; dead or reverted for a
+//!   reason that may not recur → sign a replacement, commit it, send it;
+//!   deterministic revert or budget spent → `RecordFailure`; uncertain →
+//!   wait. A missing receipt is never a failure.
+//! - `Minted`: send the mint callback; on 200 `RecordCallbackDelivered`.
+//!   Failures back off and retry forever (a 400 may have been applied).
+//!
+//! Errors that only mean "not now" (RPC down, fee above the ceiling,
+//! Alpaca unavailable) are written to `mint_driver_status` for operators
+//! and retried with backoff; they never fail a mint.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use alloy::primitives::TxHash;
+use cqrs_es::{AggregateError, EventStore};
+use sqlite_es::SqliteStore;
+use sqlx::SqlitePool;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::view::{clear_driver_error, record_driver_error};
+use super::{
+    FailureClass, MAX_TX_ATTEMPTS, Mint, MintCommand, MintCqrs, MintError,
+    MintRequest, MintState, MintedTokens, ReplacementCause,
+    TokenizationRequestId, TxAttempt, unfinished_mints,
+};
+use crate::alpaca::{AlpacaClient, MintCallback};
+use crate::chain::{
+    AttemptRole, ChainConfig, ChainError, ReceiptInformation, ReceiptOp,
+    SignedTx, TxAction, TxFailure, TxLifecycle, TxStatus, VaultService,
+};
+use crate::clock::Clock;
+use crate::shutdown::ShutdownListener;
+
+/// Steps one task takes for a mint before yielding to the next pass.
+const MAX_STEPS_PER_RUN: usize = 8;
+
+/// Cadence and limits of the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverSettings {
+    /// How often every unfinished mint is looked at without a wake-up.
+    pub tick: Duration,
+    /// Mints driven at the same time.
+    pub max_concurrent: usize,
+    /// A pending transaction is re-sent at most this often.
+    pub rebroadcast_every: Duration,
+    /// First delay after a retryable error; doubles per failure.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Delay after an error retrying cannot fix by itself (e.g. a final
+    /// 4xx from Alpaca): long, but the mint is never given up.
+    pub final_error_backoff: Duration,
+}
+
+impl DriverSettings {
+    /// Ticks as often as receipts are polled.
+    pub fn from_chain(config: &ChainConfig) -> Self {
+        Self {
+            tick: config.receipt_poll_interval,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for DriverSettings {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(500),
+            max_concurrent: 8,
+            rebroadcast_every: Duration::from_secs(5),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_mins(1),
+            final_error_backoff: Duration::from_mins(10),
+        }
+    }
+}
+
+/// What a step achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// State changed; take the next step now.
+    Progress,
+    /// Waiting on the chain; look again next pass.
+    Wait,
+    /// Nothing left to do for this mint.
+    Done,
+}
+
+/// A step that could not complete; the mint stays where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StepError {
+    message: String,
+    /// Whether trying again soon may help.
+    retryable: bool,
+}
+
+impl StepError {
+    fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    fn command(error: &AggregateError<MintError>) -> Self {
+        let retryable = matches!(
+            error,
+            AggregateError::AggregateConflict
+                | AggregateError::DatabaseConnectionError(_)
+        );
+        Self {
+            message: format!("recording the step failed: {error}"),
+            retryable,
+        }
+    }
+
+    fn chain(error: &ChainError) -> Self {
+        Self {
+            message: crate::http::ErrorChain(error).to_string(),
+            retryable: error.is_retryable(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    not_before: Instant,
+}
+
+/// Drives every unfinished mint; cheap to clone.
+#[derive(Clone)]
+pub struct MintDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cqrs: Arc<MintCqrs>,
+    /// Read-only access to the aggregates (no projections).
+    store: SqliteStore<Mint>,
+    pool: SqlitePool,
+    clock: Arc<dyn Clock>,
+    waker: Arc<Notify>,
+    vault: VaultService,
+    alpaca: AlpacaClient,
+    settings: DriverSettings,
+    permits: Arc<Semaphore>,
+    in_flight: Mutex<HashSet<TokenizationRequestId>>,
+    backoff: Mutex<HashMap<TokenizationRequestId, Backoff>>,
+    last_broadcast: Mutex<HashMap<TxHash, Instant>>,
+}
+
+/// Removes a mint from the in-flight set when its task ends, however.
+struct InFlight {
+    inner: Arc<Inner>,
+    id: TokenizationRequestId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+impl MintDriver {
+    pub fn new(
+        state: &MintState,
+        vault: VaultService,
+        alpaca: AlpacaClient,
+        settings: DriverSettings,
+    ) -> Self {
+        let max = settings.max_concurrent.max(1);
+        Self {
+            inner: Arc::new(Inner {
+                cqrs: state.cqrs().clone(),
+                store: SqliteStore::new(state.pool().clone()),
+                pool: state.pool().clone(),
+                clock: state.clock().clone(),
+                waker: state.waker().clone(),
+                vault,
+                alpaca,
+                settings,
+                permits: Arc::new(Semaphore::new(max)),
+                in_flight: Mutex::new(HashSet::new()),
+                backoff: Mutex::new(HashMap::new()),
+                last_broadcast: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Runs until `shutdown`, then waits for the running steps (each is
+    /// safe to interrupt, but finishing them avoids needless repeats).
+    pub fn spawn(
+        self,
+        shutdown: ShutdownListener,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(shutdown))
+    }
+
+    async fn run(self, mut shutdown: ShutdownListener) {
+        tracing::info!(
+            target: "mint",
+            tick_ms = self.inner.settings.tick.as_millis(),
+            "mint driver started"
+        );
+        let mut tasks = JoinSet::new();
+        let mut tick = tokio::time::interval(self.inner.settings.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => break,
+                _ = tick.tick() => {}
+                () = self.inner.waker.notified() => {}
+            }
+            while tasks.try_join_next().is_some() {}
+            self.dispatch(&mut tasks).await;
+        }
+        while tasks.join_next().await.is_some() {}
+        tracing::info!(target: "mint", "mint driver stopped");
+    }
+
+    /// One pass: starts a task for every unfinished mint that is neither
+    /// in flight nor backing off. Returns how many were started.
+    pub async fn dispatch(&self, tasks: &mut JoinSet<()>) -> usize {
+        let ids = match unfinished_mints(&self.inner.pool).await {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::warn!(
+                    target: "mint",
+                    %error,
+                    "cannot list unfinished mints"
+                );
+                return 0;
+            }
+        };
+        let now = Instant::now();
+        let mut started = 0;
+        for id in ids {
+            if self.is_backing_off(&id, now) {
+                continue;
+            }
+            let Ok(permit) = self.inner.permits.clone().try_acquire_owned()
+            else {
+                break;
+            };
+            let newly_claimed = self
+                .inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.clone());
+            if !newly_claimed {
+                continue;
+            }
+            let guard = InFlight {
+                inner: self.inner.clone(),
+                id: id.clone(),
+            };
+            let driver = self.clone();
+            tasks.spawn(async move {
+                driver.drive(&id).await;
+                drop(guard);
+                drop(permit);
+            });
+            started += 1;
+        }
+        started
+    }
+
+    fn is_backing_off(&self, id: &TokenizationRequestId, now: Instant) -> bool {
+        self.inner
+            .backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .is_some_and(|backoff| backoff.not_before > now)
+    }
+
+    /// Takes steps for one mint until it waits, finishes or fails.
+    pub async fn drive(&self, id: &TokenizationRequestId) {
+        for _ in 0..MAX_STEPS_PER_RUN {
+            match self.step(id).await {
+                Ok(step) => {
+                    self.succeeded(id, step).await;
+                    if step != Step::Progress {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    self.failed(id, &error).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn succeeded(&self, id: &TokenizationRequestId, step: Step) {
+        let had_errors = self
+            .inner
+            .backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)
+            .is_some();
+        if (had_errors || step != Step::Wait)
+            && let Err(error) = clear_driver_error(&self.inner.pool, id).await
+        {
+            tracing::warn!(target: "mint", %error, "cannot clear driver status");
+        }
+    }
+
+    async fn failed(&self, id: &TokenizationRequestId, error: &StepError) {
+        let settings = self.inner.settings;
+        let delay = {
+            let mut backoff = self
+                .inner
+                .backoff
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let failures = backoff
+                .get(id)
+                .map_or(1, |entry| entry.failures.saturating_add(1));
+            let delay = if error.retryable {
+                let doublings = failures.saturating_sub(1).min(16);
+                settings
+                    .retry_base
+                    .saturating_mul(2_u32.saturating_pow(doublings))
+                    .min(settings.retry_max)
+            } else {
+                settings.final_error_backoff
+            };
+            backoff.insert(
+                id.clone(),
+                Backoff {
+                    failures,
+                    not_before: Instant::now() + delay,
+                },
+            );
+            delay
+        };
+        if error.retryable {
+            tracing::warn!(
+                target: "mint",
+                tokenization_request_id = %id,
+                error = %error.message,
+                retry_in_ms = delay.as_millis(),
+                "mint step failed; will retry"
+            );
+        } else {
+            tracing::error!(
+                target: "mint",
+                tokenization_request_id = %id,
+                error = %error.message,
+                retry_in_ms = delay.as_millis(),
+                "mint step failed and needs attention; will retry later"
+            );
+        }
+        let now = self.inner.clock.now();
+        if let Err(db) =
+            record_driver_error(&self.inner.pool, id, &error.message, now).await
+        {
+            tracing::warn!(target: "mint", error = %db, "cannot record driver status");
+        }
+    }
+
+    async fn step(
+        &self,
+        id: &TokenizationRequestId,
+    ) -> Result<Step, StepError> {
+        let context = self
+            .inner
+            .store
+            .load_aggregate(id.as_str())
+            .await
+            .map_err(|err| StepError::command(&err))?;
+        match context.state() {
+            Mint::JournalConfirmed { request } => {
+                self.sign_and_send(id, request).await
+            }
+            Mint::MintIntended { request, attempt } => {
+                self.follow(id, request, attempt).await
+            }
+            Mint::Minted { request, minted } => {
+                self.send_callback(id, request, minted).await
+            }
+            Mint::NotInitiated
+            | Mint::Initiated { .. }
+            | Mint::JournalRejected { .. }
+            | Mint::Completed { .. }
+            | Mint::Failed { .. } => Ok(Step::Done),
+        }
+    }
+
+    async fn execute(
+        &self,
+        id: &TokenizationRequestId,
+        command: MintCommand,
+    ) -> Result<(), StepError> {
+        self.inner
+            .cqrs
+            .execute(id.as_str(), command)
+            .await
+            .map_err(|err| StepError::command(&err))
+    }
+
+    async fn fail(
+        &self,
+        id: &TokenizationRequestId,
+        classification: FailureClass,
+        reason: String,
+        tx_hash: Option<TxHash>,
+    ) -> Result<Step, StepError> {
+        tracing::error!(
+            target: "mint",
+            tokenization_request_id = %id,
+            %classification,
+            reason,
+            ?tx_hash,
+            "mint failed; operator attention needed"
+        );
+        self.execute(
+            id,
+            MintCommand::RecordFailure {
+                classification,
+                reason,
+                tx_hash,
+            },
+        )
+        .await?;
+        Ok(Step::Done)
+    }
+
+    /// Signs the deposit, persists it, then sends it.
+    async fn sign_and_send(
+        &self,
+        id: &TokenizationRequestId,
+        request: &MintRequest,
+    ) -> Result<Step, StepError> {
+        let order = &request.order;
+        let info = match ReceiptInformation::new(
+            ReceiptOp::Mint,
+            order.tokenization_request_id.to_string(),
+            request.issuer_request_id.to_string(),
+            order.underlying.to_string(),
+            order.qty.quantity(),
+            self.inner.clock.now(),
+        ) {
+            Ok(info) => info,
+            Err(error) => {
+                return self
+                    .fail(
+                        id,
+                        FailureClass::Unprocessable,
+                        error.to_string(),
+                        None,
+                    )
+                    .await;
+            }
+        };
+        let calldata = self.inner.vault.mint_calldata(
+            order.qty.to_shares(),
+            order.wallet.address(),
+            &info,
+        );
+        let client = self.inner.vault.client();
+        let tx = client
+            .sign(request.vault.address(), calldata)
+            .await
+            .map_err(|err| Self::sign_error(&err))?;
+        if let Err(error) = self
+            .execute(id, MintCommand::RecordTxIntent { tx: tx.clone() })
+            .await
+        {
+            // Never recorded, so never sent: the nonce is free again.
+            client.release(&tx).await;
+            return Err(error);
+        }
+        tracing::info!(
+            target: "mint",
+            tokenization_request_id = %id,
+            tx_hash = %tx.hash,
+            nonce = tx.nonce,
+            "mint transaction intended"
+        );
+        self.broadcast(&tx).await;
+        Ok(Step::Wait)
+    }
+
+    fn sign_error(error: &ChainError) -> StepError {
+        match error {
+            ChainError::FeeAboveCeiling { .. } => {
+                tracing::warn!(
+                    target: "mint",
+                    %error,
+                    "fee above the ceiling; holding the mint"
+                );
+                StepError::retryable(error.to_string())
+            }
+            // Nothing was signed; the vault would refuse now (e.g. the
+            // certification expired or a role is missing). Keep the mint
+            // and retry, so it proceeds once an operator fixes the cause.
+            ChainError::WouldRevert { .. } => {
+                StepError::fatal(crate::http::ErrorChain(error).to_string())
+            }
+            _ => StepError::chain(error),
+        }
+    }
+
+    /// Sends the identical bytes; a failure is only logged, since the
+    /// next pass classifies the transaction anyway.
+    async fn broadcast(&self, tx: &SignedTx) {
+        self.inner
+            .last_broadcast
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tx.hash, Instant::now());
+        if let Err(error) = self.inner.vault.client().broadcast(tx).await {
+            tracing::warn!(
+                target: "mint",
+                tx_hash = %tx.hash,
+                error = %crate::http::ErrorChain(&error),
+                "broadcast failed; will classify and retry"
+            );
+        }
+    }
+
+    fn rebroadcast_due(&self, hash: TxHash) -> bool {
+        self.inner
+            .last_broadcast
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&hash)
+            .is_none_or(|at| {
+                at.elapsed() >= self.inner.settings.rebroadcast_every
+            })
+    }
+
+    /// Classifies the current transaction and acts on it.
+    async fn follow(
+        &self,
+        id: &TokenizationRequestId,
+        request: &MintRequest,
+        attempt: &TxAttempt,
+    ) -> Result<Step, StepError> {
+        let tx = &attempt.tx;
+        let client = self.inner.vault.client();
+        let status = match client.classify(tx).await {
+            Ok(status) => status,
+            Err(error) => {
+                return self
+                    .fail(
+                        id,
+                        FailureClass::Unprocessable,
+                        error.to_string(),
+                        Some(tx.hash),
+                    )
+                    .await;
+            }
+        };
+        let lifecycle = TxLifecycle {
+            replacements_used: attempt.number.saturating_sub(1),
+            max_replacements: MAX_TX_ATTEMPTS - 1,
+        };
+        match lifecycle.decide(AttemptRole::Current, &status) {
+            TxAction::RecordSuccess => {
+                self.record_mined(id, request, tx, &status).await
+            }
+            TxAction::Rebroadcast => {
+                if self.rebroadcast_due(tx.hash) {
+                    self.broadcast(tx).await;
+                }
+                Ok(Step::Wait)
+            }
+            TxAction::Replace => {
+                let cause = if matches!(status, TxStatus::Dead) {
+                    ReplacementCause::Dead
+                } else {
+                    ReplacementCause::Reverted
+                };
+                self.replace(id, tx, cause).await
+            }
+            TxAction::Fail { reason } => {
+                let (classification, text) = match reason {
+                    TxFailure::DeterministicRevert(revert) => (
+                        FailureClass::DeterministicRevert,
+                        format!("the vault refused the deposit: {revert}"),
+                    ),
+                    TxFailure::ReplacementBudgetExhausted { used } => (
+                        FailureClass::ReplacementBudgetExhausted,
+                        format!(
+                            "the transaction and {used} replacements died or \
+                             reverted"
+                        ),
+                    ),
+                };
+                self.fail(id, classification, text, Some(tx.hash)).await
+            }
+            TxAction::Wait => {
+                if let TxStatus::Uncertain { reason } = &status {
+                    tracing::debug!(
+                        target: "mint",
+                        tx_hash = %tx.hash,
+                        ?reason,
+                        "transaction status uncertain; waiting"
+                    );
+                }
+                Ok(Step::Wait)
+            }
+            // Only superseded attempts get these; ours is current.
+            TxAction::NothingToDo | TxAction::SupersededAttemptMined => {
+                Ok(Step::Wait)
+            }
+        }
+    }
+
+    async fn record_mined(
+        &self,
+        id: &TokenizationRequestId,
+        request: &MintRequest,
+        tx: &SignedTx,
+        status: &TxStatus,
+    ) -> Result<Step, StepError> {
+        let TxStatus::Mined { receipt } = status else {
+            return Ok(Step::Wait);
+        };
+        let vault = request.vault;
+        let deposit = match VaultService::parse_mint(receipt, vault.address()) {
+            Ok(deposit) => deposit,
+            Err(error) => {
+                return self
+                    .fail(
+                        id,
+                        FailureClass::VaultOutcomeMismatch,
+                        error.to_string(),
+                        Some(tx.hash),
+                    )
+                    .await;
+            }
+        };
+        let expected = request.order.qty.to_shares();
+        if deposit.shares != expected {
+            return self
+                .fail(
+                    id,
+                    FailureClass::VaultOutcomeMismatch,
+                    format!(
+                        "deposited {} shares, {expected} requested",
+                        deposit.shares
+                    ),
+                    Some(tx.hash),
+                )
+                .await;
+        }
+        self.execute(
+            id,
+            MintCommand::RecordMinted {
+                tx_hash: tx.hash,
+                vault,
+                receipt_id: deposit.receipt_id,
+                shares: deposit.shares,
+                block: deposit.block,
+                gas_used: deposit.gas_used,
+            },
+        )
+        .await?;
+        self.inner
+            .last_broadcast
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&tx.hash);
+        tracing::info!(
+            target: "mint",
+            tokenization_request_id = %id,
+            tx_hash = %tx.hash,
+            receipt_id = %deposit.receipt_id,
+            block = deposit.block,
+            "tokens minted"
+        );
+        Ok(Step::Progress)
+    }
+
+    /// Signs a replacement for a transaction proven dead or reverted,
+    /// persists it, then sends it.
+    async fn replace(
+        &self,
+        id: &TokenizationRequestId,
+        old: &SignedTx,
+        cause: ReplacementCause,
+    ) -> Result<Step, StepError> {
+        let client = self.inner.vault.client();
+        let tx = client
+            .replacement_for(old)
+            .await
+            .map_err(|err| Self::sign_error(&err))?;
+        let command = MintCommand::RecordReplacement {
+            replaced: old.hash,
+            cause,
+            tx: tx.clone(),
+        };
+        if let Err(error) = self.execute(id, command).await {
+            client.release(&tx).await;
+            return Err(error);
+        }
+        tracing::warn!(
+            target: "mint",
+            tokenization_request_id = %id,
+            replaced = %old.hash,
+            ?cause,
+            tx_hash = %tx.hash,
+            nonce = tx.nonce,
+            "mint transaction replaced"
+        );
+        self.broadcast(&tx).await;
+        Ok(Step::Wait)
+    }
+
+    async fn send_callback(
+        &self,
+        id: &TokenizationRequestId,
+        request: &MintRequest,
+        minted: &MintedTokens,
+    ) -> Result<Step, StepError> {
+        let order = &request.order;
+        let callback = MintCallback {
+            tokenization_request_id: order.tokenization_request_id.to_string(),
+            ap: order.ap.clone(),
+            wallet_address: order.wallet.address(),
+            tx_hash: minted.tx_hash,
+            network: order.network.to_string(),
+        };
+        if let Err(error) =
+            self.inner.alpaca.send_mint_callback(&callback).await
+        {
+            let message = format!("mint callback failed: {error}");
+            return Err(if error.is_retryable() {
+                StepError::retryable(message)
+            } else {
+                // A final 4xx may still have been applied inside Alpaca
+                // (itn-wire.md §5.3): keep the mint pending and retry
+                // slowly; operators see the error in GET /mints.
+                StepError::fatal(message)
+            });
+        }
+        self.execute(id, MintCommand::RecordCallbackDelivered)
+            .await?;
+        tracing::info!(
+            target: "mint",
+            tokenization_request_id = %id,
+            tx_hash = %minted.tx_hash,
+            "mint completed; Alpaca called back"
+        );
+        Ok(Step::Done)
+    }
+}

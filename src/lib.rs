@@ -11,6 +11,7 @@ pub mod http;
 pub mod lease;
 pub mod quantity;
 pub mod receipt_inventory;
+pub mod redemption;
 pub mod shutdown;
 pub mod telemetry;
 

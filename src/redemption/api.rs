@@ -1,0 +1,182 @@
+//! Internal read endpoints: one redemption, and the unattributed inbound
+//! transfers operators must resolve by hand.
+
+use rocket::serde::json::Json;
+use rocket::{Route, State};
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+
+use super::monitor::{UnattributedTransfer, list_unattributed};
+use super::{IssuerRequestId, Redemption, find};
+use crate::auth::InternalAuth;
+use crate::http::ApiError;
+use crate::receipt_inventory::ReceiptBurn;
+
+pub fn routes() -> Vec<Route> {
+    rocket::routes![get_redemption, unattributed]
+}
+
+/// One burn, amounts as decimal strings (18-decimal share units).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BurnRow {
+    pub receipt_id: String,
+    pub shares: String,
+}
+
+impl From<&ReceiptBurn> for BurnRow {
+    fn from(burn: &ReceiptBurn) -> Self {
+        Self {
+            receipt_id: burn.receipt_id.to_string(),
+            shares: burn.shares.to_string(),
+        }
+    }
+}
+
+/// `GET /redemptions/<issuer_request_id>`. Share amounts are decimal
+/// strings of 18-decimal units; `alpaca_qty` is the 9-decimal quantity
+/// sent to Alpaca.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedemptionResponse {
+    pub issuer_request_id: String,
+    pub state: String,
+    pub network: String,
+    pub vault: String,
+    pub underlying: String,
+    pub token: String,
+    /// The AP's transfer into the issuer wallet.
+    pub tx_hash: String,
+    pub log_index: u64,
+    pub block: u64,
+    pub from_wallet: String,
+    pub client_id: String,
+    pub shares: String,
+    pub alpaca_qty: Option<String>,
+    pub dust: String,
+    pub detected_at: String,
+    pub tokenization_request_id: Option<String>,
+    pub alpaca_called_at: Option<String>,
+    /// The latest signed burn (pending or landed).
+    pub burn_tx_hash: Option<String>,
+    /// Earlier burn attempts replaced after a revert or drop.
+    pub superseded_burn_tx_hashes: Vec<String>,
+    pub burns: Vec<BurnRow>,
+    pub burn_block: Option<u64>,
+    pub completed_at: Option<String>,
+    pub failure_reason: Option<String>,
+    pub failed_at: Option<String>,
+}
+
+impl RedemptionResponse {
+    /// `None` for [`Redemption::NotDetected`].
+    pub fn from_state(
+        id: &IssuerRequestId,
+        state: &Redemption,
+    ) -> Option<Self> {
+        let detection = state.detection()?;
+        let transfer = &detection.transfer;
+        let alpaca = state.alpaca();
+        let mut response = Self {
+            issuer_request_id: id.to_string(),
+            state: state.state_name().to_owned(),
+            network: transfer.network.to_string(),
+            vault: transfer.vault.to_string(),
+            underlying: transfer.underlying.to_string(),
+            token: transfer.token.to_string(),
+            tx_hash: transfer.tx_hash.to_string(),
+            log_index: transfer.log_index,
+            block: transfer.block,
+            from_wallet: transfer.from_wallet.to_string(),
+            client_id: transfer.client_id.to_string(),
+            shares: transfer.shares.to_string(),
+            alpaca_qty: detection.alpaca_qty.map(|qty| qty.to_string()),
+            dust: detection.dust.to_string(),
+            detected_at: detection.detected_at.to_rfc3339(),
+            tokenization_request_id: alpaca
+                .map(|call| call.tokenization_request_id.clone()),
+            alpaca_called_at: alpaca.map(|call| call.called_at.to_rfc3339()),
+            burn_tx_hash: None,
+            superseded_burn_tx_hashes: Vec::new(),
+            burns: Vec::new(),
+            burn_block: None,
+            completed_at: None,
+            failure_reason: None,
+            failed_at: None,
+        };
+        match state {
+            Redemption::Burning {
+                burn, superseded, ..
+            } => {
+                response.burn_tx_hash = Some(burn.tx.hash.to_string());
+                response.superseded_burn_tx_hashes =
+                    superseded.iter().map(|tx| tx.hash.to_string()).collect();
+                response.burns = burn.burns.iter().map(BurnRow::from).collect();
+            }
+            Redemption::Completed {
+                burn,
+                burn_tx_hash,
+                block,
+                completed_at,
+                ..
+            } => {
+                response.burn_tx_hash = Some(burn_tx_hash.to_string());
+                response.burns = burn.burns.iter().map(BurnRow::from).collect();
+                response.burn_block = Some(*block);
+                response.completed_at = Some(completed_at.to_rfc3339());
+            }
+            Redemption::Failed {
+                burn,
+                reason,
+                failed_at,
+                ..
+            } => {
+                if let Some(burn) = burn {
+                    response.burn_tx_hash = Some(burn.tx.hash.to_string());
+                    response.burns =
+                        burn.burns.iter().map(BurnRow::from).collect();
+                }
+                response.failure_reason = Some(reason.to_string());
+                response.failed_at = Some(failed_at.to_rfc3339());
+            }
+            Redemption::NotDetected
+            | Redemption::Detected { .. }
+            | Redemption::AlpacaCalled { .. }
+            | Redemption::JournalCompleted { .. } => {}
+        }
+        Some(response)
+    }
+}
+
+#[rocket::get("/redemptions/<issuer_request_id>")]
+async fn get_redemption(
+    _auth: InternalAuth,
+    pool: &State<SqlitePool>,
+    issuer_request_id: &str,
+) -> Result<Json<RedemptionResponse>, ApiError> {
+    let id: IssuerRequestId = issuer_request_id.parse().map_err(
+        |err: super::InvalidIssuerRequestId| {
+            ApiError::unprocessable(err.to_string())
+        },
+    )?;
+    let state = find(pool, &id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("redemption not found"))?;
+    RedemptionResponse::from_state(&id, &state)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("redemption not found"))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnattributedList {
+    pub transfers: Vec<UnattributedTransfer>,
+}
+
+#[rocket::get("/redemptions/unattributed")]
+async fn unattributed(
+    _auth: InternalAuth,
+    pool: &State<SqlitePool>,
+) -> Result<Json<UnattributedList>, ApiError> {
+    let transfers =
+        list_unattributed(pool).await.map_err(ApiError::internal)?;
+    Ok(Json(UnattributedList { transfers }))
+}

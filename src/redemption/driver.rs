@@ -1,0 +1,845 @@
+//! The redemption driver: the only code that performs a redemption's side
+//! effects. One task owns every non-terminal redemption; it is woken by the
+//! monitor and by a periodic tick, reads each redemption's committed state
+//! and performs the one next step that state calls for:
+//!
+//! | State | Step |
+//! |---|---|
+//! | `Detected` | redeem call to Alpaca (idempotent: `Idempotency-Key` from the id, 422 recovered by lookup) → `AlpacaCalled` |
+//! | `AlpacaCalled` | poll the keyed GET (250 ms doubling to 30 s, timeout from the persisted `called_at`) → `AlpacaJournalCompleted` / `Failed` |
+//! | `JournalCompleted` | select receipts, sign the burn, commit `BurnIntended` (reserves them), broadcast |
+//! | `Burning` | classify the signed burn: record success, rebroadcast, wait, replace (bounded) or fail |
+//!
+//! Everything it needs to resume is in the event store, so a restart picks
+//! every redemption up where it stopped (the in-memory poll backoff simply
+//! restarts with an immediate poll).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use chrono::{DateTime, Utc};
+use cqrs_es::AggregateError;
+use sqlite_es::SqliteEsError;
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{
+    AlpacaCall, BurnAttempt, BurnFailure, Detection, IssuerRequestId,
+    Redemption, RedemptionCommand, RedemptionCqrs, RedemptionError, Refusal,
+    find, non_terminal,
+};
+use crate::alpaca::{AlpacaClient, AlpacaError, RedeemRequest, RequestStatus};
+use crate::chain::{
+    AttemptRole, Burn, ChainError, ReceiptInformation, ReceiptOp, TxAction,
+    TxFailure, TxLifecycle, TxStatus, VaultError, VaultService,
+};
+use crate::clock::Clock;
+use crate::receipt_inventory::{self, RESERVATIONS_TABLE, select_burns};
+use crate::shutdown::ShutdownListener;
+
+/// Steps taken on one redemption per pass before moving on.
+const MAX_STEPS_PER_PASS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverSettings {
+    /// First poll of a request after the redeem call.
+    pub poll_first: Duration,
+    /// Polling backoff cap.
+    pub poll_max: Duration,
+    /// Give up polling this long after the persisted `called_at`.
+    pub poll_timeout: Duration,
+    /// Wait after a failed redeem call or chain step before retrying.
+    pub retry_after: Duration,
+    /// How long the receipts may fail to cover a burn before it fails.
+    pub insufficient_receipts_grace: Duration,
+    /// Upper bound on the pause between passes.
+    pub tick: Duration,
+}
+
+impl Default for DriverSettings {
+    fn default() -> Self {
+        Self {
+            poll_first: Duration::from_millis(250),
+            poll_max: Duration::from_secs(30),
+            poll_timeout: Duration::from_hours(1),
+            retry_after: Duration::from_secs(5),
+            insufficient_receipts_grace: Duration::from_mins(10),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The poll delay after `current`: doubled, capped at `max`.
+pub fn next_poll_delay(current: Duration, max: Duration) -> Duration {
+    current.saturating_mul(2).min(max)
+}
+
+/// Whether `elapsed` since `since` has reached `limit` (clock skew that
+/// puts `since` in the future counts as nothing elapsed).
+pub fn has_elapsed(
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: Duration,
+) -> bool {
+    (now - since).to_std().is_ok_and(|elapsed| elapsed >= limit)
+}
+
+/// When to touch a redemption next, and the poll backoff.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    next_at: Instant,
+    poll_delay: Duration,
+}
+
+/// Whether a step changed the redemption (so the next one can run now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Advanced,
+    Waiting,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("command on redemption failed: {0}")]
+    Command(Box<AggregateError<RedemptionError>>),
+    #[error(transparent)]
+    Query(#[from] super::RedemptionQueryError),
+    #[error(transparent)]
+    Inventory(Box<receipt_inventory::InventoryError>),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    ReceiptInfo(#[from] crate::chain::ReceiptInfoError),
+    #[error("redemption has no Alpaca quantity")]
+    NoQuantity,
+}
+
+impl From<AggregateError<RedemptionError>> for StepError {
+    fn from(error: AggregateError<RedemptionError>) -> Self {
+        Self::Command(Box::new(error))
+    }
+}
+
+impl From<receipt_inventory::InventoryError> for StepError {
+    fn from(error: receipt_inventory::InventoryError) -> Self {
+        Self::Inventory(Box::new(error))
+    }
+}
+
+pub struct RedemptionDriver {
+    pool: SqlitePool,
+    cqrs: Arc<RedemptionCqrs>,
+    alpaca: AlpacaClient,
+    vaults: VaultService,
+    clock: Arc<dyn Clock>,
+    settings: DriverSettings,
+    wake: Arc<Notify>,
+    schedules: HashMap<IssuerRequestId, Schedule>,
+}
+
+impl RedemptionDriver {
+    pub fn new(
+        pool: SqlitePool,
+        cqrs: Arc<RedemptionCqrs>,
+        alpaca: AlpacaClient,
+        vaults: VaultService,
+        clock: Arc<dyn Clock>,
+        settings: DriverSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            pool,
+            cqrs,
+            alpaca,
+            vaults,
+            clock,
+            settings,
+            wake,
+            schedules: HashMap::new(),
+        }
+    }
+
+    /// Drives redemptions until shutdown. The first pass resumes every
+    /// non-terminal redemption left by a previous run.
+    pub fn spawn(
+        mut self,
+        mut shutdown: ShutdownListener,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let pause = match self.pass().await {
+                    Ok(pause) => pause,
+                    Err(error) => {
+                        tracing::warn!(
+                            target: "redemption",
+                            %error,
+                            "redemption driver pass failed"
+                        );
+                        self.settings.retry_after
+                    }
+                };
+                let wake = Arc::clone(&self.wake);
+                tokio::select! {
+                    () = shutdown.wait() => break,
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+            tracing::info!(target: "redemption", "redemption driver stopped");
+        })
+    }
+
+    /// One pass over every non-terminal redemption; returns how long to
+    /// pause before the next.
+    pub async fn pass(
+        &mut self,
+    ) -> Result<Duration, super::RedemptionQueryError> {
+        let open = non_terminal(&self.pool).await?;
+        let live: Vec<IssuerRequestId> =
+            open.iter().map(|(id, _)| id.clone()).collect();
+        self.schedules.retain(|id, _| live.contains(id));
+        metrics::gauge!("redemptions_open")
+            .set(f64::from(u32::try_from(open.len()).unwrap_or(u32::MAX)));
+        for (id, state) in open {
+            self.drive(&id, state).await;
+        }
+        let now = Instant::now();
+        let pause = self
+            .schedules
+            .values()
+            .map(|schedule| schedule.next_at.saturating_duration_since(now))
+            .fold(self.settings.tick, Duration::min);
+        Ok(pause)
+    }
+
+    async fn drive(&mut self, id: &IssuerRequestId, mut state: Redemption) {
+        for _ in 0..MAX_STEPS_PER_PASS {
+            if self
+                .schedules
+                .get(id)
+                .is_some_and(|schedule| schedule.next_at > Instant::now())
+            {
+                return;
+            }
+            match self.step(id, &state).await {
+                Ok(Step::Waiting) => return,
+                Ok(Step::Advanced) => {}
+                Err(error) => {
+                    tracing::warn!(
+                        target: "redemption",
+                        %id,
+                        state = state.state_name(),
+                        %error,
+                        "redemption step failed; will retry"
+                    );
+                    self.retry_later(id);
+                    return;
+                }
+            }
+            state = match find(&self.pool, id).await {
+                Ok(Some(next)) if !next.is_terminal() => next,
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(target: "redemption", %id, %error, "reload failed");
+                    return;
+                }
+            };
+        }
+    }
+
+    async fn step(
+        &mut self,
+        id: &IssuerRequestId,
+        state: &Redemption,
+    ) -> Result<Step, StepError> {
+        match state {
+            Redemption::Detected { detection } => {
+                self.call_alpaca(id, detection).await
+            }
+            Redemption::AlpacaCalled { detection, alpaca } => {
+                self.poll(id, detection, alpaca).await
+            }
+            Redemption::JournalCompleted {
+                detection,
+                alpaca,
+                journal_completed_at,
+            } => {
+                self.start_burn(id, detection, alpaca, *journal_completed_at)
+                    .await
+            }
+            Redemption::Burning {
+                detection,
+                burn,
+                superseded,
+                ..
+            } => self.drive_burn(id, detection, burn, superseded.len()).await,
+            Redemption::NotDetected
+            | Redemption::Completed { .. }
+            | Redemption::Failed { .. } => Ok(Step::Waiting),
+        }
+    }
+
+    async fn execute(
+        &self,
+        id: &IssuerRequestId,
+        command: RedemptionCommand,
+    ) -> Result<(), AggregateError<RedemptionError>> {
+        self.cqrs.execute(id.as_str(), command).await
+    }
+
+    fn retry_later(&mut self, id: &IssuerRequestId) {
+        let retry_after = self.settings.retry_after;
+        let schedule = self.schedules.entry(id.clone()).or_insert(Schedule {
+            next_at: Instant::now(),
+            poll_delay: self.settings.poll_first,
+        });
+        schedule.next_at = Instant::now() + retry_after;
+    }
+
+    async fn call_alpaca(
+        &mut self,
+        id: &IssuerRequestId,
+        detection: &Detection,
+    ) -> Result<Step, StepError> {
+        let request = redeem_request(id, detection)?;
+        let record = match self.alpaca.redeem(&request).await {
+            Ok(record) => record,
+            Err(error) if is_refusal(&error) => {
+                tracing::error!(
+                    target: "redemption",
+                    %id,
+                    %error,
+                    "Alpaca refused the redeem call; tokens stay with the \
+                     issuer wallet"
+                );
+                self.execute(
+                    id,
+                    RedemptionCommand::RecordAlpacaRejected {
+                        refusal: Some(Refusal {
+                            status: error.status(),
+                            message: error.to_string(),
+                        }),
+                    },
+                )
+                .await?;
+                return Ok(Step::Advanced);
+            }
+            Err(error) => {
+                let level_error = !error.is_retryable();
+                if level_error {
+                    tracing::error!(target: "redemption", %id, %error, "redeem call failed");
+                } else {
+                    tracing::warn!(target: "redemption", %id, %error, "redeem call failed; retrying");
+                }
+                metrics::counter!("alpaca_errors_total", "operation" => "redeem")
+                    .increment(1);
+                self.retry_later(id);
+                return Ok(Step::Waiting);
+            }
+        };
+        self.execute(
+            id,
+            RedemptionCommand::RecordAlpacaCall {
+                tokenization_request_id: record.tokenization_request_id.clone(),
+            },
+        )
+        .await?;
+        tracing::info!(
+            target: "redemption",
+            %id,
+            tokenization_request_id = %record.tokenization_request_id,
+            status = %record.status,
+            "Alpaca accepted the redeem call"
+        );
+        // The first poll comes after a short pause, not immediately.
+        self.schedules.insert(
+            id.clone(),
+            Schedule {
+                next_at: Instant::now() + self.settings.poll_first,
+                poll_delay: self.settings.poll_first,
+            },
+        );
+        match record.status {
+            RequestStatus::Completed => {
+                self.execute(id, RedemptionCommand::RecordJournalCompleted)
+                    .await?;
+                self.schedules.remove(id);
+            }
+            RequestStatus::Rejected => {
+                self.execute(
+                    id,
+                    RedemptionCommand::RecordAlpacaRejected { refusal: None },
+                )
+                .await?;
+            }
+            RequestStatus::Pending | RequestStatus::Other(_) => {}
+        }
+        Ok(Step::Advanced)
+    }
+
+    async fn poll(
+        &mut self,
+        id: &IssuerRequestId,
+        detection: &Detection,
+        alpaca: &AlpacaCall,
+    ) -> Result<Step, StepError> {
+        let now = self.clock.now();
+        if has_elapsed(alpaca.called_at, now, self.settings.poll_timeout) {
+            let waited_secs = self.settings.poll_timeout.as_secs();
+            tracing::error!(
+                target: "redemption",
+                %id,
+                tokenization_request_id = %alpaca.tokenization_request_id,
+                waited_secs,
+                "Alpaca did not complete the redemption in time"
+            );
+            self.execute(
+                id,
+                RedemptionCommand::RecordPollTimeout { waited_secs },
+            )
+            .await?;
+            return Ok(Step::Advanced);
+        }
+        let request = redeem_request(id, detection)?;
+        let outcome = self
+            .alpaca
+            .get_request(&alpaca.tokenization_request_id)
+            .await;
+        let record = match outcome {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                tracing::debug!(target: "redemption", %id, "request not found yet");
+                return Ok(self.poll_again(id));
+            }
+            Err(error) => {
+                tracing::warn!(target: "redemption", %id, %error, "polling Alpaca failed");
+                return Ok(self.poll_again(id));
+            }
+        };
+        if let Some(mismatch) = request.mismatch(&record) {
+            // Transient anomalies happen; never terminalise on them.
+            tracing::error!(
+                target: "redemption",
+                %id,
+                field = mismatch.field,
+                expected = %mismatch.expected,
+                found = %mismatch.found,
+                "Alpaca's record disagrees with the redemption; still polling"
+            );
+            return Ok(self.poll_again(id));
+        }
+        match record.status {
+            RequestStatus::Completed => {
+                self.execute(id, RedemptionCommand::RecordJournalCompleted)
+                    .await?;
+                self.schedules.remove(id);
+                tracing::info!(target: "redemption", %id, "Alpaca journal completed");
+                Ok(Step::Advanced)
+            }
+            RequestStatus::Rejected => {
+                tracing::warn!(
+                    target: "redemption",
+                    %id,
+                    "Alpaca rejected the redemption; tokens stay with the \
+                     issuer wallet"
+                );
+                self.execute(
+                    id,
+                    RedemptionCommand::RecordAlpacaRejected { refusal: None },
+                )
+                .await?;
+                self.schedules.remove(id);
+                Ok(Step::Advanced)
+            }
+            RequestStatus::Pending | RequestStatus::Other(_) => {
+                Ok(self.poll_again(id))
+            }
+        }
+    }
+
+    fn poll_again(&mut self, id: &IssuerRequestId) -> Step {
+        let first = self.settings.poll_first;
+        let max = self.settings.poll_max;
+        let schedule = self.schedules.entry(id.clone()).or_insert(Schedule {
+            next_at: Instant::now(),
+            poll_delay: first,
+        });
+        schedule.next_at = Instant::now() + schedule.poll_delay;
+        schedule.poll_delay = next_poll_delay(schedule.poll_delay, max);
+        Step::Waiting
+    }
+
+    async fn start_burn(
+        &mut self,
+        id: &IssuerRequestId,
+        detection: &Detection,
+        alpaca: &AlpacaCall,
+        journal_completed_at: DateTime<Utc>,
+    ) -> Result<Step, StepError> {
+        let transfer = &detection.transfer;
+        let qty = detection.alpaca_qty.ok_or(StepError::NoQuantity)?;
+        let amount = detection.burn_shares();
+        let held = {
+            let mut conn =
+                self.pool.acquire().await.map_err(|err| {
+                    receipt_inventory::InventoryError::Sqlx(err)
+                })?;
+            receipt_inventory::holdings(&mut conn, transfer.vault).await?
+        };
+        let burns = match select_burns(&held, amount) {
+            Ok(burns) => burns,
+            Err(short) => {
+                let now = self.clock.now();
+                if has_elapsed(
+                    journal_completed_at,
+                    now,
+                    self.settings.insufficient_receipts_grace,
+                ) {
+                    tracing::error!(
+                        target: "redemption",
+                        %id,
+                        %short,
+                        "receipts cannot cover the burn; failing"
+                    );
+                    self.execute(
+                        id,
+                        RedemptionCommand::RecordBurnFailed {
+                            failure: BurnFailure::InsufficientReceipts {
+                                requested: short.requested,
+                                available: short.available,
+                            },
+                        },
+                    )
+                    .await?;
+                    return Ok(Step::Advanced);
+                }
+                tracing::warn!(
+                    target: "redemption",
+                    %id,
+                    %short,
+                    "receipts cannot cover the burn yet"
+                );
+                self.retry_later(id);
+                return Ok(Step::Waiting);
+            }
+        };
+        let info = ReceiptInformation::new(
+            ReceiptOp::Redeem,
+            alpaca.tokenization_request_id.clone(),
+            id.to_string(),
+            transfer.underlying.to_string(),
+            qty.quantity(),
+            journal_completed_at,
+        )?;
+        let chain_burns: Vec<Burn> = burns
+            .iter()
+            .map(|burn| Burn {
+                receipt_id: burn.receipt_id,
+                shares: burn.shares,
+                receipt_information: info.encode(),
+            })
+            .collect();
+        let tx = match self
+            .vaults
+            .sign_burn(
+                transfer.vault,
+                &chain_burns,
+                transfer.from_wallet,
+                Some(detection.dust),
+            )
+            .await
+        {
+            Ok(tx) => tx,
+            Err(VaultError::Chain(ChainError::WouldRevert { revert })) => {
+                // Most likely the inventory overstates a receipt: re-read
+                // the chain before the next attempt.
+                tracing::warn!(
+                    target: "redemption",
+                    %id,
+                    %revert,
+                    "burn would revert; reconciling receipts"
+                );
+                if let Err(error) = receipt_inventory::reconcile(
+                    &self.pool,
+                    &self.vaults,
+                    &[transfer.vault],
+                )
+                .await
+                {
+                    tracing::warn!(target: "redemption", %error, "reconciliation failed");
+                }
+                self.retry_later(id);
+                return Ok(Step::Waiting);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let command = RedemptionCommand::IntendBurn {
+            tx: tx.clone(),
+            burns: burns.clone(),
+            dust: detection.dust,
+            replaces: None,
+        };
+        if let Err(error) = self.execute(id, command).await {
+            // Never broadcast: give the nonce back.
+            self.vaults.client().release(&tx).await;
+            if is_reservation_conflict(&error) {
+                tracing::info!(
+                    target: "redemption",
+                    %id,
+                    "receipts changed while signing; reselecting"
+                );
+                return Ok(Step::Advanced);
+            }
+            return Err(error.into());
+        }
+        tracing::info!(
+            target: "redemption",
+            %id,
+            tx_hash = %tx.hash,
+            receipts = burns.len(),
+            dust = %detection.dust,
+            "burn intended"
+        );
+        self.broadcast(id, &tx).await;
+        Ok(Step::Waiting)
+    }
+
+    async fn broadcast(
+        &self,
+        id: &IssuerRequestId,
+        tx: &crate::chain::SignedTx,
+    ) {
+        if let Err(error) = self.vaults.client().broadcast(tx).await {
+            // The intent is persisted; classification decides what next.
+            tracing::warn!(
+                target: "redemption",
+                %id,
+                tx_hash = %tx.hash,
+                %error,
+                "burn broadcast failed"
+            );
+        }
+    }
+
+    async fn drive_burn(
+        &mut self,
+        id: &IssuerRequestId,
+        detection: &Detection,
+        burn: &BurnAttempt,
+        replacements_used: usize,
+    ) -> Result<Step, StepError> {
+        let client = self.vaults.client().clone();
+        let status = client.classify(&burn.tx).await?;
+        let lifecycle = TxLifecycle::new(
+            u32::try_from(replacements_used).unwrap_or(u32::MAX),
+        );
+        match lifecycle.decide(AttemptRole::Current, &status) {
+            TxAction::RecordSuccess => {
+                let TxStatus::Mined { receipt } = status else {
+                    return Ok(Step::Waiting);
+                };
+                let withdrawn = VaultService::parse_burn(
+                    &receipt.logs,
+                    detection.transfer.vault,
+                );
+                let burned = withdrawn
+                    .iter()
+                    .try_fold(U256::ZERO, |sum, w| sum.checked_add(w.shares));
+                if burned != Some(detection.burn_shares()) {
+                    tracing::error!(
+                        target: "redemption",
+                        %id,
+                        tx_hash = %burn.tx.hash,
+                        ?withdrawn,
+                        "burn landed with unexpected Withdraw logs"
+                    );
+                }
+                self.execute(
+                    id,
+                    RedemptionCommand::RecordBurnCompleted {
+                        burn_tx_hash: burn.tx.hash,
+                        block: receipt.block_number,
+                    },
+                )
+                .await?;
+                tracing::info!(
+                    target: "redemption",
+                    %id,
+                    tx_hash = %burn.tx.hash,
+                    block = receipt.block_number,
+                    "redemption completed"
+                );
+                Ok(Step::Advanced)
+            }
+            TxAction::Rebroadcast => {
+                self.broadcast(id, &burn.tx).await;
+                Ok(Step::Waiting)
+            }
+            TxAction::Wait
+            | TxAction::NothingToDo
+            | TxAction::SupersededAttemptMined => Ok(Step::Waiting),
+            TxAction::Replace => {
+                let replacement = match client.replacement_for(&burn.tx).await {
+                    Ok(tx) => tx,
+                    Err(error) => {
+                        tracing::warn!(
+                            target: "redemption",
+                            %id,
+                            %error,
+                            "signing a replacement burn failed"
+                        );
+                        self.retry_later(id);
+                        return Ok(Step::Waiting);
+                    }
+                };
+                let command = RedemptionCommand::IntendBurn {
+                    tx: replacement.clone(),
+                    burns: burn.burns.clone(),
+                    dust: burn.dust,
+                    replaces: Some(burn.tx.hash),
+                };
+                if let Err(error) = self.execute(id, command).await {
+                    client.release(&replacement).await;
+                    return Err(error.into());
+                }
+                tracing::warn!(
+                    target: "redemption",
+                    %id,
+                    old = %burn.tx.hash,
+                    new = %replacement.hash,
+                    "burn replaced after a revert or drop"
+                );
+                self.broadcast(id, &replacement).await;
+                Ok(Step::Waiting)
+            }
+            TxAction::Fail { reason } => {
+                let failure = match reason {
+                    TxFailure::DeterministicRevert(revert) => {
+                        BurnFailure::DeterministicRevert {
+                            tx_hash: burn.tx.hash,
+                            revert: revert.to_string(),
+                        }
+                    }
+                    TxFailure::ReplacementBudgetExhausted { used } => {
+                        BurnFailure::ReplacementBudgetExhausted {
+                            tx_hash: burn.tx.hash,
+                            used,
+                        }
+                    }
+                };
+                tracing::error!(
+                    target: "redemption",
+                    %id,
+                    ?failure,
+                    "burn failed; manual intervention required"
+                );
+                self.execute(
+                    id,
+                    RedemptionCommand::RecordBurnFailed { failure },
+                )
+                .await?;
+                Ok(Step::Advanced)
+            }
+        }
+    }
+}
+
+/// The redeem call for a detection (rebuilt identically on every attempt,
+/// which the `Idempotency-Key` replay relies on).
+fn redeem_request(
+    id: &IssuerRequestId,
+    detection: &Detection,
+) -> Result<RedeemRequest, StepError> {
+    let transfer = &detection.transfer;
+    Ok(RedeemRequest {
+        issuer_request_id: id.to_string(),
+        underlying_symbol: transfer.underlying.to_string(),
+        token_symbol: transfer.token.to_string(),
+        ap: transfer.ap.clone(),
+        qty: detection.alpaca_qty.ok_or(StepError::NoQuantity)?,
+        network: transfer.network.to_string(),
+        wallet_address: transfer.from_wallet,
+        tx_hash: transfer.tx_hash,
+    })
+}
+
+/// A final business refusal of the redeem call (400, or a 422 that is not
+/// a duplicate). Auth, decoding and configuration errors are not: they
+/// are ours to fix, so the call is retried.
+fn is_refusal(error: &AlpacaError) -> bool {
+    matches!(
+        error,
+        AlpacaError::Http { status: 400, .. }
+            | AlpacaError::Http { status: 422, .. }
+            | AlpacaError::RedeemUnprocessable { .. }
+    )
+}
+
+fn is_reservation_conflict(error: &AggregateError<RedemptionError>) -> bool {
+    let AggregateError::UnexpectedError(cause) = error else {
+        return false;
+    };
+    matches!(
+        cause.downcast_ref::<SqliteEsError>(),
+        Some(SqliteEsError::ProjectionConflict { table, .. })
+            if table == RESERVATIONS_TABLE
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn poll_delays_double_up_to_the_cap() {
+        let max = Duration::from_secs(30);
+        let mut delay = Duration::from_millis(250);
+        let mut seen = vec![delay];
+        for _ in 0..10 {
+            delay = next_poll_delay(delay, max);
+            seen.push(delay);
+        }
+        let millis: Vec<u128> = seen.iter().map(Duration::as_millis).collect();
+        assert_eq!(
+            millis,
+            vec![
+                250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000,
+                30000
+            ]
+        );
+        assert_eq!(next_poll_delay(Duration::MAX, max), max);
+    }
+
+    #[test]
+    fn timeouts_are_measured_from_the_persisted_time() {
+        let called = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        let hour = Duration::from_hours(1);
+        let later = |secs| called + chrono::TimeDelta::seconds(secs);
+        assert!(!has_elapsed(called, later(3599), hour));
+        assert!(has_elapsed(called, later(3600), hour));
+        // A clock behind the persisted time is not a timeout.
+        assert!(!has_elapsed(called, later(-10), hour));
+    }
+
+    #[test]
+    fn only_business_answers_are_refusals() {
+        let http = |status| AlpacaError::Http {
+            status,
+            code: None,
+            message: String::new(),
+        };
+        assert!(is_refusal(&http(400)));
+        assert!(is_refusal(&http(422)));
+        assert!(!is_refusal(&http(401)));
+        assert!(!is_refusal(&http(403)));
+        assert!(!is_refusal(&http(503)));
+        assert!(!is_refusal(&AlpacaError::RateLimited { retry_after: None }));
+    }
+}

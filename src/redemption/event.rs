@@ -1,0 +1,65 @@
+use alloy::primitives::{Address, TxHash, U256};
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use super::{Detection, FailureReason};
+use crate::chain::SignedTx;
+use crate::receipt_inventory::ReceiptBurn;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RedemptionEvent {
+    /// A transfer into the issuer wallet, attributed to its sender's
+    /// account at detection time.
+    Detected { detection: Detection },
+    /// Alpaca accepted the redeem call.
+    AlpacaCalled {
+        tokenization_request_id: String,
+        called_at: DateTime<Utc>,
+    },
+    /// Alpaca moved the shares back to the AP: the tokens may be burned.
+    AlpacaJournalCompleted { completed_at: DateTime<Utc> },
+    /// A signed burn, persisted before it is broadcast. `replaces` names
+    /// the attempt it supersedes (proven reverted or dead).
+    BurnIntended {
+        tx: SignedTx,
+        burns: Vec<ReceiptBurn>,
+        dust: U256,
+        replaces: Option<TxHash>,
+        intended_at: DateTime<Utc>,
+    },
+    Completed {
+        vault: Address,
+        burn_tx_hash: TxHash,
+        burns: Vec<ReceiptBurn>,
+        block: u64,
+        completed_at: DateTime<Utc>,
+    },
+    /// Terminal. `resolves` is the burn attempt this failure settles, if
+    /// one was signed.
+    Failed {
+        reason: FailureReason,
+        resolves: Option<TxHash>,
+        failed_at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for RedemptionEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::Detected { .. } => "RedemptionEvent::Detected",
+            Self::AlpacaCalled { .. } => "RedemptionEvent::AlpacaCalled",
+            Self::AlpacaJournalCompleted { .. } => {
+                "RedemptionEvent::AlpacaJournalCompleted"
+            }
+            Self::BurnIntended { .. } => "RedemptionEvent::BurnIntended",
+            Self::Completed { .. } => "RedemptionEvent::Completed",
+            Self::Failed { .. } => "RedemptionEvent::Failed",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}

@@ -1,0 +1,901 @@
+//! Redemptions: an AP sends tokens to the issuer wallet; we tell Alpaca,
+//! wait until Alpaca has moved the underlying shares back to the AP, then
+//! burn the tokens (and the matching receipts) and return the sub-9-decimal
+//! dust to the AP in the same transaction.
+//!
+//! - [`monitor`]: finds the transfers (chunked `eth_getLogs` from durable
+//!   checkpoints) and commits `Detect`;
+//! - the aggregate here: the lifecycle, every transition idempotent;
+//! - [`driver`]: the only place with side effects (Alpaca calls, burns);
+//! - `api`: internal read endpoints.
+
+mod api;
+mod cmd;
+pub mod driver;
+mod event;
+pub mod monitor;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, TxHash, U256};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use serde::{Deserialize, Serialize};
+
+use crate::account::ClientId;
+use crate::alpaca::ApRef;
+use crate::chain::{SignedTx, TxLifecycle};
+use crate::clock::Clock;
+use crate::quantity::{AlpacaQuantity, split_for_alpaca};
+use crate::receipt_inventory::ReceiptBurn;
+use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
+
+pub use api::{RedemptionResponse, routes};
+pub use cmd::RedemptionCommand;
+pub use event::RedemptionEvent;
+pub use view::{
+    RedemptionCqrs, RedemptionQueryError, cqrs, find, non_terminal,
+    rebuild_views,
+};
+
+/// The aggregate type, also the `owner_type` of burn intents.
+pub const AGGREGATE_TYPE: &str = "Redemption";
+
+/// Our id for a redemption, sent to Alpaca as `issuer_request_id`:
+/// `0x<transfer tx hash>-<log index>`. Derived from the transfer alone, so
+/// detecting it again is a no-op, and two transfers in one transaction are
+/// two redemptions.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct IssuerRequestId(String);
+
+impl IssuerRequestId {
+    pub fn for_transfer(tx_hash: TxHash, log_index: u64) -> Self {
+        Self(format!("{tx_hash:#x}-{log_index}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IssuerRequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid issuer request id {value:?}: expected 0x<64 hex>-<log index>")]
+pub struct InvalidIssuerRequestId {
+    pub value: String,
+}
+
+impl FromStr for IssuerRequestId {
+    type Err = InvalidIssuerRequestId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidIssuerRequestId {
+            value: s.chars().take(200).collect(),
+        };
+        let (hash, index) = s.split_once('-').ok_or_else(invalid)?;
+        let hex_ok = hash.len() == 66
+            && hash.starts_with("0x")
+            && hash
+                .bytes()
+                .skip(2)
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let index_ok = !index.is_empty()
+            && index.bytes().all(|b| b.is_ascii_digit())
+            && (index == "0" || !index.starts_with('0'));
+        if !hex_ok || !index_ok {
+            return Err(invalid());
+        }
+        let hash: TxHash = hash.parse().map_err(|_| invalid())?;
+        let index: u64 = index.parse().map_err(|_| invalid())?;
+        Ok(Self::for_transfer(hash, index))
+    }
+}
+
+impl TryFrom<String> for IssuerRequestId {
+    type Error = InvalidIssuerRequestId;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<IssuerRequestId> for String {
+    fn from(value: IssuerRequestId) -> Self {
+        value.0
+    }
+}
+
+/// A qualifying `Transfer(from, bot, shares)` and who sent it, as the
+/// monitor found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectedTransfer {
+    pub network: Network,
+    pub vault: Address,
+    pub underlying: UnderlyingSymbol,
+    pub token: TokenSymbol,
+    pub tx_hash: TxHash,
+    pub log_index: u64,
+    pub block: u64,
+    /// The AP wallet the tokens came from; dust goes back here.
+    pub from_wallet: Address,
+    /// The account owning `from_wallet` at detection time, captured so a
+    /// later un-whitelisting does not strand the redemption.
+    pub client_id: ClientId,
+    pub ap: ApRef,
+    pub shares: U256,
+}
+
+impl DetectedTransfer {
+    pub fn issuer_request_id(&self) -> IssuerRequestId {
+        IssuerRequestId::for_transfer(self.tx_hash, self.log_index)
+    }
+}
+
+/// The transfer plus the split of its amount for Alpaca.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detection {
+    pub transfer: DetectedTransfer,
+    /// `shares` truncated to 9 decimals; `None` when below 10^-9.
+    pub alpaca_qty: Option<AlpacaQuantity>,
+    /// `shares - alpaca_qty`, returned to the sender with the burn.
+    pub dust: U256,
+    pub detected_at: DateTime<Utc>,
+}
+
+impl Detection {
+    /// Shares to burn from receipts (the dust is returned, not burned).
+    pub fn burn_shares(&self) -> U256 {
+        self.alpaca_qty.map_or(U256::ZERO, |qty| qty.to_shares())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlpacaCall {
+    pub tokenization_request_id: String,
+    pub called_at: DateTime<Utc>,
+}
+
+/// One signed burn transaction and what it burns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BurnAttempt {
+    pub tx: SignedTx,
+    pub burns: Vec<ReceiptBurn>,
+    pub dust: U256,
+    pub intended_at: DateTime<Utc>,
+}
+
+/// Alpaca's final refusal of the redeem call itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// Why a burn cannot be completed automatically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BurnFailure {
+    /// The vault refused on purpose; resending cannot help.
+    DeterministicRevert {
+        tx_hash: TxHash,
+        revert: String,
+    },
+    ReplacementBudgetExhausted {
+        tx_hash: TxHash,
+        used: u32,
+    },
+    /// The inventory cannot cover the burn.
+    InsufficientReceipts {
+        requested: U256,
+        available: U256,
+    },
+}
+
+/// Why a redemption stopped. Every reason leaves the tokens with the
+/// issuer wallet (nothing was burned), for an operator to act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureReason {
+    /// `rejected` by Alpaca (`refusal` = None), or the redeem call was
+    /// refused for good. Never burn: the AP did not get its shares back.
+    AlpacaRejected {
+        refusal: Option<Refusal>,
+    },
+    PollTimedOut {
+        waited_secs: u64,
+    },
+    /// Less than 10^-9 tokens: nothing Alpaca could be asked for.
+    BelowMinimumQuantity {
+        shares: U256,
+    },
+    /// The amount does not fit Alpaca's decimal quantity.
+    UnrepresentableQuantity {
+        shares: U256,
+    },
+    BurnFailed {
+        failure: BurnFailure,
+    },
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlpacaRejected { refusal: None } => {
+                f.write_str("Alpaca rejected the redemption")
+            }
+            Self::AlpacaRejected {
+                refusal: Some(refusal),
+            } => write!(
+                f,
+                "Alpaca refused the redeem call (HTTP {:?}): {}",
+                refusal.status, refusal.message
+            ),
+            Self::PollTimedOut { waited_secs } => write!(
+                f,
+                "Alpaca did not complete the journal within {waited_secs} s"
+            ),
+            Self::BelowMinimumQuantity { shares } => write!(
+                f,
+                "{shares} shares is below Alpaca's minimum quantity (1e-9)"
+            ),
+            Self::UnrepresentableQuantity { shares } => {
+                write!(f, "{shares} shares cannot be expressed as a quantity")
+            }
+            Self::BurnFailed {
+                failure: BurnFailure::DeterministicRevert { tx_hash, revert },
+            } => write!(f, "burn {tx_hash} reverted: {revert}"),
+            Self::BurnFailed {
+                failure:
+                    BurnFailure::ReplacementBudgetExhausted { tx_hash, used },
+            } => write!(
+                f,
+                "burn {tx_hash} could not be landed after {used} replacements"
+            ),
+            Self::BurnFailed {
+                failure:
+                    BurnFailure::InsufficientReceipts {
+                        requested,
+                        available,
+                    },
+            } => write!(
+                f,
+                "receipts cover {available} shares, {requested} needed"
+            ),
+        }
+    }
+}
+
+/// The redemption lifecycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Redemption {
+    #[default]
+    NotDetected,
+    Detected {
+        detection: Detection,
+    },
+    AlpacaCalled {
+        detection: Detection,
+        alpaca: AlpacaCall,
+    },
+    JournalCompleted {
+        detection: Detection,
+        alpaca: AlpacaCall,
+        journal_completed_at: DateTime<Utc>,
+    },
+    Burning {
+        detection: Detection,
+        alpaca: AlpacaCall,
+        journal_completed_at: DateTime<Utc>,
+        burn: BurnAttempt,
+        /// Earlier attempts, proven reverted or dead, oldest first.
+        superseded: Vec<SignedTx>,
+    },
+    Completed {
+        detection: Detection,
+        alpaca: AlpacaCall,
+        burn: BurnAttempt,
+        burn_tx_hash: TxHash,
+        block: u64,
+        completed_at: DateTime<Utc>,
+    },
+    Failed {
+        detection: Detection,
+        alpaca: Option<AlpacaCall>,
+        burn: Option<BurnAttempt>,
+        reason: FailureReason,
+        failed_at: DateTime<Utc>,
+    },
+}
+
+impl Redemption {
+    pub fn detection(&self) -> Option<&Detection> {
+        match self {
+            Self::NotDetected => None,
+            Self::Detected { detection }
+            | Self::AlpacaCalled { detection, .. }
+            | Self::JournalCompleted { detection, .. }
+            | Self::Burning { detection, .. }
+            | Self::Completed { detection, .. }
+            | Self::Failed { detection, .. } => Some(detection),
+        }
+    }
+
+    pub fn alpaca(&self) -> Option<&AlpacaCall> {
+        match self {
+            Self::NotDetected | Self::Detected { .. } => None,
+            Self::AlpacaCalled { alpaca, .. }
+            | Self::JournalCompleted { alpaca, .. }
+            | Self::Burning { alpaca, .. }
+            | Self::Completed { alpaca, .. } => Some(alpaca),
+            Self::Failed { alpaca, .. } => alpaca.as_ref(),
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Completed { .. } | Self::Failed { .. })
+    }
+
+    pub const fn state_name(&self) -> &'static str {
+        match self {
+            Self::NotDetected => "not_detected",
+            Self::Detected { .. } => "detected",
+            Self::AlpacaCalled { .. } => "alpaca_called",
+            Self::JournalCompleted { .. } => "journal_completed",
+            Self::Burning { .. } => "burning",
+            Self::Completed { .. } => "completed",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedemptionError {
+    #[error("redemption has not been detected")]
+    NotDetected,
+    #[error(
+        "redemption was detected from another transfer ({tx_hash} log \
+         {log_index})"
+    )]
+    DetectedDifferently { tx_hash: TxHash, log_index: u64 },
+    #[error("{command} is not allowed in state {state}")]
+    InvalidState {
+        command: &'static str,
+        state: &'static str,
+    },
+    #[error("Alpaca request {recorded} is already recorded, not {given}")]
+    TokenizationRequestMismatch { recorded: String, given: String },
+    #[error(transparent)]
+    BurnMismatch(Box<BurnMismatch>),
+    #[error("burn {given} is not the current attempt {current}")]
+    NotCurrentAttempt { given: TxHash, current: TxHash },
+    #[error("burn {given} is not an attempt of this redemption")]
+    UnknownAttempt { given: TxHash },
+    #[error("all {used} burn replacements are used")]
+    ReplacementBudgetExhausted { used: u32 },
+}
+
+/// A burn whose amounts do not add up to the detected transfer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "burn of {burned:?} shares and {dust} dust does not match the detection \
+     ({expected} shares, {expected_dust} dust)"
+)]
+pub struct BurnMismatch {
+    /// `None` when the burns overflow U256.
+    pub burned: Option<U256>,
+    pub dust: U256,
+    pub expected: U256,
+    pub expected_dust: U256,
+}
+
+/// What the redemption aggregate needs from the outside world.
+#[derive(Clone)]
+pub struct RedemptionServices {
+    pub clock: Arc<dyn Clock>,
+}
+
+fn invalid(command: &'static str, state: &Redemption) -> RedemptionError {
+    RedemptionError::InvalidState {
+        command,
+        state: state.state_name(),
+    }
+}
+
+/// Replacements allowed per redemption (the chain's default budget).
+pub const MAX_BURN_REPLACEMENTS: u32 = TxLifecycle::DEFAULT_MAX_REPLACEMENTS;
+
+impl Aggregate for Redemption {
+    const TYPE: &'static str = AGGREGATE_TYPE;
+    type Command = RedemptionCommand;
+    type Event = RedemptionEvent;
+    type Error = RedemptionError;
+    type Services = RedemptionServices;
+
+    async fn handle(
+        &mut self,
+        command: RedemptionCommand,
+        services: &RedemptionServices,
+        sink: &EventSink<Self>,
+    ) -> Result<(), RedemptionError> {
+        let now = services.clock.now();
+        for event in self.decide(command, now)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: RedemptionEvent) {
+        *self = std::mem::take(self).evolve(event);
+    }
+}
+
+impl Redemption {
+    fn decide(
+        &self,
+        command: RedemptionCommand,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        match command {
+            RedemptionCommand::Detect { transfer } => {
+                self.detect(transfer, now)
+            }
+            RedemptionCommand::RecordAlpacaCall {
+                tokenization_request_id,
+            } => self.record_alpaca_call(tokenization_request_id, now),
+            RedemptionCommand::RecordJournalCompleted => {
+                self.record_journal_completed(now)
+            }
+            RedemptionCommand::RecordAlpacaRejected { refusal } => {
+                self.record_rejected(refusal, now)
+            }
+            RedemptionCommand::RecordPollTimeout { waited_secs } => {
+                self.record_poll_timeout(waited_secs, now)
+            }
+            RedemptionCommand::IntendBurn {
+                tx,
+                burns,
+                dust,
+                replaces,
+            } => self.intend_burn(&tx, &burns, dust, replaces, now),
+            RedemptionCommand::RecordBurnCompleted {
+                burn_tx_hash,
+                block,
+            } => self.record_burn_completed(burn_tx_hash, block, now),
+            RedemptionCommand::RecordBurnFailed { failure } => {
+                self.record_burn_failed(failure, now)
+            }
+        }
+    }
+
+    fn detect(
+        &self,
+        transfer: DetectedTransfer,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        if let Some(existing) = self.detection() {
+            if existing.transfer == transfer {
+                return Ok(Vec::new());
+            }
+            return Err(RedemptionError::DetectedDifferently {
+                tx_hash: existing.transfer.tx_hash,
+                log_index: existing.transfer.log_index,
+            });
+        }
+        let shares = transfer.shares;
+        let (alpaca_qty, dust, failure) = match split_for_alpaca(shares) {
+            Ok(split) => (
+                split.alpaca,
+                split.dust,
+                split
+                    .alpaca
+                    .is_none()
+                    .then_some(FailureReason::BelowMinimumQuantity { shares }),
+            ),
+            Err(_) => (
+                None,
+                U256::ZERO,
+                Some(FailureReason::UnrepresentableQuantity { shares }),
+            ),
+        };
+        let mut events = vec![RedemptionEvent::Detected {
+            detection: Detection {
+                transfer,
+                alpaca_qty,
+                dust,
+                detected_at: now,
+            },
+        }];
+        if let Some(reason) = failure {
+            events.push(RedemptionEvent::Failed {
+                reason,
+                resolves: None,
+                failed_at: now,
+            });
+        }
+        Ok(events)
+    }
+
+    fn record_alpaca_call(
+        &self,
+        tokenization_request_id: String,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        if let Some(alpaca) = self.alpaca() {
+            return if alpaca.tokenization_request_id == tokenization_request_id
+            {
+                Ok(Vec::new())
+            } else {
+                Err(RedemptionError::TokenizationRequestMismatch {
+                    recorded: alpaca.tokenization_request_id.clone(),
+                    given: tokenization_request_id,
+                })
+            };
+        }
+        match self {
+            Self::NotDetected => Err(RedemptionError::NotDetected),
+            Self::Detected { .. } => Ok(vec![RedemptionEvent::AlpacaCalled {
+                tokenization_request_id,
+                called_at: now,
+            }]),
+            other => Err(invalid("RecordAlpacaCall", other)),
+        }
+    }
+
+    fn record_journal_completed(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        match self {
+            Self::NotDetected => Err(RedemptionError::NotDetected),
+            Self::AlpacaCalled { .. } => {
+                Ok(vec![RedemptionEvent::AlpacaJournalCompleted {
+                    completed_at: now,
+                }])
+            }
+            Self::JournalCompleted { .. }
+            | Self::Burning { .. }
+            | Self::Completed { .. } => Ok(Vec::new()),
+            other => Err(invalid("RecordJournalCompleted", other)),
+        }
+    }
+
+    fn record_rejected(
+        &self,
+        refusal: Option<Refusal>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        match self {
+            Self::NotDetected => Err(RedemptionError::NotDetected),
+            Self::Detected { .. } | Self::AlpacaCalled { .. } => {
+                Ok(vec![RedemptionEvent::Failed {
+                    reason: FailureReason::AlpacaRejected { refusal },
+                    resolves: None,
+                    failed_at: now,
+                }])
+            }
+            Self::Failed {
+                reason: FailureReason::AlpacaRejected { .. },
+                ..
+            } => Ok(Vec::new()),
+            other => Err(invalid("RecordAlpacaRejected", other)),
+        }
+    }
+
+    fn record_poll_timeout(
+        &self,
+        waited_secs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        match self {
+            Self::NotDetected => Err(RedemptionError::NotDetected),
+            Self::AlpacaCalled { .. } => Ok(vec![RedemptionEvent::Failed {
+                reason: FailureReason::PollTimedOut { waited_secs },
+                resolves: None,
+                failed_at: now,
+            }]),
+            Self::Failed {
+                reason: FailureReason::PollTimedOut { .. },
+                ..
+            } => Ok(Vec::new()),
+            other => Err(invalid("RecordPollTimeout", other)),
+        }
+    }
+
+    fn intend_burn(
+        &self,
+        tx: &SignedTx,
+        burns: &[ReceiptBurn],
+        dust: U256,
+        replaces: Option<TxHash>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        let intended = || RedemptionEvent::BurnIntended {
+            tx: tx.clone(),
+            burns: burns.to_vec(),
+            dust,
+            replaces,
+            intended_at: now,
+        };
+        match self {
+            Self::NotDetected => Err(RedemptionError::NotDetected),
+            Self::JournalCompleted { detection, .. } => {
+                check_burn_amounts(detection, burns, dust)?;
+                match replaces {
+                    None => Ok(vec![intended()]),
+                    Some(given) => {
+                        Err(RedemptionError::UnknownAttempt { given })
+                    }
+                }
+            }
+            Self::Burning {
+                detection,
+                burn,
+                superseded,
+                ..
+            } => {
+                if burn.tx.hash == tx.hash {
+                    return Ok(Vec::new());
+                }
+                let Some(given) = replaces else {
+                    return Err(invalid("IntendBurn", self));
+                };
+                if given != burn.tx.hash {
+                    return Err(RedemptionError::NotCurrentAttempt {
+                        given,
+                        current: burn.tx.hash,
+                    });
+                }
+                let used = u32::try_from(superseded.len()).unwrap_or(u32::MAX);
+                if used >= MAX_BURN_REPLACEMENTS {
+                    return Err(RedemptionError::ReplacementBudgetExhausted {
+                        used,
+                    });
+                }
+                check_burn_amounts(detection, burns, dust)?;
+                Ok(vec![intended()])
+            }
+            other => Err(invalid("IntendBurn", other)),
+        }
+    }
+
+    fn record_burn_completed(
+        &self,
+        burn_tx_hash: TxHash,
+        block: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        match self {
+            Self::NotDetected => Err(RedemptionError::NotDetected),
+            Self::Burning {
+                detection,
+                burn,
+                superseded,
+                ..
+            } => {
+                let ours = burn.tx.hash == burn_tx_hash
+                    || superseded.iter().any(|tx| tx.hash == burn_tx_hash);
+                if !ours {
+                    return Err(RedemptionError::UnknownAttempt {
+                        given: burn_tx_hash,
+                    });
+                }
+                Ok(vec![RedemptionEvent::Completed {
+                    vault: detection.transfer.vault,
+                    burn_tx_hash,
+                    burns: burn.burns.clone(),
+                    block,
+                    completed_at: now,
+                }])
+            }
+            Self::Completed {
+                burn_tx_hash: recorded,
+                ..
+            } if *recorded == burn_tx_hash => Ok(Vec::new()),
+            other => Err(invalid("RecordBurnCompleted", other)),
+        }
+    }
+
+    fn record_burn_failed(
+        &self,
+        failure: BurnFailure,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        let failed = move |resolves| {
+            Ok(vec![RedemptionEvent::Failed {
+                reason: FailureReason::BurnFailed { failure },
+                resolves,
+                failed_at: now,
+            }])
+        };
+        match self {
+            Self::NotDetected => Err(RedemptionError::NotDetected),
+            Self::JournalCompleted { .. } => failed(None),
+            Self::Burning { burn, .. } => failed(Some(burn.tx.hash)),
+            Self::Failed {
+                reason: FailureReason::BurnFailed { .. },
+                ..
+            } => Ok(Vec::new()),
+            other => Err(invalid("RecordBurnFailed", other)),
+        }
+    }
+
+    fn evolve(self, event: RedemptionEvent) -> Self {
+        match (self, event) {
+            (Self::NotDetected, RedemptionEvent::Detected { detection }) => {
+                Self::Detected { detection }
+            }
+            (
+                Self::Detected { detection },
+                RedemptionEvent::AlpacaCalled {
+                    tokenization_request_id,
+                    called_at,
+                },
+            ) => Self::AlpacaCalled {
+                detection,
+                alpaca: AlpacaCall {
+                    tokenization_request_id,
+                    called_at,
+                },
+            },
+            (
+                Self::AlpacaCalled { detection, alpaca },
+                RedemptionEvent::AlpacaJournalCompleted { completed_at },
+            ) => Self::JournalCompleted {
+                detection,
+                alpaca,
+                journal_completed_at: completed_at,
+            },
+            (
+                Self::JournalCompleted {
+                    detection,
+                    alpaca,
+                    journal_completed_at,
+                },
+                RedemptionEvent::BurnIntended {
+                    tx,
+                    burns,
+                    dust,
+                    intended_at,
+                    ..
+                },
+            ) => Self::Burning {
+                detection,
+                alpaca,
+                journal_completed_at,
+                burn: BurnAttempt {
+                    tx,
+                    burns,
+                    dust,
+                    intended_at,
+                },
+                superseded: Vec::new(),
+            },
+            (
+                Self::Burning {
+                    detection,
+                    alpaca,
+                    journal_completed_at,
+                    burn,
+                    mut superseded,
+                },
+                RedemptionEvent::BurnIntended {
+                    tx,
+                    burns,
+                    dust,
+                    intended_at,
+                    ..
+                },
+            ) => {
+                superseded.push(burn.tx);
+                Self::Burning {
+                    detection,
+                    alpaca,
+                    journal_completed_at,
+                    burn: BurnAttempt {
+                        tx,
+                        burns,
+                        dust,
+                        intended_at,
+                    },
+                    superseded,
+                }
+            }
+            (
+                Self::Burning {
+                    detection,
+                    alpaca,
+                    burn,
+                    ..
+                },
+                RedemptionEvent::Completed {
+                    burn_tx_hash,
+                    block,
+                    completed_at,
+                    ..
+                },
+            ) => Self::Completed {
+                detection,
+                alpaca,
+                burn,
+                burn_tx_hash,
+                block,
+                completed_at,
+            },
+            (
+                state,
+                RedemptionEvent::Failed {
+                    reason, failed_at, ..
+                },
+            ) => match state {
+                Self::Detected { detection } => Self::Failed {
+                    detection,
+                    alpaca: None,
+                    burn: None,
+                    reason,
+                    failed_at,
+                },
+                Self::AlpacaCalled { detection, alpaca }
+                | Self::JournalCompleted {
+                    detection, alpaca, ..
+                } => Self::Failed {
+                    detection,
+                    alpaca: Some(alpaca),
+                    burn: None,
+                    reason,
+                    failed_at,
+                },
+                Self::Burning {
+                    detection,
+                    alpaca,
+                    burn,
+                    ..
+                } => Self::Failed {
+                    detection,
+                    alpaca: Some(alpaca),
+                    burn: Some(burn),
+                    reason,
+                    failed_at,
+                },
+                // `decide` never emits Failed from these states.
+                other @ (Self::NotDetected
+                | Self::Completed { .. }
+                | Self::Failed { .. }) => other,
+            },
+            // `decide` never emits any other combination.
+            (state, _) => state,
+        }
+    }
+}
+
+fn check_burn_amounts(
+    detection: &Detection,
+    burns: &[ReceiptBurn],
+    dust: U256,
+) -> Result<(), RedemptionError> {
+    let burned = burns
+        .iter()
+        .try_fold(U256::ZERO, |sum, burn| sum.checked_add(burn.shares));
+    let expected = detection.burn_shares();
+    match burned {
+        Some(burned) if burned == expected && dust == detection.dust => Ok(()),
+        burned => Err(RedemptionError::BurnMismatch(Box::new(BurnMismatch {
+            burned,
+            dust,
+            expected,
+            expected_dust: detection.dust,
+        }))),
+    }
+}

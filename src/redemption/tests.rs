@@ -1,0 +1,629 @@
+//! Aggregate (given/when/then) tests for redemptions, plus the id and the
+//! in-commit bookkeeping on a real database.
+
+use std::sync::Arc;
+
+use alloy::primitives::{Address, Bytes, TxHash, U256, address};
+use chrono::{DateTime, TimeZone, Utc};
+use cqrs_es::test::TestFramework;
+use uuid::Uuid;
+
+use super::*;
+use crate::clock::FixedClock;
+use crate::quantity::AlpacaQuantity;
+
+const ONE: u128 = 1_000_000_000_000_000_000;
+const AP: Address = address!("0x00000000000000000000000000000000000000a1");
+const VAULT: Address = address!("0x00000000000000000000000000000000000000fa");
+const BOT: Address = address!("0x00000000000000000000000000000000000000b0");
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
+}
+
+fn earlier() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 11, 0, 0).unwrap()
+}
+
+fn framework() -> TestFramework<Redemption> {
+    TestFramework::with(RedemptionServices {
+        clock: Arc::new(FixedClock::new(now())),
+    })
+}
+
+fn transfer(shares: U256) -> DetectedTransfer {
+    let client_id = ClientId::new(Uuid::from_u128(7));
+    DetectedTransfer {
+        network: Network::Base,
+        vault: VAULT,
+        underlying: UnderlyingSymbol::new("AAPL").unwrap(),
+        token: TokenSymbol::new("tAAPL").unwrap(),
+        tx_hash: TxHash::repeat_byte(0x11),
+        log_index: 4,
+        block: 100,
+        from_wallet: AP,
+        client_id,
+        ap: ApRef::External(client_id.to_string()),
+        shares,
+    }
+}
+
+/// 1.5 tokens plus 123 wei of dust.
+fn shares() -> U256 {
+    U256::from(ONE + ONE / 2 + 123)
+}
+
+fn detection() -> Detection {
+    Detection {
+        transfer: transfer(shares()),
+        alpaca_qty: Some(AlpacaQuantity::parse("1.5").unwrap()),
+        dust: U256::from(123),
+        detected_at: earlier(),
+    }
+}
+
+fn detected() -> RedemptionEvent {
+    RedemptionEvent::Detected {
+        detection: detection(),
+    }
+}
+
+fn called() -> RedemptionEvent {
+    RedemptionEvent::AlpacaCalled {
+        tokenization_request_id: "tok-1".into(),
+        called_at: earlier(),
+    }
+}
+
+fn journal_completed() -> RedemptionEvent {
+    RedemptionEvent::AlpacaJournalCompleted {
+        completed_at: earlier(),
+    }
+}
+
+fn signed(nonce: u64) -> SignedTx {
+    SignedTx {
+        raw: Bytes::from_static(&[0x02]),
+        hash: TxHash::with_last_byte(u8::try_from(nonce).unwrap() + 1),
+        nonce,
+        chain_id: 31337,
+        from: BOT,
+        to: VAULT,
+        gas_limit: 300_000,
+        max_fee_per_gas: 10,
+        max_priority_fee_per_gas: 1,
+        signed_at: earlier(),
+    }
+}
+
+fn burns() -> Vec<ReceiptBurn> {
+    vec![
+        ReceiptBurn {
+            receipt_id: U256::from(1),
+            shares: U256::from(ONE),
+        },
+        ReceiptBurn {
+            receipt_id: U256::from(2),
+            shares: U256::from(ONE / 2),
+        },
+    ]
+}
+
+fn intended(nonce: u64, replaces: Option<TxHash>) -> RedemptionEvent {
+    RedemptionEvent::BurnIntended {
+        tx: signed(nonce),
+        burns: burns(),
+        dust: U256::from(123),
+        replaces,
+        intended_at: earlier(),
+    }
+}
+
+fn intend(nonce: u64, replaces: Option<TxHash>) -> RedemptionCommand {
+    RedemptionCommand::IntendBurn {
+        tx: signed(nonce),
+        burns: burns(),
+        dust: U256::from(123),
+        replaces,
+    }
+}
+
+#[test]
+fn issuer_request_id_is_the_transfer_identity() {
+    let id = IssuerRequestId::for_transfer(TxHash::repeat_byte(0xab), 12);
+    assert_eq!(
+        id.as_str(),
+        "0xabababababababababababababababababababababababababababababababab-12"
+    );
+    assert_eq!(id.as_str().parse::<IssuerRequestId>().unwrap(), id);
+    // Two logs of one transaction are two redemptions.
+    assert_ne!(
+        IssuerRequestId::for_transfer(TxHash::repeat_byte(0xab), 13),
+        id
+    );
+    for bad in [
+        "",
+        "0xabab-1",
+        "abababababababababababababababababababababababababababababababababab-1",
+        "0xABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB-1",
+        "0xabababababababababababababababababababababababababababababababab-",
+        "0xabababababababababababababababababababababababababababababababab-01",
+        "0xabababababababababababababababababababababababababababababababab-x",
+    ] {
+        assert!(bad.parse::<IssuerRequestId>().is_err(), "{bad}");
+    }
+    assert_eq!(transfer(shares()).issuer_request_id().as_str().len(), 68);
+}
+
+#[test]
+fn detect_splits_the_amount_for_alpaca() {
+    framework()
+        .given_no_previous_events()
+        .when(RedemptionCommand::Detect {
+            transfer: transfer(shares()),
+        })
+        .then_expect_events(vec![RedemptionEvent::Detected {
+            detection: Detection {
+                detected_at: now(),
+                ..detection()
+            },
+        }]);
+}
+
+#[test]
+fn detecting_again_is_a_no_op_and_another_transfer_is_refused() {
+    framework()
+        .given(vec![detected()])
+        .when(RedemptionCommand::Detect {
+            transfer: transfer(shares()),
+        })
+        .then_expect_events(vec![]);
+    framework()
+        .given(vec![detected(), called()])
+        .when(RedemptionCommand::Detect {
+            transfer: transfer(U256::from(5)),
+        })
+        .then_expect_error(RedemptionError::DetectedDifferently {
+            tx_hash: TxHash::repeat_byte(0x11),
+            log_index: 4,
+        });
+}
+
+#[test]
+fn a_dust_only_transfer_fails_at_detection() {
+    let tiny = U256::from(999_999_999_u64);
+    framework()
+        .given_no_previous_events()
+        .when(RedemptionCommand::Detect {
+            transfer: transfer(tiny),
+        })
+        .then_expect_events(vec![
+            RedemptionEvent::Detected {
+                detection: Detection {
+                    transfer: transfer(tiny),
+                    alpaca_qty: None,
+                    dust: tiny,
+                    detected_at: now(),
+                },
+            },
+            RedemptionEvent::Failed {
+                reason: FailureReason::BelowMinimumQuantity { shares: tiny },
+                resolves: None,
+                failed_at: now(),
+            },
+        ]);
+}
+
+#[test]
+fn the_alpaca_call_is_recorded_once() {
+    framework()
+        .given(vec![detected()])
+        .when(RedemptionCommand::RecordAlpacaCall {
+            tokenization_request_id: "tok-1".into(),
+        })
+        .then_expect_events(vec![RedemptionEvent::AlpacaCalled {
+            tokenization_request_id: "tok-1".into(),
+            called_at: now(),
+        }]);
+    framework()
+        .given(vec![detected(), called()])
+        .when(RedemptionCommand::RecordAlpacaCall {
+            tokenization_request_id: "tok-1".into(),
+        })
+        .then_expect_events(vec![]);
+    framework()
+        .given(vec![detected(), called()])
+        .when(RedemptionCommand::RecordAlpacaCall {
+            tokenization_request_id: "tok-2".into(),
+        })
+        .then_expect_error(RedemptionError::TokenizationRequestMismatch {
+            recorded: "tok-1".into(),
+            given: "tok-2".into(),
+        });
+    framework()
+        .given_no_previous_events()
+        .when(RedemptionCommand::RecordAlpacaCall {
+            tokenization_request_id: "tok-1".into(),
+        })
+        .then_expect_error(RedemptionError::NotDetected);
+}
+
+#[test]
+fn the_journal_completes_only_after_the_call() {
+    framework()
+        .given(vec![detected(), called()])
+        .when(RedemptionCommand::RecordJournalCompleted)
+        .then_expect_events(vec![RedemptionEvent::AlpacaJournalCompleted {
+            completed_at: now(),
+        }]);
+    framework()
+        .given(vec![detected(), called(), journal_completed()])
+        .when(RedemptionCommand::RecordJournalCompleted)
+        .then_expect_events(vec![]);
+    framework()
+        .given(vec![detected()])
+        .when(RedemptionCommand::RecordJournalCompleted)
+        .then_expect_error(RedemptionError::InvalidState {
+            command: "RecordJournalCompleted",
+            state: "detected",
+        });
+}
+
+#[test]
+fn a_rejection_fails_without_burning_and_is_idempotent() {
+    let failed = RedemptionEvent::Failed {
+        reason: FailureReason::AlpacaRejected { refusal: None },
+        resolves: None,
+        failed_at: now(),
+    };
+    framework()
+        .given(vec![detected(), called()])
+        .when(RedemptionCommand::RecordAlpacaRejected { refusal: None })
+        .then_expect_events(vec![failed.clone()]);
+    framework()
+        .given(vec![detected(), called(), failed.clone()])
+        .when(RedemptionCommand::RecordAlpacaRejected { refusal: None })
+        .then_expect_events(vec![]);
+    // Once rejected, nothing may burn.
+    framework()
+        .given(vec![detected(), called(), failed])
+        .when(intend(0, None))
+        .then_expect_error(RedemptionError::InvalidState {
+            command: "IntendBurn",
+            state: "failed",
+        });
+    framework()
+        .given(vec![detected(), called(), journal_completed()])
+        .when(RedemptionCommand::RecordAlpacaRejected { refusal: None })
+        .then_expect_error(RedemptionError::InvalidState {
+            command: "RecordAlpacaRejected",
+            state: "journal_completed",
+        });
+}
+
+#[test]
+fn polling_times_out_from_alpaca_called() {
+    framework()
+        .given(vec![detected(), called()])
+        .when(RedemptionCommand::RecordPollTimeout { waited_secs: 3600 })
+        .then_expect_events(vec![RedemptionEvent::Failed {
+            reason: FailureReason::PollTimedOut { waited_secs: 3600 },
+            resolves: None,
+            failed_at: now(),
+        }]);
+}
+
+#[test]
+fn a_burn_must_account_for_every_share() {
+    framework()
+        .given(vec![detected(), called(), journal_completed()])
+        .when(intend(0, None))
+        .then_expect_events(vec![RedemptionEvent::BurnIntended {
+            tx: signed(0),
+            burns: burns(),
+            dust: U256::from(123),
+            replaces: None,
+            intended_at: now(),
+        }]);
+    framework()
+        .given(vec![detected(), called(), journal_completed()])
+        .when(RedemptionCommand::IntendBurn {
+            tx: signed(0),
+            burns: burns(),
+            dust: U256::ZERO,
+            replaces: None,
+        })
+        .then_expect_error(RedemptionError::BurnMismatch(Box::new(
+            BurnMismatch {
+                burned: Some(U256::from(ONE + ONE / 2)),
+                dust: U256::ZERO,
+                expected: U256::from(ONE + ONE / 2),
+                expected_dust: U256::from(123),
+            },
+        )));
+    framework()
+        .given(vec![detected(), called()])
+        .when(intend(0, None))
+        .then_expect_error(RedemptionError::InvalidState {
+            command: "IntendBurn",
+            state: "alpaca_called",
+        });
+}
+
+#[test]
+fn replacements_name_the_current_attempt_and_are_bounded() {
+    let base =
+        vec![detected(), called(), journal_completed(), intended(0, None)];
+    // The same intent again is a no-op.
+    framework()
+        .given(base.clone())
+        .when(intend(0, None))
+        .then_expect_events(vec![]);
+    framework()
+        .given(base.clone())
+        .when(intend(1, Some(signed(0).hash)))
+        .then_expect_events(vec![RedemptionEvent::BurnIntended {
+            tx: signed(1),
+            burns: burns(),
+            dust: U256::from(123),
+            replaces: Some(signed(0).hash),
+            intended_at: now(),
+        }]);
+    framework()
+        .given(base.clone())
+        .when(intend(1, Some(signed(7).hash)))
+        .then_expect_error(RedemptionError::NotCurrentAttempt {
+            given: signed(7).hash,
+            current: signed(0).hash,
+        });
+    framework()
+        .given(base.clone())
+        .when(intend(1, None))
+        .then_expect_error(RedemptionError::InvalidState {
+            command: "IntendBurn",
+            state: "burning",
+        });
+    let mut exhausted = base;
+    for nonce in 1..=u64::from(MAX_BURN_REPLACEMENTS) {
+        exhausted.push(intended(nonce, Some(signed(nonce - 1).hash)));
+    }
+    let last = u64::from(MAX_BURN_REPLACEMENTS);
+    framework()
+        .given(exhausted)
+        .when(intend(last + 1, Some(signed(last).hash)))
+        .then_expect_error(RedemptionError::ReplacementBudgetExhausted {
+            used: MAX_BURN_REPLACEMENTS,
+        });
+}
+
+#[test]
+fn a_landed_burn_completes_the_redemption() {
+    let base = vec![
+        detected(),
+        called(),
+        journal_completed(),
+        intended(0, None),
+        intended(1, Some(signed(0).hash)),
+    ];
+    let completed = |hash| RedemptionEvent::Completed {
+        vault: VAULT,
+        burn_tx_hash: hash,
+        burns: burns(),
+        block: 120,
+        completed_at: now(),
+    };
+    framework()
+        .given(base.clone())
+        .when(RedemptionCommand::RecordBurnCompleted {
+            burn_tx_hash: signed(1).hash,
+            block: 120,
+        })
+        .then_expect_events(vec![completed(signed(1).hash)]);
+    framework()
+        .given(base.clone())
+        .when(RedemptionCommand::RecordBurnCompleted {
+            burn_tx_hash: signed(9).hash,
+            block: 120,
+        })
+        .then_expect_error(RedemptionError::UnknownAttempt {
+            given: signed(9).hash,
+        });
+    let mut done = base;
+    done.push(completed(signed(1).hash));
+    framework()
+        .given(done)
+        .when(RedemptionCommand::RecordBurnCompleted {
+            burn_tx_hash: signed(1).hash,
+            block: 120,
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_failed_burn_resolves_its_attempt() {
+    let failure = BurnFailure::DeterministicRevert {
+        tx_hash: signed(0).hash,
+        revert: "CertificationExpired".into(),
+    };
+    framework()
+        .given(vec![
+            detected(),
+            called(),
+            journal_completed(),
+            intended(0, None),
+        ])
+        .when(RedemptionCommand::RecordBurnFailed {
+            failure: failure.clone(),
+        })
+        .then_expect_events(vec![RedemptionEvent::Failed {
+            reason: FailureReason::BurnFailed { failure },
+            resolves: Some(signed(0).hash),
+            failed_at: now(),
+        }]);
+}
+
+#[test]
+fn states_replay_into_the_expected_shape() {
+    let mut state = Redemption::default();
+    for event in [
+        detected(),
+        called(),
+        journal_completed(),
+        intended(0, None),
+        intended(1, Some(signed(0).hash)),
+    ] {
+        cqrs_es::Aggregate::apply(&mut state, event);
+    }
+    let Redemption::Burning {
+        burn, superseded, ..
+    } = &state
+    else {
+        panic!("expected burning, got {state:?}");
+    };
+    assert_eq!(burn.tx, signed(1));
+    assert_eq!(superseded, &vec![signed(0)]);
+    assert_eq!(state.alpaca().unwrap().tokenization_request_id, "tok-1");
+    assert!(!state.is_terminal());
+    // Events survive the JSON round trip the store puts them through.
+    let json = serde_json::to_value(&state).unwrap();
+    assert_eq!(serde_json::from_value::<Redemption>(json).unwrap(), state);
+}
+
+mod bookkeeping {
+    use sqlx::SqlitePool;
+
+    use super::*;
+    use crate::receipt_inventory::{self, record_deposit};
+
+    async fn pool() -> SqlitePool {
+        let pool = sqlite_es::open_pool("sqlite::memory:", 1).await.unwrap();
+        crate::migrate(&pool).await.unwrap();
+        pool
+    }
+
+    async fn intents(pool: &SqlitePool) -> Vec<(String, i64)> {
+        sqlx::query_as(
+            "SELECT tx_hash, resolved FROM tx_intents ORDER BY nonce",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn burns_reserve_settle_and_record_intents_in_the_commit() {
+        let pool = pool().await;
+        {
+            let mut conn = pool.acquire().await.unwrap();
+            record_deposit(
+                &mut conn,
+                VAULT,
+                U256::from(1),
+                U256::from(ONE),
+                "m1",
+            )
+            .await
+            .unwrap();
+            record_deposit(
+                &mut conn,
+                VAULT,
+                U256::from(2),
+                U256::from(ONE),
+                "m2",
+            )
+            .await
+            .unwrap();
+        }
+        let cqrs = cqrs(
+            pool.clone(),
+            RedemptionServices {
+                clock: Arc::new(FixedClock::new(now())),
+            },
+        );
+        let id = transfer(shares()).issuer_request_id();
+        for command in [
+            RedemptionCommand::Detect {
+                transfer: transfer(shares()),
+            },
+            RedemptionCommand::RecordAlpacaCall {
+                tokenization_request_id: "tok-1".into(),
+            },
+            RedemptionCommand::RecordJournalCompleted,
+            intend(0, None),
+        ] {
+            cqrs.execute(id.as_str(), command).await.unwrap();
+        }
+        let held = receipt_inventory::list(&pool).await.unwrap();
+        assert_eq!(held[0].reserved, U256::from(ONE));
+        assert_eq!(held[1].reserved, U256::from(ONE / 2));
+        assert_eq!(intents(&pool).await.len(), 1);
+
+        // A second redemption cannot reserve what the first holds: the
+        // whole commit (event included) is refused.
+        let other = DetectedTransfer {
+            log_index: 5,
+            ..transfer(shares())
+        };
+        let other_id = other.issuer_request_id();
+        for command in [
+            RedemptionCommand::Detect { transfer: other },
+            RedemptionCommand::RecordAlpacaCall {
+                tokenization_request_id: "tok-2".into(),
+            },
+            RedemptionCommand::RecordJournalCompleted,
+        ] {
+            cqrs.execute(other_id.as_str(), command).await.unwrap();
+        }
+        let refused = cqrs.execute(other_id.as_str(), intend(5, None)).await;
+        assert!(refused.is_err());
+        assert_eq!(
+            find(&pool, &other_id).await.unwrap().unwrap().state_name(),
+            "journal_completed"
+        );
+        assert_eq!(intents(&pool).await.len(), 1);
+
+        // A replacement resolves the old intent and records the new one.
+        cqrs.execute(id.as_str(), intend(1, Some(signed(0).hash)))
+            .await
+            .unwrap();
+        let rows = intents(&pool).await;
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].1, 1);
+        assert_eq!(rows[1].1, 0);
+
+        cqrs.execute(
+            id.as_str(),
+            RedemptionCommand::RecordBurnCompleted {
+                burn_tx_hash: signed(1).hash,
+                block: 9,
+            },
+        )
+        .await
+        .unwrap();
+        let held = receipt_inventory::list(&pool).await.unwrap();
+        assert_eq!(held[0].balance, U256::ZERO);
+        assert_eq!(held[1].balance, U256::from(ONE / 2));
+        assert!(held.iter().all(|h| h.reserved.is_zero()));
+        assert!(
+            intents(&pool)
+                .await
+                .iter()
+                .all(|(_, resolved)| *resolved == 1)
+        );
+        let state = find(&pool, &id).await.unwrap().unwrap();
+        assert_eq!(state.state_name(), "completed");
+        assert!(
+            non_terminal(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .all(|(open, _)| *open != id)
+        );
+        assert_eq!(non_terminal(&pool).await.unwrap().len(), 1);
+        let response = RedemptionResponse::from_state(&id, &state).unwrap();
+        assert_eq!(response.burn_tx_hash, Some(signed(1).hash.to_string()));
+        assert_eq!(response.dust, "123");
+        assert_eq!(response.alpaca_qty.as_deref(), Some("1.5"));
+        assert_eq!(response.burns.len(), 2);
+    }
+}

@@ -1,0 +1,181 @@
+//! Read side of redemptions: `redemption_view` (the aggregate's state per
+//! issuer_request_id) and the in-commit bookkeeping of burns: receipt
+//! reservations and `tx_intents` rows move with the events that justify
+//! them, or not at all.
+
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use cqrs_es::{CqrsFramework, EventEnvelope, View};
+use serde::{Deserialize, Serialize};
+use sqlite_es::{
+    ProjectionError, SqliteEsError, SqliteStore, TxProjection, ViewProjection,
+    sqlite_cqrs,
+};
+use sqlx::{SqliteConnection, SqlitePool};
+
+use super::{
+    AGGREGATE_TYPE, IssuerRequestId, Redemption, RedemptionEvent,
+    RedemptionServices,
+};
+use crate::chain::{mark_intent_resolved, record_intent};
+use crate::receipt_inventory;
+
+pub type RedemptionCqrs = CqrsFramework<Redemption, SqliteStore<Redemption>>;
+
+const VIEW_TABLE: &str = "redemption_view";
+
+static VIEW: LazyLock<ViewProjection<RedemptionView, Redemption>> =
+    LazyLock::new(|| ViewProjection::new(VIEW_TABLE));
+
+/// The redemption command framework with its projections.
+pub fn cqrs(pool: SqlitePool, services: RedemptionServices) -> RedemptionCqrs {
+    let store = SqliteStore::new(pool)
+        .with_projection(Arc::new(
+            ViewProjection::<RedemptionView, Redemption>::new(VIEW_TABLE),
+        ))
+        .with_projection(Arc::new(BurnBookkeeping));
+    sqlite_cqrs(store, services)
+}
+
+/// Rewrites `redemption_view` from the event log.
+pub async fn rebuild_views(pool: &SqlitePool) -> Result<u64, SqliteEsError> {
+    VIEW.rebuild(pool).await
+}
+
+/// The stored view: the aggregate state itself, replayed by `apply`, so
+/// the view can never disagree with what the aggregate would load.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+struct RedemptionView(Redemption);
+
+impl View<Redemption> for RedemptionView {
+    fn update(&mut self, event: &EventEnvelope<Redemption>) {
+        cqrs_es::Aggregate::apply(&mut self.0, event.payload.clone());
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedemptionQueryError {
+    #[error(transparent)]
+    Store(#[from] SqliteEsError),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("JSON error in redemption_view: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The committed state of one redemption.
+pub async fn find(
+    pool: &SqlitePool,
+    id: &IssuerRequestId,
+) -> Result<Option<Redemption>, RedemptionQueryError> {
+    Ok(VIEW
+        .load(pool, id.as_str())
+        .await?
+        .map(|view| view.0)
+        .filter(|state| *state != Redemption::NotDetected))
+}
+
+/// Every redemption not yet completed or failed, by id. Rows whose id no
+/// longer parses are skipped with an ERROR (they cannot be driven).
+pub async fn non_terminal(
+    pool: &SqlitePool,
+) -> Result<Vec<(IssuerRequestId, Redemption)>, RedemptionQueryError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT view_id, payload FROM redemption_view ORDER BY view_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut open = Vec::new();
+    for (view_id, payload) in rows {
+        let RedemptionView(state) = serde_json::from_str(&payload)?;
+        if state.is_terminal() || state == Redemption::NotDetected {
+            continue;
+        }
+        match view_id.parse::<IssuerRequestId>() {
+            Ok(id) => open.push((id, state)),
+            Err(error) => tracing::error!(
+                target: "redemption",
+                %error,
+                "redemption_view row with an unparseable id"
+            ),
+        }
+    }
+    Ok(open)
+}
+
+/// Reserves receipts and records the nonce with `BurnIntended`; settles
+/// with `Completed`; releases with `Failed`. A reservation that no longer
+/// fits fails the commit (the driver then reselects).
+struct BurnBookkeeping;
+
+#[async_trait]
+impl TxProjection<Redemption> for BurnBookkeeping {
+    async fn project(
+        &self,
+        conn: &mut SqliteConnection,
+        events: &[EventEnvelope<Redemption>],
+    ) -> Result<(), ProjectionError> {
+        for event in events {
+            let id = event.aggregate_id.as_str();
+            match &event.payload {
+                RedemptionEvent::BurnIntended {
+                    tx,
+                    burns,
+                    replaces,
+                    intended_at,
+                    ..
+                } => {
+                    if let Some(old) = replaces {
+                        mark_intent_resolved(conn, *old).await?;
+                    }
+                    receipt_inventory::reserve(
+                        conn,
+                        tx.to,
+                        id,
+                        burns,
+                        *intended_at,
+                    )
+                    .await?;
+                    record_intent(conn, AGGREGATE_TYPE, id, tx).await.map_err(
+                        |err| {
+                            ProjectionError::from_sqlx(
+                                err,
+                                "tx_intents",
+                                format!("{}:{}", tx.from, tx.nonce),
+                            )
+                        },
+                    )?;
+                }
+                RedemptionEvent::Completed {
+                    vault,
+                    burn_tx_hash,
+                    burns,
+                    completed_at,
+                    ..
+                } => {
+                    receipt_inventory::settle(
+                        conn,
+                        *vault,
+                        id,
+                        burns,
+                        *completed_at,
+                    )
+                    .await?;
+                    mark_intent_resolved(conn, *burn_tx_hash).await?;
+                }
+                RedemptionEvent::Failed { resolves, .. } => {
+                    receipt_inventory::release(conn, id).await?;
+                    if let Some(hash) = resolves {
+                        mark_intent_resolved(conn, *hash).await?;
+                    }
+                }
+                RedemptionEvent::Detected { .. }
+                | RedemptionEvent::AlpacaCalled { .. }
+                | RedemptionEvent::AlpacaJournalCompleted { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use cqrs_es::AggregateError;
 use rocket::serde::json::{self, Json};
 use rocket::{Build, Rocket, Route, State};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlite_es::SqliteEsError;
@@ -29,7 +30,7 @@ use crate::alpaca::ApRef;
 use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
 use crate::http::ApiError;
-use crate::quantity::AlpacaQuantity;
+use crate::quantity::{AlpacaQuantity, Quantity};
 use crate::tokenized_asset::{self, Network, TokenSymbol, UnderlyingSymbol};
 
 /// Alpaca's documented 400 strings (itn-wire.md §4.5), verbatim.
@@ -212,12 +213,24 @@ fn required(
 
 fn parse_qty(raw: Option<&RawValue>) -> Result<AlpacaQuantity, String> {
     let raw = raw.ok_or("qty is missing")?.get();
-    let text = if raw.starts_with('"') {
-        serde_json::from_str::<String>(raw).map_err(|err| err.to_string())?
+    if raw.starts_with('"') {
+        let text = serde_json::from_str::<String>(raw)
+            .map_err(|err| err.to_string())?;
+        return AlpacaQuantity::parse(&text).map_err(|err| err.to_string());
+    }
+    // A JSON number, from its literal text: exact, exponent included
+    // (serde_json writes 1e-9 for 0.000000001).
+    if !raw.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!("qty {raw:?} is not a positive number"));
+    }
+    let value = if raw.contains(['e', 'E']) {
+        Decimal::from_scientific(raw).map_err(|err| err.to_string())?
     } else {
-        raw.to_owned()
+        Decimal::from_str_exact(raw).map_err(|err| err.to_string())?
     };
-    AlpacaQuantity::parse(&text).map_err(|err| err.to_string())
+    Quantity::from_decimal(value)
+        .and_then(AlpacaQuantity::new)
+        .map_err(|err| err.to_string())
 }
 
 fn parse_ap(

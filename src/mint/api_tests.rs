@@ -1,1 +1,606 @@
+//! Mint endpoints through the whole service (`build_rocket_with`) on a
+//! temp-file SQLite database, via Rocket's local client. Accounts and
+//! listings are set up through their own endpoints.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::TimeZone;
+use rocket::http::{ContentType, Header, Method, Status};
+use rocket::local::asynchronous::Client;
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+use tempfile::TempDir;
+
+use super::api::{
+    DIFFERENT_CONTENT, INVALID_PAYLOAD, INVALID_TOKEN, INVALID_WALLET,
+    NOT_ELIGIBLE,
+};
+use crate::clock::{FixedClock, SequentialIds};
+use crate::config::{Config, TEST_ALPACA_KEY, TEST_INTERNAL_KEY};
+use crate::{Deps, build_rocket_with, migrate};
+
+const WALLET: &str = "0x1111111111111111111111111111111111111111";
+const OTHER_WALLET: &str = "0x2222222222222222222222222222222222222222";
+const VAULT: &str = "0x3333333333333333333333333333333333333333";
+const TOK: &str = "7f1c0c8e-5a9b-4d7e-9a0b-1c2d3e4f5a6b";
+
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    Alpaca,
+    Internal,
+}
+
+struct Harness {
+    client: Client,
+    _dir: TempDir,
+}
+
+/// What `seed` set up.
+struct Seed {
+    client_id: String,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bot.db").display());
+        let pool = sqlite_es::open_pool(&url, 4).await.unwrap();
+        migrate(&pool).await.unwrap();
+        let deps = Deps {
+            pool,
+            clock: Arc::new(FixedClock::new(
+                chrono::Utc
+                    .with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
+                    .unwrap(),
+            )),
+            ids: Arc::new(SequentialIds::new()),
+            shutdown: crate::shutdown::channel().0,
+        };
+        let rocket = build_rocket_with(Config::for_tests(&url), deps)
+            .await
+            .unwrap();
+        let client = Client::tracked(rocket).await.unwrap();
+        Self { client, _dir: dir }
+    }
+
+    fn pool(&self) -> &SqlitePool {
+        self.client.rocket().state::<SqlitePool>().unwrap()
+    }
+
+    async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn mint_events(&self) -> i64 {
+        self.count("SELECT COUNT(*) FROM events WHERE aggregate_type = 'Mint'")
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Key,
+        body: Option<String>,
+    ) -> (Status, Value) {
+        let key = match key {
+            Key::Alpaca => TEST_ALPACA_KEY,
+            Key::Internal => TEST_INTERNAL_KEY,
+        };
+        let mut request = self
+            .client
+            .req(method, path)
+            .remote(SocketAddr::from(([127, 0, 0, 1], 40_000)))
+            .header(Header::new("X-API-KEY", key));
+        if let Some(body) = body {
+            request = request.header(ContentType::JSON).body(body);
+        }
+        let response = request.dispatch().await;
+        let status = response.status();
+        let text = response.into_string().await.unwrap_or_default();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON body {text:?} ({status})"));
+        (status, value)
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        key: Key,
+        body: &Value,
+    ) -> (Status, Value) {
+        self.send(Method::Post, path, key, Some(body.to_string()))
+            .await
+    }
+
+    async fn post_raw(&self, path: &str, body: &str) -> (Status, Value) {
+        self.send(Method::Post, path, Key::Alpaca, Some(body.to_owned()))
+            .await
+    }
+
+    async fn get_mint(&self, issuer_request_id: &str) -> (Status, Value) {
+        self.send(
+            Method::Get,
+            &format!("/mints/{issuer_request_id}"),
+            Key::Internal,
+            None,
+        )
+        .await
+    }
+
+    async fn ok(&self, path: &str, key: Key, body: &Value) -> Value {
+        let (status, response) = self.post(path, key, body).await;
+        assert_eq!(status, Status::Ok, "{path}: {response}");
+        response
+    }
+
+    /// A linked AP with one allow-listed wallet, and AAPL listed on
+    /// base as tAAPL.
+    async fn seed(&self) -> Seed {
+        let client_id = self
+            .register_and_whitelist("desk@ap.example.com", WALLET)
+            .await;
+        self.ok(
+            "/accounts/connect",
+            Key::Alpaca,
+            &json!({"email": "desk@ap.example.com", "account": "AP-0001"}),
+        )
+        .await;
+        self.ok(
+            "/tokenized-assets",
+            Key::Internal,
+            &json!({
+                "underlying": "AAPL",
+                "token": "tAAPL",
+                "network": "base",
+                "vault": VAULT,
+            }),
+        )
+        .await;
+        Seed { client_id }
+    }
+
+    async fn register_and_whitelist(
+        &self,
+        email: &str,
+        wallet: &str,
+    ) -> String {
+        let body = self
+            .ok("/accounts", Key::Internal, &json!({ "email": email }))
+            .await;
+        let client_id = body["client_id"].as_str().unwrap().to_owned();
+        self.ok(
+            &format!("/accounts/{client_id}/wallets"),
+            Key::Internal,
+            &json!({ "wallet": wallet }),
+        )
+        .await;
+        client_id
+    }
+
+    async fn initiate(&self, body: &Value) -> String {
+        let response = self.ok("/inkind/issuance", Key::Alpaca, body).await;
+        assert_eq!(response["status"], "created");
+        response["issuer_request_id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A valid oldest-wire mint request.
+fn oldest(seed: &Seed) -> Value {
+    json!({
+        "tokenization_request_id": TOK,
+        "qty": "1.5",
+        "underlying_symbol": "AAPL",
+        "token_symbol": "tAAPL",
+        "network": "base",
+        "client_id": seed.client_id,
+        "wallet_address": WALLET,
+    })
+}
+
+fn with(mut body: Value, field: &str, value: Value) -> Value {
+    body[field] = value;
+    body
+}
+
+fn without(mut body: Value, field: &str) -> Value {
+    body.as_object_mut().unwrap().remove(field);
+    body
+}
+
+fn confirm_body(issuer_request_id: &str, status: &str) -> Value {
+    json!({
+        "tokenization_request_id": TOK,
+        "issuer_request_id": issuer_request_id,
+        "status": status,
+    })
+}
+
+fn assert_error(status: Status, body: &Value, expected: Status, text: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"].as_str(), Some(text), "{body}");
+}
+
+#[rocket::async_test]
+async fn each_wire_version_creates_a_mint() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let issuer_request_id = h.initiate(&oldest(&seed)).await;
+    // SequentialIds: account registration drew id 1, the mint id 2.
+    assert_eq!(issuer_request_id, "00000000-0000-0000-0000-000000000002");
+    let (status, mint) = h.get_mint(&issuer_request_id).await;
+    assert_eq!(status, Status::Ok, "{mint}");
+    assert_eq!(mint["status"], "initiated");
+    assert_eq!(mint["tokenization_request_id"], TOK);
+    assert_eq!(mint["qty"], "1.5");
+    assert_eq!(mint["underlying"], "AAPL");
+    assert_eq!(mint["token"], "tAAPL");
+    assert_eq!(mint["network"], "base");
+    assert_eq!(mint["client_id"], seed.client_id);
+    assert_eq!(mint["ap"], json!({ "client_id": seed.client_id }));
+    assert_eq!(mint["wallet"].as_str().unwrap().to_lowercase(), WALLET);
+    assert_eq!(mint["vault"].as_str().unwrap().to_lowercase(), VAULT);
+    assert_eq!(mint["initiated_at"], "2026-11-28T12:00:00Z");
+    assert_eq!(mint["tx_hash"], Value::Null);
+    assert_eq!(mint["last_error"], Value::Null);
+
+    // Middle wire: `id` and `client_id`, qty as a JSON number.
+    let middle = json!({
+        "id": "middle-1",
+        "qty": 2,
+        "underlying_symbol": "AAPL",
+        "token_symbol": "tAAPL",
+        "network": "base",
+        "client_id": seed.client_id,
+        "wallet_address": WALLET,
+    });
+    let response = h.ok("/tokenization/mint", Key::Alpaca, &middle).await;
+    let (_, mint) = h
+        .get_mint(response["issuer_request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(mint["tokenization_request_id"], "middle-1");
+    assert_eq!(mint["qty"], "2");
+
+    // Current wire: client_external_account_id, an unknown extra field.
+    let current = json!({
+        "tokenization_request_id": "current-1",
+        "qty": 0.000_000_001,
+        "underlying_symbol": "AAPL",
+        "token_symbol": "tAAPL",
+        "network": "base",
+        "client_external_account_id": seed.client_id,
+        "wallet_address": WALLET.to_uppercase().replace("0X", "0x"),
+        "client_request_id": "ap-label",
+    });
+    let response = h.ok("/tokenization/mint", Key::Alpaca, &current).await;
+    let (_, mint) = h
+        .get_mint(response["issuer_request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(mint["qty"], "0.000000001");
+    assert_eq!(
+        mint["ap"],
+        json!({ "client_external_account_id": seed.client_id })
+    );
+    assert_eq!(h.count("SELECT COUNT(*) FROM mint_ids").await, 3);
+}
+
+#[rocket::async_test]
+async fn invalid_payloads_get_the_validation_string() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let valid = oldest(&seed);
+    let cases = [
+        without(valid.clone(), "qty"),
+        with(valid.clone(), "qty", json!("0")),
+        with(valid.clone(), "qty", json!(0)),
+        with(valid.clone(), "qty", json!("-1")),
+        with(valid.clone(), "qty", json!(-1)),
+        with(valid.clone(), "qty", json!("1.0000000001")),
+        with(valid.clone(), "qty", json!(1.000_000_000_1)),
+        with(valid.clone(), "qty", json!("1e3")),
+        with(valid.clone(), "qty", json!(1e-10)),
+        with(valid.clone(), "qty", json!("abc")),
+        with(valid.clone(), "qty", json!(null)),
+        with(valid.clone(), "qty", json!(true)),
+        with(valid.clone(), "network", json!("mars")),
+        with(valid.clone(), "network", json!("Base")),
+        without(valid.clone(), "network"),
+        without(valid.clone(), "tokenization_request_id"),
+        with(valid.clone(), "tokenization_request_id", json!("")),
+        with(valid.clone(), "tokenization_request_id", json!("has space")),
+        with(valid.clone(), "id", json!("another")),
+        without(valid.clone(), "wallet_address"),
+        with(valid.clone(), "wallet_address", json!("0x12")),
+        with(
+            valid.clone(),
+            "wallet_address",
+            json!("0x0000000000000000000000000000000000000000"),
+        ),
+        without(valid.clone(), "client_id"),
+        with(valid.clone(), "client_external_account_id", json!("x")),
+        with(valid.clone(), "underlying_symbol", json!(5)),
+        without(valid.clone(), "token_symbol"),
+        json!([1, 2]),
+    ];
+    for body in cases {
+        let (status, response) =
+            h.post("/inkind/issuance", Key::Alpaca, &body).await;
+        assert_error(status, &response, Status::BadRequest, INVALID_PAYLOAD);
+    }
+    for raw in ["{", "", "not json"] {
+        let (status, response) = h.post_raw("/tokenization/mint", raw).await;
+        assert_error(status, &response, Status::BadRequest, INVALID_PAYLOAD);
+    }
+    assert_eq!(h.mint_events().await, 0);
+}
+
+#[rocket::async_test]
+async fn unavailable_tokens_get_the_token_string() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let valid = oldest(&seed);
+    let cases = [
+        with(valid.clone(), "underlying_symbol", json!("MSFT")),
+        with(valid.clone(), "token_symbol", json!("xAAPL")),
+        with(valid.clone(), "network", json!("ethereum")),
+    ];
+    for body in cases {
+        let (status, response) =
+            h.post("/inkind/issuance", Key::Alpaca, &body).await;
+        assert_error(status, &response, Status::BadRequest, INVALID_TOKEN);
+    }
+    h.ok(
+        "/tokenized-assets/AAPL/base/disable",
+        Key::Internal,
+        &json!({}),
+    )
+    .await;
+    let (status, response) =
+        h.post("/inkind/issuance", Key::Alpaca, &valid).await;
+    assert_error(status, &response, Status::BadRequest, INVALID_TOKEN);
+    assert_eq!(h.mint_events().await, 0);
+}
+
+#[rocket::async_test]
+async fn ineligible_clients_and_foreign_wallets_are_refused() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let valid = oldest(&seed);
+    // Registered, wallet allow-listed, but never linked by Alpaca.
+    let unlinked = h
+        .register_and_whitelist("other@ap.example.com", OTHER_WALLET)
+        .await;
+    let cases = [
+        with(
+            valid.clone(),
+            "client_id",
+            json!("9b2d3c4e-0000-4000-8000-000000000000"),
+        ),
+        with(valid.clone(), "client_id", json!("not-a-uuid")),
+        with(
+            with(valid.clone(), "client_id", json!(unlinked)),
+            "wallet_address",
+            json!(OTHER_WALLET),
+        ),
+        with(
+            without(valid.clone(), "client_id"),
+            "client_account_id",
+            json!("9b2d3c4e-0000-4000-8000-000000000000"),
+        ),
+    ];
+    for body in cases {
+        let (status, response) =
+            h.post("/inkind/issuance", Key::Alpaca, &body).await;
+        assert_error(status, &response, Status::BadRequest, NOT_ELIGIBLE);
+    }
+    // The other account's wallet does not belong to this client.
+    let foreign = with(valid, "wallet_address", json!(OTHER_WALLET));
+    let (status, response) =
+        h.post("/inkind/issuance", Key::Alpaca, &foreign).await;
+    assert_error(status, &response, Status::BadRequest, INVALID_WALLET);
+    assert_eq!(h.mint_events().await, 0);
+}
+
+#[rocket::async_test]
+async fn a_repeated_request_gets_the_same_id_and_a_changed_one_409() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let first = h.initiate(&oldest(&seed)).await;
+    // Same content, qty spelled differently: the same order.
+    let same = with(oldest(&seed), "qty", json!("1.50"));
+    assert_eq!(h.initiate(&same).await, first);
+    assert_eq!(h.initiate(&oldest(&seed)).await, first);
+    for changed in [
+        with(oldest(&seed), "qty", json!("2")),
+        with(oldest(&seed), "wallet_address", json!(OTHER_WALLET)),
+        with(oldest(&seed), "network", json!("ethereum")),
+    ] {
+        let (status, response) =
+            h.post("/inkind/issuance", Key::Alpaca, &changed).await;
+        assert_error(status, &response, Status::Conflict, DIFFERENT_CONTENT);
+    }
+    assert_eq!(h.mint_events().await, 1);
+}
+
+#[rocket::async_test]
+async fn concurrent_duplicates_create_exactly_one_mint() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let body = oldest(&seed).to_string();
+    let requests = (0..8).map(|_| {
+        h.client
+            .post("/inkind/issuance")
+            .remote(SocketAddr::from(([127, 0, 0, 1], 40_000)))
+            .header(Header::new("X-API-KEY", TEST_ALPACA_KEY))
+            .header(ContentType::JSON)
+            .body(body.clone())
+            .dispatch()
+    });
+    let responses = futures::future::join_all(requests).await;
+    let mut ids = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), Status::Ok);
+        let value: Value =
+            serde_json::from_str(&response.into_string().await.unwrap())
+                .unwrap();
+        ids.push(value["issuer_request_id"].as_str().unwrap().to_owned());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(h.mint_events().await, 1);
+    assert_eq!(h.count("SELECT COUNT(*) FROM mint_ids").await, 1);
+}
+
+#[rocket::async_test]
+async fn confirm_completed_is_idempotent_and_reject_then_conflicts() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let id = h.initiate(&oldest(&seed)).await;
+    let expected = json!({
+        "tokenization_request_id": TOK,
+        "issuer_request_id": id,
+        "status": "journal_confirmed",
+    });
+    let body = confirm_body(&id, "completed");
+    for _ in 0..3 {
+        let response =
+            h.ok("/inkind/issuance/confirm", Key::Alpaca, &body).await;
+        assert_eq!(response, expected);
+    }
+    assert_eq!(h.mint_events().await, 2);
+    let (_, mint) = h.get_mint(&id).await;
+    assert_eq!(mint["status"], "journal_confirmed");
+    assert_eq!(mint["journal_confirmed_at"], "2026-11-28T12:00:00Z");
+
+    let (status, response) = h
+        .post(
+            "/inkind/issuance/confirm",
+            Key::Alpaca,
+            &confirm_body(&id, "rejected"),
+        )
+        .await;
+    assert_eq!(status, Status::Conflict, "{response}");
+    assert_eq!(h.mint_events().await, 2);
+}
+
+#[rocket::async_test]
+async fn confirm_rejected_on_every_wire_then_completed_conflicts() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let id = h.initiate(&oldest(&seed)).await;
+    let middle = json!({
+        "id": TOK,
+        "issuer_request_id": id,
+        "status": "rejected",
+        "reason": "insufficient position",
+    });
+    let current = json!({
+        "tokenization_request_id": TOK,
+        "issuer_request_id": id,
+        "client_external_account_id": seed.client_id,
+        "client_request_id": "ap-label",
+        "status": "rejected",
+    });
+    for body in [&middle, &current] {
+        let response =
+            h.ok("/tokenization/mint/confirm", Key::Alpaca, body).await;
+        assert_eq!(response["status"], "journal_rejected");
+        assert_eq!(response["issuer_request_id"], id.as_str());
+    }
+    let (_, mint) = h.get_mint(&id).await;
+    assert_eq!(mint["status"], "journal_rejected");
+    assert_eq!(mint["rejection_reason"], "insufficient position");
+    let (status, response) = h
+        .post(
+            "/tokenization/mint/confirm",
+            Key::Alpaca,
+            &confirm_body(&id, "completed"),
+        )
+        .await;
+    assert_eq!(status, Status::Conflict, "{response}");
+    assert_eq!(h.mint_events().await, 2);
+}
+
+#[rocket::async_test]
+async fn confirm_refuses_unknown_and_mismatched_requests() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let id = h.initiate(&oldest(&seed)).await;
+    let other = h
+        .initiate(&with(oldest(&seed), "tokenization_request_id", json!("b")))
+        .await;
+    let path = "/inkind/issuance/confirm";
+    // Unknown tokenization_request_id with an unknown issuer id.
+    let unknown = with(
+        confirm_body("00000000-0000-0000-0000-00000000ffff", "completed"),
+        "tokenization_request_id",
+        json!("nope"),
+    );
+    let (status, response) = h.post(path, Key::Alpaca, &unknown).await;
+    assert_error(status, &response, Status::NotFound, "mint not found");
+    // Known id, another mint's issuer_request_id (either way round).
+    let crossed = confirm_body(&other, "completed");
+    let (status, response) = h.post(path, Key::Alpaca, &crossed).await;
+    assert_eq!(status, Status::BadRequest, "{response}");
+    let crossed = with(
+        confirm_body(&id, "completed"),
+        "tokenization_request_id",
+        json!("nope"),
+    );
+    let (status, response) = h.post(path, Key::Alpaca, &crossed).await;
+    assert_eq!(status, Status::BadRequest, "{response}");
+    let not_uuid = confirm_body("abc", "completed");
+    let (status, response) = h.post(path, Key::Alpaca, &not_uuid).await;
+    assert_eq!(status, Status::BadRequest, "{response}");
+    // An AP id that is not the mint's.
+    let wrong_ap = with(
+        confirm_body(&id, "completed"),
+        "client_external_account_id",
+        json!("9b2d3c4e-0000-4000-8000-000000000000"),
+    );
+    let (status, response) = h.post(path, Key::Alpaca, &wrong_ap).await;
+    assert_eq!(status, Status::BadRequest, "{response}");
+    for bad in [
+        with(confirm_body(&id, "completed"), "status", json!("done")),
+        without(confirm_body(&id, "completed"), "status"),
+        without(confirm_body(&id, "completed"), "issuer_request_id"),
+    ] {
+        let (status, response) = h.post(path, Key::Alpaca, &bad).await;
+        assert_error(status, &response, Status::BadRequest, INVALID_PAYLOAD);
+    }
+    // Nothing beyond the two Initiated events.
+    assert_eq!(h.mint_events().await, 2);
+    let (_, mint) = h.get_mint(&id).await;
+    assert_eq!(mint["status"], "initiated");
+}
+
+#[rocket::async_test]
+async fn get_mint_needs_the_internal_key_and_a_known_id() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let id = h.initiate(&oldest(&seed)).await;
+    let (status, _) = h
+        .send(Method::Get, &format!("/mints/{id}"), Key::Alpaca, None)
+        .await;
+    assert_eq!(status, Status::Unauthorized);
+    let (status, response) =
+        h.get_mint("00000000-0000-0000-0000-00000000ffff").await;
+    assert_error(status, &response, Status::NotFound, "mint not found");
+    let (status, _) = h.get_mint("nope").await;
+    assert_eq!(status, Status::UnprocessableEntity);
+}
+
+#[rocket::async_test]
+async fn mint_endpoints_need_alpacas_key() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let (status, _) = h
+        .post("/inkind/issuance", Key::Internal, &oldest(&seed))
+        .await;
+    assert_eq!(status, Status::Unauthorized);
+    assert_eq!(h.mint_events().await, 0);
+}

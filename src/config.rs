@@ -76,6 +76,9 @@ pub struct Config {
     /// `[chain]` RPC, issuer wallet and fee limits; absent = no chain.
     #[serde(default)]
     pub chain: Option<crate::chain::ChainConfig>,
+    /// `[redemption]` polling and reconciliation cadence.
+    #[serde(default)]
+    pub redemption: crate::redemption::RedemptionConfig,
 }
 
 impl Config {
@@ -539,6 +542,7 @@ impl Config {
             metrics: MetricsConfig::default(),
             alpaca: None,
             chain: None,
+            redemption: crate::redemption::RedemptionConfig::default(),
         }
     }
 }

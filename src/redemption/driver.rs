@@ -39,6 +39,7 @@ use crate::chain::{
 use crate::clock::Clock;
 use crate::receipt_inventory::{self, RESERVATIONS_TABLE, select_burns};
 use crate::shutdown::ShutdownListener;
+use crate::tokenized_asset::{self, Network};
 
 /// Steps taken on one redemption per pass before moving on.
 const MAX_STEPS_PER_PASS: usize = 8;
@@ -57,6 +58,11 @@ pub struct DriverSettings {
     pub insufficient_receipts_grace: Duration,
     /// Upper bound on the pause between passes.
     pub tick: Duration,
+    /// The network whose vaults' receipts are reconciled.
+    pub network: Network,
+    /// How often receipt balances are compared with the chain (also
+    /// before the first pass).
+    pub reconcile_every: Duration,
 }
 
 impl Default for DriverSettings {
@@ -68,6 +74,8 @@ impl Default for DriverSettings {
             retry_after: Duration::from_secs(5),
             insufficient_receipts_grace: Duration::from_mins(10),
             tick: Duration::from_secs(1),
+            network: Network::Base,
+            reconcile_every: Duration::from_mins(5),
         }
     }
 }
@@ -140,6 +148,7 @@ pub struct RedemptionDriver {
     settings: DriverSettings,
     wake: Arc<Notify>,
     schedules: HashMap<IssuerRequestId, Schedule>,
+    last_reconcile: Option<Instant>,
 }
 
 impl RedemptionDriver {
@@ -161,6 +170,7 @@ impl RedemptionDriver {
             settings,
             wake,
             schedules: HashMap::new(),
+            last_reconcile: None,
         }
     }
 
@@ -199,6 +209,7 @@ impl RedemptionDriver {
     pub async fn pass(
         &mut self,
     ) -> Result<Duration, super::RedemptionQueryError> {
+        self.reconcile_if_due().await;
         let open = non_terminal(&self.pool).await?;
         let live: Vec<IssuerRequestId> =
             open.iter().map(|(id, _)| id.clone()).collect();
@@ -215,6 +226,48 @@ impl RedemptionDriver {
             .map(|schedule| schedule.next_at.saturating_duration_since(now))
             .fold(self.settings.tick, Duration::min);
         Ok(pause)
+    }
+
+    /// Compares the inventory with the chain when due; a failure is
+    /// logged and retried on the next pass.
+    async fn reconcile_if_due(&mut self) {
+        let due = self
+            .last_reconcile
+            .is_none_or(|at| at.elapsed() >= self.settings.reconcile_every);
+        if !due {
+            return;
+        }
+        let vaults: Vec<_> = match tokenized_asset::list_enabled(&self.pool)
+            .await
+        {
+            Ok(assets) => assets
+                .into_iter()
+                .filter(|asset| asset.network == self.settings.network)
+                .map(|asset| asset.vault)
+                .collect(),
+            Err(error) => {
+                tracing::warn!(target: "redemption", %error, "cannot list vaults to reconcile");
+                return;
+            }
+        };
+        match receipt_inventory::reconcile(&self.pool, &self.vaults, &vaults)
+            .await
+        {
+            Ok(report) => {
+                self.last_reconcile = Some(Instant::now());
+                tracing::debug!(
+                    target: "redemption",
+                    checked = report.checked,
+                    corrected = report.corrected,
+                    "receipt inventory reconciled"
+                );
+            }
+            Err(error) => tracing::warn!(
+                target: "redemption",
+                %error,
+                "receipt reconciliation failed"
+            ),
+        }
     }
 
     async fn drive(&mut self, id: &IssuerRequestId, mut state: Redemption) {

@@ -22,19 +22,26 @@ mod tests;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use alloy::primitives::{Address, TxHash, U256};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
+use rocket::{Build, Rocket};
 use serde::{Deserialize, Serialize};
+use sqlite_es::SqliteEsError;
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::account::ClientId;
-use crate::alpaca::ApRef;
-use crate::chain::{SignedTx, TxLifecycle};
+use crate::alpaca::{AlpacaClient, ApRef};
+use crate::chain::{ChainConfig, SignedTx, TxLifecycle, VaultService};
 use crate::clock::Clock;
 use crate::quantity::{AlpacaQuantity, split_for_alpaca};
 use crate::receipt_inventory::ReceiptBurn;
+use crate::shutdown::ShutdownTrigger;
 use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
 
 pub use api::{RedemptionResponse, routes};
@@ -47,6 +54,136 @@ pub use view::{
 
 /// The aggregate type, also the `owner_type` of burn intents.
 pub const AGGREGATE_TYPE: &str = "Redemption";
+
+/// `[redemption]`: cadence of the monitor, the Alpaca polling and the
+/// receipt reconciliation. Every field is optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedemptionConfig {
+    /// Give up polling Alpaca this long after the redeem call (measured
+    /// from the persisted `called_at`, so it survives restarts).
+    pub poll_timeout_secs: u64,
+    /// Pause between transfer-monitor passes when caught up.
+    pub monitor_interval_ms: u64,
+    /// How often receipt balances are compared with the chain.
+    pub reconcile_interval_secs: u64,
+}
+
+impl Default for RedemptionConfig {
+    fn default() -> Self {
+        Self {
+            poll_timeout_secs: 3600,
+            monitor_interval_ms: 5000,
+            reconcile_interval_secs: 300,
+        }
+    }
+}
+
+/// Managed by Rocket: the command side shared by the endpoints and the
+/// background tasks, and the wake-up the monitor sends the driver.
+pub struct RedemptionState {
+    pool: SqlitePool,
+    cqrs: Arc<RedemptionCqrs>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+}
+
+impl RedemptionState {
+    pub fn new(pool: SqlitePool, clock: Arc<dyn Clock>) -> Self {
+        let cqrs = Arc::new(cqrs(
+            pool.clone(),
+            RedemptionServices {
+                clock: clock.clone(),
+            },
+        ));
+        Self {
+            pool,
+            cqrs,
+            clock,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn cqrs(&self) -> &Arc<RedemptionCqrs> {
+        &self.cqrs
+    }
+}
+
+/// Rebuilds `redemption_view`, manages [`RedemptionState`] and mounts the
+/// redemption and receipt endpoints at `/`.
+pub async fn install(
+    rocket: Rocket<Build>,
+    pool: &SqlitePool,
+    clock: Arc<dyn Clock>,
+) -> Result<Rocket<Build>, SqliteEsError> {
+    let replayed = rebuild_views(pool).await?;
+    tracing::info!(target: "redemption", replayed, "redemption view rebuilt");
+    Ok(rocket
+        .manage(RedemptionState::new(pool.clone(), clock))
+        .mount("/", routes())
+        .mount("/", crate::receipt_inventory::routes()))
+}
+
+/// The background tasks of the redemption flow.
+pub struct RedemptionTasks {
+    pub monitor: JoinHandle<()>,
+    pub driver: JoinHandle<()>,
+}
+
+/// Starts the transfer monitor and the driver for the configured chain;
+/// both stop when `shutdown` triggers. The driver's first pass resumes
+/// every unfinished redemption and reconciles the receipt inventory.
+pub fn start(
+    state: &RedemptionState,
+    chain: &ChainConfig,
+    config: RedemptionConfig,
+    vaults: VaultService,
+    alpaca: AlpacaClient,
+    shutdown: &ShutdownTrigger,
+) -> RedemptionTasks {
+    let bot = vaults.client().address();
+    let monitor = monitor::TransferMonitor::new(
+        state.pool.clone(),
+        vaults.client().provider().clone(),
+        Arc::clone(&state.cqrs),
+        state.clock.clone(),
+        monitor::MonitorSettings {
+            network: chain.network,
+            bot,
+            confirmations: chain.confirmations,
+            chunk_blocks: chain.log_chunk_blocks,
+            start_block: chain.start_block,
+            poll_interval: Duration::from_millis(config.monitor_interval_ms),
+        },
+        Arc::clone(&state.wake),
+    );
+    let driver = driver::RedemptionDriver::new(
+        state.pool.clone(),
+        Arc::clone(&state.cqrs),
+        alpaca,
+        vaults,
+        state.clock.clone(),
+        driver::DriverSettings {
+            network: chain.network,
+            poll_timeout: Duration::from_secs(config.poll_timeout_secs),
+            reconcile_every: Duration::from_secs(
+                config.reconcile_interval_secs,
+            ),
+            ..driver::DriverSettings::default()
+        },
+        Arc::clone(&state.wake),
+    );
+    tracing::info!(
+        target: "redemption",
+        network = %chain.network,
+        %bot,
+        "redemption monitor and driver started"
+    );
+    RedemptionTasks {
+        monitor: monitor.spawn(shutdown.subscribe()),
+        driver: driver.spawn(shutdown.subscribe()),
+    }
+}
 
 /// Our id for a redemption, sent to Alpaca as `issuer_request_id`:
 /// `0x<transfer tx hash>-<log index>`. Derived from the transfer alone, so

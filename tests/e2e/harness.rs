@@ -1,0 +1,333 @@
+//! The whole system on one machine: anvil with the vault stack
+//! (`LocalChain`), the ITN simulator playing Alpaca, and the service
+//! started exactly as `serve` starts it (`start_service`) on a real port.
+//! Tests talk to the service over HTTP and observe the chain and the
+//! simulator; nothing reaches into the service's database.
+
+use std::future::Future;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use issuance_bot::config::Config;
+use issuance_bot::{RunningService, start_service};
+use itn_sim::{
+    ApId, ApSpec, MintOutcome, MintSpec, SimConfig, SimHandle, Simulator,
+};
+use receipt_vault::OffchainAssetReceiptVault;
+use receipt_vault::testing::LocalChain;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const ALPACA_KEY: &str = "e2e-alpaca-key-aaaaaaaaaaaaaaaaaaaaaaaaaa";
+pub const INTERNAL_KEY: &str = "e2e-internal-key-bbbbbbbbbbbbbbbbbbbbbbbb";
+pub const UNDERLYING: &str = "AAPL";
+pub const TOKEN: &str = "tAAPL";
+pub const NETWORK: &str = "base";
+/// Generous: a mint is a few RPC round trips on an instant-mining chain.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Polls `predicate` every 25 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut predicate: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if predicate().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub struct Env {
+    pub chain: LocalChain,
+    pub sim: SimHandle,
+    service: Option<RunningService>,
+    pub base_url: String,
+    http: reqwest::Client,
+    pub ap: ApId,
+    /// Our id for the AP (from registration; Alpaca learnt it at linking).
+    pub client_id: String,
+    pub ap_wallet: Address,
+    pub vault: Address,
+    _dir: TempDir,
+}
+
+fn config_toml(dir: &TempDir, chain: &LocalChain, sim: &SimHandle) -> String {
+    let sim_config = sim.config();
+    format!(
+        r#"
+[server]
+bind = "127.0.0.1:0"
+
+[database]
+url = "sqlite://{db}"
+max_connections = 4
+
+[auth]
+failures_per_minute = 1000
+
+[auth.alpaca]
+api_key = "{ALPACA_KEY}"
+
+[auth.internal]
+api_key = "{INTERNAL_KEY}"
+
+[alpaca]
+base_url = "{alpaca_url}"
+account_id = "{account_id}"
+api_key_id = "{key_id}"
+api_secret = "{secret}"
+max_retries = 5
+retry_min_delay_ms = 10
+retry_max_delay_ms = 50
+
+[chain]
+rpc_url = "{rpc_url}"
+chain_id = 31337
+network = "{NETWORK}"
+private_key = "{private_key}"
+max_fee_per_gas_gwei = 100
+max_priority_fee_per_gas_gwei = 1
+receipt_poll_interval_ms = 50
+"#,
+        db = dir.path().join("bot.db").display(),
+        alpaca_url = sim.base_url(),
+        account_id = sim.issuer_account_id(),
+        key_id = sim_config.broker_key_id,
+        secret = sim_config.broker_secret,
+        rpc_url = chain.rpc_url,
+        private_key = chain.bot.to_bytes(),
+    )
+}
+
+impl Env {
+    /// Chain, simulator and service up; AAPL listed as tAAPL on base
+    /// against the test vault; one AP registered, linked by Alpaca and
+    /// with anvil key 1 allow-listed; the AP holds 1000 AAPL at Alpaca.
+    pub async fn start() -> Self {
+        let chain = LocalChain::start().await.unwrap();
+        let sim = Simulator::spawn(SimConfig {
+            issuer_api_key: ALPACA_KEY.into(),
+            journal_delay: Duration::from_millis(10),
+            confirm_retry_delay: Duration::from_millis(10),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("issuance.toml");
+        std::fs::write(&path, config_toml(&dir, &chain, &sim)).unwrap();
+        let config = Config::from_sources(Some(&path), Vec::new()).unwrap();
+        let service = start_service(config).await.unwrap();
+        let base_url = format!("http://{}", service.local_addr());
+        sim.set_issuer_base_url(base_url.parse().unwrap());
+        let ap_wallet = chain.ap.address();
+        let vault = chain.stack.vault;
+        let mut env = Self {
+            ap: sim.add_ap(ApSpec {
+                email: "desk@ap.example.com".into(),
+                account_number: "AP-0001".into(),
+                positions: vec![(UNDERLYING.into(), Decimal::from(1000))],
+                id_mode: itn_sim::ClientIdMode::External,
+            }),
+            chain,
+            sim,
+            service: Some(service),
+            base_url,
+            http: reqwest::Client::new(),
+            client_id: String::new(),
+            ap_wallet,
+            vault,
+            _dir: dir,
+        };
+        env.set_up_issuer().await;
+        env
+    }
+
+    async fn set_up_issuer(&mut self) {
+        let (status, body) = self
+            .post_internal(
+                "/tokenized-assets",
+                &json!({
+                    "underlying": UNDERLYING,
+                    "token": TOKEN,
+                    "network": NETWORK,
+                    "vault": self.vault.to_string(),
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = self
+            .post_internal(
+                "/accounts",
+                &json!({ "email": "desk@ap.example.com" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["client_id"]
+            .as_str()
+            .unwrap()
+            .clone_into(&mut self.client_id);
+        let (status, body) = self
+            .post_internal(
+                &format!("/accounts/{}/wallets", self.client_id),
+                &json!({ "wallet": self.ap_wallet.to_string() }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let linked = self.sim.link_ap(self.ap).await.unwrap();
+        assert_eq!(linked, self.client_id);
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<String>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .header("X-API-KEY", key);
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text:?}"));
+        (status, value)
+    }
+
+    pub async fn post_alpaca(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_alpaca_raw(path, body.to_string()).await
+    }
+
+    pub async fn post_alpaca_raw(
+        &self,
+        path: &str,
+        body: String,
+    ) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, ALPACA_KEY, Some(body))
+            .await
+    }
+
+    pub async fn post_internal(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            INTERNAL_KEY,
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn get_mint(&self, issuer_request_id: &str) -> (u16, Value) {
+        self.send(
+            reqwest::Method::GET,
+            &format!("/mints/{issuer_request_id}"),
+            INTERNAL_KEY,
+            None,
+        )
+        .await
+    }
+
+    /// What an AP asks Alpaca for: `qty` AAPL to the allow-listed wallet.
+    pub fn mint_spec(&self, qty: &str) -> MintSpec {
+        MintSpec {
+            underlying: UNDERLYING.into(),
+            token: TOKEN.into(),
+            network: NETWORK.into(),
+            qty: qty.parse().unwrap(),
+            wallet: self.ap_wallet.to_string(),
+        }
+    }
+
+    /// The AP asks Alpaca to mint; Alpaca sends us the request, then
+    /// journals and confirms in the background.
+    pub async fn request_mint(&self, qty: &str) -> MintOutcome {
+        let outcome = self
+            .sim
+            .request_mint(self.ap, self.mint_spec(qty))
+            .await
+            .unwrap();
+        assert_eq!(outcome.issuer_response_status, 200, "{outcome:?}");
+        outcome
+    }
+
+    /// Waits until `GET /mints` shows `status`, then returns the mint.
+    pub async fn wait_for_status(
+        &self,
+        issuer_request_id: &str,
+        status: &str,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let (_, mint) = self.get_mint(issuer_request_id).await;
+            if mint["status"] == status {
+                return mint;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mint never reached {status}; last seen {mint}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn share_balance(&self, owner: Address) -> U256 {
+        self.chain.share_balance(owner).await.unwrap()
+    }
+
+    pub async fn receipt_balance(&self, owner: Address, id: u64) -> U256 {
+        self.chain
+            .receipt_balance(owner, U256::from(id))
+            .await
+            .unwrap()
+    }
+
+    /// The last receipt id the vault handed out (0 before any deposit).
+    pub async fn highwater(&self) -> U256 {
+        self.chain
+            .vault_as(&self.chain.bot)
+            .highwaterId()
+            .call()
+            .await
+            .unwrap()
+    }
+
+    /// Every `Deposit` event the vault ever emitted.
+    pub async fn deposit_logs(&self) -> usize {
+        let filter = Filter::new()
+            .address(self.vault)
+            .event_signature(OffchainAssetReceiptVault::Deposit::SIGNATURE_HASH)
+            .from_block(0);
+        self.chain.provider().get_logs(&filter).await.unwrap().len()
+    }
+
+    /// Stops the service (as SIGTERM would) and the simulator.
+    pub async fn stop(mut self) {
+        if let Some(service) = self.service.take() {
+            service.stop().await.unwrap();
+        }
+        self.sim.clone().shutdown().await;
+    }
+}

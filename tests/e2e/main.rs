@@ -1,0 +1,11 @@
+//! End-to-end tests: one binary, one harness (`harness.rs`) that starts
+//! anvil with the vault, the ITN simulator and the whole service.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers outside #[test] fns"
+)]
+
+mod harness;
+mod mint;

@@ -59,6 +59,7 @@ pub struct Env {
     pub client_id: String,
     pub ap_wallet: Address,
     pub vault: Address,
+    config_path: std::path::PathBuf,
     _dir: TempDir,
 }
 
@@ -127,8 +128,7 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("issuance.toml");
         std::fs::write(&path, config_toml(&dir, &chain, &sim)).unwrap();
-        let config = Config::from_sources(Some(&path), Vec::new()).unwrap();
-        let service = start_service(config).await.unwrap();
+        let service = Self::launch(&path).await;
         let base_url = format!("http://{}", service.local_addr());
         sim.set_issuer_base_url(base_url.parse().unwrap());
         let ap_wallet = chain.ap.address();
@@ -148,10 +148,29 @@ impl Env {
             client_id: String::new(),
             ap_wallet,
             vault,
+            config_path: path,
             _dir: dir,
         };
         env.set_up_issuer().await;
         env
+    }
+
+    async fn launch(config_path: &std::path::Path) -> RunningService {
+        let config =
+            Config::from_sources(Some(config_path), Vec::new()).unwrap();
+        start_service(config).await.unwrap()
+    }
+
+    /// Stops the service as SIGTERM would and starts a new one on the
+    /// same database (and a new port, which Alpaca is told).
+    pub async fn restart(&mut self) {
+        if let Some(service) = self.service.take() {
+            service.stop().await.unwrap();
+        }
+        let service = Self::launch(&self.config_path).await;
+        self.base_url = format!("http://{}", service.local_addr());
+        self.sim.set_issuer_base_url(self.base_url.parse().unwrap());
+        self.service = Some(service);
     }
 
     async fn set_up_issuer(&mut self) {

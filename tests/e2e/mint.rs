@@ -246,3 +246,44 @@ async fn invalid_mint_requests_get_alpacas_400_strings() {
     assert_eq!(answer["issuer_request_id"].as_str().map(str::len), Some(36));
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_callback_survives_a_restart_and_is_sent_once() {
+    let mut env = Env::start().await;
+    // Alpaca refuses the callback for now (a final 4xx: possibly applied
+    // inside Alpaca, so the mint stays pending and shows why).
+    env.sim.inject(Fault::BrokerStatus {
+        endpoint: Endpoint::MintCallback,
+        status: 400,
+        times: 1_000,
+    });
+    let outcome = env.request_mint("7").await;
+    let issuer_request_id = outcome.issuer_request_id.unwrap();
+    assert!(
+        wait_until(TIMEOUT, || async {
+            let (_, mint) = env.get_mint(&issuer_request_id).await;
+            mint["status"] == "minted" && mint["last_error"].is_object()
+        })
+        .await
+    );
+    let (_, mint) = env.get_mint(&issuer_request_id).await;
+    let error = mint["last_error"]["last_error"].as_str().unwrap();
+    assert!(error.contains("400"), "{error}");
+    assert!(
+        env.sim
+            .mint_callbacks(outcome.tokenization_request_id)
+            .is_empty()
+    );
+
+    env.sim.clear_faults();
+    env.restart().await;
+    // The new process picks the unfinished mint up at startup.
+    let mint = env.wait_for_status(&issuer_request_id, "completed").await;
+    assert_eq!(mint["last_error"], Value::Null);
+    let callbacks = env.sim.mint_callbacks(outcome.tokenization_request_id);
+    assert_eq!(callbacks.len(), 1);
+    assert_eq!(callbacks[0]["tx_hash"], mint["tx_hash"]);
+    assert_eq!(env.highwater().await, U256::from(1));
+    assert_eq!(env.deposit_logs().await, 1);
+    env.stop().await;
+}

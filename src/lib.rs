@@ -2,6 +2,7 @@
 //! Network. The composition root (open and migrate the database, build
 //! every feature's state, mount its routes, serve) is in `startup.rs`.
 
+pub mod account;
 pub mod alpaca;
 pub mod auth;
 pub mod chain;
@@ -14,6 +15,7 @@ pub mod receipt_inventory;
 pub mod redemption;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tokenized_asset;
 
 mod startup;
 

@@ -1,0 +1,383 @@
+//! HTTP endpoints for accounts: operator registration and wallet
+//! allow-listing (internal), and Alpaca's account-linking handshake in all
+//! three wire versions (see itn-wire.md §3, §4.2).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::AggregateError;
+use rocket::serde::json::{self, Json};
+use rocket::{Route, State};
+use serde::{Deserialize, Serialize};
+use sqlite_es::SqliteEsError;
+use sqlx::SqlitePool;
+
+use super::view::{EMAIL_CLAIMS, WALLET_CLAIMS};
+use super::{
+    AccountCommand, AccountCqrs, AccountError, AccountServices, AccountView,
+    AlpacaAccountNumber, ClientId, Email, Wallet, cqrs, find_by_client_id,
+    find_by_email,
+};
+use crate::auth::{AlpacaAuth, InternalAuth};
+use crate::clock::{Clock, IdGenerator};
+use crate::http::ApiError;
+
+/// How often a command is retried after losing an optimistic-lock race
+/// (two requests on one account at once). The retry re-reads the state,
+/// so it either succeeds or fails with the real domain error.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Everything the account endpoints need, managed by Rocket.
+pub struct AccountState {
+    cqrs: AccountCqrs,
+    pool: SqlitePool,
+    ids: Arc<dyn IdGenerator>,
+}
+
+impl AccountState {
+    pub fn new(
+        pool: SqlitePool,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+    ) -> Self {
+        Self {
+            cqrs: cqrs(pool.clone(), AccountServices { clock }),
+            pool,
+            ids,
+        }
+    }
+
+    pub fn cqrs(&self) -> &AccountCqrs {
+        &self.cqrs
+    }
+
+    async fn execute(
+        &self,
+        client_id: ClientId,
+        command: AccountCommand,
+    ) -> Result<(), ApiError> {
+        let id = client_id.to_string();
+        let mut attempt = 0;
+        loop {
+            match self.cqrs.execute(&id, command.clone()).await {
+                Err(AggregateError::AggregateConflict)
+                    if attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                }
+                other => return other.map_err(command_error),
+            }
+        }
+    }
+}
+
+pub fn routes() -> Vec<Route> {
+    rocket::routes![
+        register,
+        connect_oldest,
+        connect,
+        whitelist_wallet,
+        unwhitelist_wallet,
+        get_account,
+    ]
+}
+
+fn command_error(error: AggregateError<AccountError>) -> ApiError {
+    match error {
+        AggregateError::UserError(AccountError::NotRegistered) => {
+            ApiError::not_found("account not found")
+        }
+        AggregateError::UserError(AccountError::AlreadyLinked { .. }) => {
+            ApiError::conflict("account already linked")
+        }
+        AggregateError::UserError(AccountError::AlreadyRegistered {
+            ..
+        }) => ApiError::conflict("account already registered"),
+        AggregateError::AggregateConflict => ApiError::conflict(
+            "the account is being changed concurrently; retry",
+        ),
+        AggregateError::UnexpectedError(cause) => {
+            match cause.downcast_ref::<SqliteEsError>() {
+                Some(SqliteEsError::ProjectionConflict { table, .. })
+                    if table == EMAIL_CLAIMS =>
+                {
+                    ApiError::conflict("email already registered")
+                }
+                Some(SqliteEsError::ProjectionConflict { table, .. })
+                    if table == WALLET_CLAIMS =>
+                {
+                    ApiError::conflict("wallet belongs to another account")
+                }
+                _ => ApiError::internal(
+                    AggregateError::<AccountError>::UnexpectedError(cause),
+                ),
+            }
+        }
+        AggregateError::DatabaseConnectionError(cause) => {
+            tracing::error!(
+                target: "account",
+                error = %cause,
+                "account store unavailable"
+            );
+            ApiError::unavailable("storage temporarily unavailable; retry")
+        }
+        other @ AggregateError::DeserializationError(_) => {
+            ApiError::internal(other)
+        }
+    }
+}
+
+fn parse_client_id(raw: &str) -> Result<ClientId, ApiError> {
+    raw.parse().map_err(|err: super::InvalidClientId| {
+        ApiError::unprocessable(err.to_string())
+    })
+}
+
+async fn load_account(
+    pool: &SqlitePool,
+    client_id: &ClientId,
+) -> Result<AccountView, ApiError> {
+    find_by_client_id(pool, client_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("account not found"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    email: Email,
+}
+
+#[derive(Debug, Serialize)]
+struct ClientIdResponse {
+    client_id: ClientId,
+}
+
+/// Registers an AP under a fresh client id. The email is claimed in the
+/// same commit, so of two concurrent registrations exactly one wins.
+#[rocket::post("/accounts", data = "<body>")]
+async fn register(
+    _auth: InternalAuth,
+    state: &State<AccountState>,
+    body: Result<Json<RegisterRequest>, json::Error<'_>>,
+) -> Result<Json<ClientIdResponse>, ApiError> {
+    let Json(request) = body.map_err(|err| ApiError::from_json_error(&err))?;
+    let client_id = ClientId::new(state.ids.uuid());
+    state
+        .execute(
+            client_id,
+            AccountCommand::Register {
+                client_id,
+                email: request.email,
+            },
+        )
+        .await?;
+    tracing::info!(target: "account", %client_id, "account registered");
+    Ok(Json(ClientIdResponse { client_id }))
+}
+
+/// Links the account registered under `email` to Alpaca's account number.
+async fn link(
+    state: &AccountState,
+    email: &Email,
+    alpaca_account: AlpacaAccountNumber,
+) -> Result<ClientId, ApiError> {
+    let account = find_by_email(&state.pool, email)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("email not found"))?;
+    state
+        .execute(account.client_id, AccountCommand::Link { alpaca_account })
+        .await?;
+    tracing::info!(
+        target: "account",
+        client_id = %account.client_id,
+        "account linked to Alpaca"
+    );
+    Ok(account.client_id)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectOldestRequest {
+    email: Email,
+    account: AlpacaAccountNumber,
+}
+
+/// The oldest wire (reference issuer): `{email, account}` → `{client_id}`.
+#[rocket::post("/accounts/connect", data = "<body>")]
+async fn connect_oldest(
+    _auth: AlpacaAuth,
+    state: &State<AccountState>,
+    body: Result<Json<ConnectOldestRequest>, json::Error<'_>>,
+) -> Result<Json<ClientIdResponse>, ApiError> {
+    let Json(request) = body.map_err(|err| ApiError::from_json_error(&err))?;
+    let client_id = link(state, &request.email, request.account).await?;
+    Ok(Json(ClientIdResponse { client_id }))
+}
+
+/// Middle wire `{email, account}` or current wire
+/// `{email, client_account_number}`; exactly one of the two names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectRequest {
+    email: Email,
+    #[serde(default)]
+    account: Option<AlpacaAccountNumber>,
+    #[serde(default)]
+    client_account_number: Option<AlpacaAccountNumber>,
+}
+
+/// Answers in the shape of the request: the current wire names our id
+/// `client_external_account_id`, the middle wire `client_id`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ConnectResponse {
+    Current {
+        client_external_account_id: ClientId,
+    },
+    Middle {
+        client_id: ClientId,
+    },
+}
+
+#[rocket::post("/tokenization/accounts/connect", data = "<body>")]
+async fn connect(
+    _auth: AlpacaAuth,
+    state: &State<AccountState>,
+    body: Result<Json<ConnectRequest>, json::Error<'_>>,
+) -> Result<Json<ConnectResponse>, ApiError> {
+    let Json(request) = body.map_err(|err| ApiError::from_json_error(&err))?;
+    match (request.client_account_number, request.account) {
+        (Some(number), None) => {
+            let client_id = link(state, &request.email, number).await?;
+            Ok(Json(ConnectResponse::Current {
+                client_external_account_id: client_id,
+            }))
+        }
+        (None, Some(account)) => {
+            let client_id = link(state, &request.email, account).await?;
+            Ok(Json(ConnectResponse::Middle { client_id }))
+        }
+        (Some(_), Some(_)) | (None, None) => Err(ApiError::unprocessable(
+            "invalid request body: exactly one of `client_account_number` \
+             or `account` is required",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhitelistRequest {
+    wallet: Wallet,
+}
+
+#[derive(Debug, Serialize)]
+struct WalletResponse {
+    client_id: ClientId,
+    wallet: Wallet,
+    whitelisted: bool,
+}
+
+/// Allow-lists a wallet (idempotent). Allowed for registered accounts that
+/// are not linked yet: the mint path checks the link on its own, and
+/// operators can then prepare wallets before Alpaca's handshake.
+#[rocket::post("/accounts/<client_id>/wallets", data = "<body>")]
+async fn whitelist_wallet(
+    _auth: InternalAuth,
+    state: &State<AccountState>,
+    client_id: &str,
+    body: Result<Json<WhitelistRequest>, json::Error<'_>>,
+) -> Result<Json<WalletResponse>, ApiError> {
+    let client_id = parse_client_id(client_id)?;
+    let Json(request) = body.map_err(|err| ApiError::from_json_error(&err))?;
+    state
+        .execute(
+            client_id,
+            AccountCommand::WhitelistWallet {
+                wallet: request.wallet,
+            },
+        )
+        .await?;
+    Ok(Json(WalletResponse {
+        client_id,
+        wallet: request.wallet,
+        whitelisted: true,
+    }))
+}
+
+/// Removes a wallet from the allow-list (idempotent).
+#[rocket::delete("/accounts/<client_id>/wallets/<wallet>")]
+async fn unwhitelist_wallet(
+    _auth: InternalAuth,
+    state: &State<AccountState>,
+    client_id: &str,
+    wallet: &str,
+) -> Result<Json<WalletResponse>, ApiError> {
+    let client_id = parse_client_id(client_id)?;
+    let wallet: Wallet =
+        wallet.parse().map_err(|err: super::InvalidWallet| {
+            ApiError::unprocessable(err.to_string())
+        })?;
+    state
+        .execute(client_id, AccountCommand::UnwhitelistWallet { wallet })
+        .await?;
+    Ok(Json(WalletResponse {
+        client_id,
+        wallet,
+        whitelisted: false,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum AccountStatus {
+    Registered,
+    Linked,
+}
+
+#[derive(Debug, Serialize)]
+struct AccountResponse {
+    client_id: ClientId,
+    email: Email,
+    status: AccountStatus,
+    registered_at: DateTime<Utc>,
+    alpaca_account: Option<AlpacaAccountNumber>,
+    linked_at: Option<DateTime<Utc>>,
+    wallets: BTreeSet<Wallet>,
+}
+
+impl From<AccountView> for AccountResponse {
+    fn from(view: AccountView) -> Self {
+        let (status, alpaca_account, linked_at) = match view.link {
+            Some(link) => (
+                AccountStatus::Linked,
+                Some(link.alpaca_account),
+                Some(link.linked_at),
+            ),
+            None => (AccountStatus::Registered, None, None),
+        };
+        Self {
+            client_id: view.client_id,
+            email: view.email,
+            status,
+            registered_at: view.registered_at,
+            alpaca_account,
+            linked_at,
+            wallets: view.wallets,
+        }
+    }
+}
+
+#[rocket::get("/accounts/<client_id>")]
+async fn get_account(
+    _auth: InternalAuth,
+    state: &State<AccountState>,
+    client_id: &str,
+) -> Result<Json<AccountResponse>, ApiError> {
+    let client_id = parse_client_id(client_id)?;
+    let view = load_account(&state.pool, &client_id).await?;
+    Ok(Json(view.into()))
+}

@@ -1,0 +1,298 @@
+//! HTTP endpoints for tokenized assets: listing management (internal) and
+//! the token list Alpaca validates mints against (itn-wire.md §4.3).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use cqrs_es::AggregateError;
+use rocket::serde::json::{self, Json};
+use rocket::{Route, State};
+use serde::{Deserialize, Serialize};
+use sqlite_es::SqliteEsError;
+use sqlx::SqlitePool;
+
+use super::view::VAULT_CLAIMS;
+use super::{
+    AssetKey, AssetView, Network, TokenSymbol, TokenizedAssetCommand,
+    TokenizedAssetCqrs, TokenizedAssetError, TokenizedAssetServices,
+    UnderlyingSymbol, Vault, cqrs, find, list_enabled,
+};
+use crate::auth::{AlpacaAuth, InternalAuth};
+use crate::clock::Clock;
+use crate::http::ApiError;
+
+/// Retries after losing an optimistic-lock race on one listing; the retry
+/// re-reads the state and either succeeds or yields the domain error.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Everything the tokenized-asset endpoints need, managed by Rocket.
+pub struct TokenizedAssetState {
+    cqrs: TokenizedAssetCqrs,
+    pool: SqlitePool,
+}
+
+impl TokenizedAssetState {
+    pub fn new(pool: SqlitePool, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            cqrs: cqrs(pool.clone(), TokenizedAssetServices { clock }),
+            pool,
+        }
+    }
+
+    pub fn cqrs(&self) -> &TokenizedAssetCqrs {
+        &self.cqrs
+    }
+
+    async fn execute(
+        &self,
+        key: &AssetKey,
+        command: TokenizedAssetCommand,
+    ) -> Result<(), ApiError> {
+        let id = key.to_string();
+        let mut attempt = 0;
+        loop {
+            match self.cqrs.execute(&id, command.clone()).await {
+                Err(AggregateError::AggregateConflict)
+                    if attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                }
+                other => return other.map_err(command_error),
+            }
+        }
+    }
+
+    async fn load(&self, key: &AssetKey) -> Result<AssetView, ApiError> {
+        find(&self.pool, &key.underlying, key.network)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found("tokenized asset not found"))
+    }
+}
+
+pub fn routes() -> Vec<Route> {
+    rocket::routes![
+        add_asset,
+        enable_asset,
+        disable_asset,
+        get_asset,
+        list_tokens_oldest,
+        list_tokens,
+    ]
+}
+
+fn command_error(error: AggregateError<TokenizedAssetError>) -> ApiError {
+    match error {
+        AggregateError::UserError(TokenizedAssetError::NotAdded) => {
+            ApiError::not_found("tokenized asset not found")
+        }
+        AggregateError::UserError(
+            err @ (TokenizedAssetError::TokenMismatch { .. }
+            | TokenizedAssetError::KeyMismatch { .. }),
+        ) => ApiError::conflict(err.to_string()),
+        AggregateError::AggregateConflict => ApiError::conflict(
+            "the tokenized asset is being changed concurrently; retry",
+        ),
+        AggregateError::UnexpectedError(cause) => {
+            match cause.downcast_ref::<SqliteEsError>() {
+                Some(SqliteEsError::ProjectionConflict { table, .. })
+                    if table == VAULT_CLAIMS =>
+                {
+                    ApiError::conflict(
+                        "vault already backs another tokenized asset",
+                    )
+                }
+                _ => ApiError::internal(
+                    AggregateError::<TokenizedAssetError>::UnexpectedError(
+                        cause,
+                    ),
+                ),
+            }
+        }
+        AggregateError::DatabaseConnectionError(cause) => {
+            tracing::error!(
+                target: "tokenized_asset",
+                error = %cause,
+                "tokenized-asset store unavailable"
+            );
+            ApiError::unavailable("storage temporarily unavailable; retry")
+        }
+        other @ AggregateError::DeserializationError(_) => {
+            ApiError::internal(other)
+        }
+    }
+}
+
+fn parse_key(underlying: &str, network: &str) -> Result<AssetKey, ApiError> {
+    let underlying = UnderlyingSymbol::new(underlying)
+        .map_err(|err| ApiError::unprocessable(err.to_string()))?;
+    let network: Network =
+        network.parse().map_err(|err: super::UnknownNetwork| {
+            ApiError::unprocessable(err.to_string())
+        })?;
+    Ok(AssetKey::new(underlying, network))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddRequest {
+    underlying: UnderlyingSymbol,
+    token: TokenSymbol,
+    network: Network,
+    vault: Vault,
+}
+
+/// What `POST /tokenized-assets` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum AddOutcome {
+    Created,
+    Repointed,
+    Unchanged,
+}
+
+#[derive(Debug, Serialize)]
+struct AddResponse {
+    outcome: AddOutcome,
+    /// The vault replaced by this call (EIP-55), when it repointed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_vault: Option<String>,
+    #[serde(flatten)]
+    asset: AssetView,
+}
+
+/// Lists an asset, or repoints its vault. Same token and vault again is a
+/// no-op; another token for the same (underlying, network) is a 409.
+#[rocket::post("/tokenized-assets", data = "<body>")]
+async fn add_asset(
+    _auth: InternalAuth,
+    state: &State<TokenizedAssetState>,
+    body: Result<Json<AddRequest>, json::Error<'_>>,
+) -> Result<Json<AddResponse>, ApiError> {
+    let Json(request) = body.map_err(|err| ApiError::from_json_error(&err))?;
+    let key = AssetKey::new(request.underlying.clone(), request.network);
+    let before = find(&state.pool, &key.underlying, key.network)
+        .await
+        .map_err(ApiError::internal)?;
+    state
+        .execute(
+            &key,
+            TokenizedAssetCommand::Add {
+                underlying: request.underlying,
+                token: request.token,
+                network: request.network,
+                vault: request.vault,
+            },
+        )
+        .await?;
+    let asset = state.load(&key).await?;
+    // Derived from the state before the command; only a concurrent change
+    // of the same listing could make this description stale.
+    let (outcome, previous_vault) = match before {
+        None => (AddOutcome::Created, None),
+        Some(before) if before.vault == asset.vault => {
+            (AddOutcome::Unchanged, None)
+        }
+        Some(before) => (AddOutcome::Repointed, Some(before.vault.to_string())),
+    };
+    tracing::info!(
+        target: "tokenized_asset",
+        asset = %key,
+        vault = %asset.vault,
+        ?outcome,
+        "tokenized asset added"
+    );
+    Ok(Json(AddResponse {
+        outcome,
+        previous_vault,
+        asset,
+    }))
+}
+
+#[rocket::post("/tokenized-assets/<underlying>/<network>/enable")]
+async fn enable_asset(
+    _auth: InternalAuth,
+    state: &State<TokenizedAssetState>,
+    underlying: &str,
+    network: &str,
+) -> Result<Json<AssetView>, ApiError> {
+    let key = parse_key(underlying, network)?;
+    state.execute(&key, TokenizedAssetCommand::Enable).await?;
+    Ok(Json(state.load(&key).await?))
+}
+
+#[rocket::post("/tokenized-assets/<underlying>/<network>/disable")]
+async fn disable_asset(
+    _auth: InternalAuth,
+    state: &State<TokenizedAssetState>,
+    underlying: &str,
+    network: &str,
+) -> Result<Json<AssetView>, ApiError> {
+    let key = parse_key(underlying, network)?;
+    state.execute(&key, TokenizedAssetCommand::Disable).await?;
+    Ok(Json(state.load(&key).await?))
+}
+
+#[rocket::get("/tokenized-assets/<underlying>/<network>")]
+async fn get_asset(
+    _auth: InternalAuth,
+    state: &State<TokenizedAssetState>,
+    underlying: &str,
+    network: &str,
+) -> Result<Json<AssetView>, ApiError> {
+    let key = parse_key(underlying, network)?;
+    Ok(Json(state.load(&key).await?))
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct TokenRow {
+    underlying: UnderlyingSymbol,
+    token: TokenSymbol,
+    networks: Vec<Network>,
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct TokenList {
+    tokens: Vec<TokenRow>,
+}
+
+/// One row per (underlying, token) with the sorted union of its enabled
+/// networks.
+async fn token_list(pool: &SqlitePool) -> Result<TokenList, ApiError> {
+    let enabled = list_enabled(pool).await.map_err(ApiError::internal)?;
+    let mut rows: BTreeMap<(UnderlyingSymbol, TokenSymbol), BTreeSet<Network>> =
+        BTreeMap::new();
+    for asset in enabled {
+        rows.entry((asset.underlying, asset.token))
+            .or_default()
+            .insert(asset.network);
+    }
+    Ok(TokenList {
+        tokens: rows
+            .into_iter()
+            .map(|((underlying, token), networks)| TokenRow {
+                underlying,
+                token,
+                networks: networks.into_iter().collect(),
+            })
+            .collect(),
+    })
+}
+
+/// The reference issuer's path for the token list.
+#[rocket::get("/tokenized-assets")]
+async fn list_tokens_oldest(
+    _auth: AlpacaAuth,
+    state: &State<TokenizedAssetState>,
+) -> Result<Json<TokenList>, ApiError> {
+    Ok(Json(token_list(&state.pool).await?))
+}
+
+/// Alpaca's documented path (middle and current wire).
+#[rocket::get("/tokenization/tokens")]
+async fn list_tokens(
+    _auth: AlpacaAuth,
+    state: &State<TokenizedAssetState>,
+) -> Result<Json<TokenList>, ApiError> {
+    Ok(Json(token_list(&state.pool).await?))
+}

@@ -1,0 +1,546 @@
+//! The tokens this issuer offers: one listing per (underlying, network),
+//! each backed by one Rain receipt vault, enabled or disabled for Alpaca.
+
+mod api;
+mod cmd;
+mod event;
+mod view;
+
+#[cfg(test)]
+mod api_tests;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use alloy::primitives::Address;
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use rocket::{Build, Rocket};
+use serde::{Deserialize, Serialize};
+use sqlite_es::SqliteEsError;
+use sqlx::SqlitePool;
+
+use crate::account::parse_address;
+use crate::clock::Clock;
+
+pub use api::{TokenizedAssetState, routes};
+pub use cmd::TokenizedAssetCommand;
+pub use event::TokenizedAssetEvent;
+pub use view::{
+    AssetQueryError, AssetView, TokenizedAssetCqrs, cqrs, find, find_by_vault,
+    list_enabled, rebuild_views,
+};
+
+/// Rebuilds `tokenized_asset_view` from the event log, then manages
+/// [`TokenizedAssetState`] and mounts the routes at `/`.
+pub async fn install(
+    rocket: Rocket<Build>,
+    pool: &SqlitePool,
+    clock: Arc<dyn Clock>,
+) -> Result<Rocket<Build>, SqliteEsError> {
+    let replayed = rebuild_views(pool).await?;
+    tracing::info!(
+        target: "tokenized_asset",
+        replayed,
+        "tokenized-asset view rebuilt"
+    );
+    Ok(rocket
+        .manage(TokenizedAssetState::new(pool.clone(), clock))
+        .mount("/", routes()))
+}
+
+/// The symbol of the underlying share, e.g. `AAPL` or `BRK.B`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct UnderlyingSymbol(String);
+
+impl UnderlyingSymbol {
+    const MAX_LEN: usize = 12;
+
+    pub fn new(raw: &str) -> Result<Self, InvalidSymbol> {
+        let invalid = |reason| InvalidSymbol {
+            kind: "underlying symbol",
+            value: raw.to_owned(),
+            reason,
+        };
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(invalid("it must be 1 to 12 characters long"));
+        }
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '.')
+        {
+            return Err(invalid("only A-Z, 0-9 and '.' are allowed"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UnderlyingSymbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for UnderlyingSymbol {
+    type Err = InvalidSymbol;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for UnderlyingSymbol {
+    type Error = InvalidSymbol;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(&value)
+    }
+}
+
+impl From<UnderlyingSymbol> for String {
+    fn from(value: UnderlyingSymbol) -> Self {
+        value.0
+    }
+}
+
+/// The on-chain token's symbol, case preserved (e.g. `tAAPL`).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct TokenSymbol(String);
+
+impl TokenSymbol {
+    const MAX_LEN: usize = 20;
+
+    pub fn new(raw: &str) -> Result<Self, InvalidSymbol> {
+        let invalid = |reason| InvalidSymbol {
+            kind: "token symbol",
+            value: raw.to_owned(),
+            reason,
+        };
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(invalid("it must be 1 to 20 characters long"));
+        }
+        if !raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
+            return Err(invalid("only letters, digits and '.' are allowed"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TokenSymbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for TokenSymbol {
+    type Err = InvalidSymbol;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for TokenSymbol {
+    type Error = InvalidSymbol;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(&value)
+    }
+}
+
+impl From<TokenSymbol> for String {
+    fn from(value: TokenSymbol) -> Self {
+        value.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} {value:?}: {reason}")]
+pub struct InvalidSymbol {
+    pub kind: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+/// Alpaca's `TokenizationNetwork` values. Closed on our side: we only list
+/// tokens on networks we know. Declared in alphabetical order so that the
+/// derived `Ord` sorts like the wire names.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    Arbitrum,
+    Base,
+    Binance,
+    Cronos,
+    Ethereum,
+    Hypercore,
+    Hyperevm,
+    Mantle,
+    Robinhood,
+    Solana,
+    Ton,
+    Tron,
+}
+
+impl Network {
+    pub const ALL: [Self; 12] = [
+        Self::Arbitrum,
+        Self::Base,
+        Self::Binance,
+        Self::Cronos,
+        Self::Ethereum,
+        Self::Hypercore,
+        Self::Hyperevm,
+        Self::Mantle,
+        Self::Robinhood,
+        Self::Solana,
+        Self::Ton,
+        Self::Tron,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Arbitrum => "arbitrum",
+            Self::Base => "base",
+            Self::Binance => "binance",
+            Self::Cronos => "cronos",
+            Self::Ethereum => "ethereum",
+            Self::Hypercore => "hypercore",
+            Self::Hyperevm => "hyperevm",
+            Self::Mantle => "mantle",
+            Self::Robinhood => "robinhood",
+            Self::Solana => "solana",
+            Self::Ton => "ton",
+            Self::Tron => "tron",
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Network {
+    type Err = UnknownNetwork;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|network| network.as_str() == s)
+            .ok_or_else(|| UnknownNetwork {
+                value: s.to_owned(),
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown network {value:?}")]
+pub struct UnknownNetwork {
+    pub value: String,
+}
+
+/// A Rain receipt vault: a non-zero contract address.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct Vault(Address);
+
+impl Vault {
+    pub fn new(address: Address) -> Result<Self, InvalidVault> {
+        if address.is_zero() {
+            return Err(InvalidVault {
+                value: address.to_string(),
+                reason: "the zero address is not a vault",
+            });
+        }
+        Ok(Self(address))
+    }
+
+    pub const fn address(&self) -> Address {
+        self.0
+    }
+}
+
+impl fmt::Display for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for Vault {
+    type Err = InvalidVault;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(parse_address(s).map_err(|reason| InvalidVault {
+            value: s.to_owned(),
+            reason,
+        })?)
+    }
+}
+
+impl TryFrom<String> for Vault {
+    type Error = InvalidVault;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<Vault> for String {
+    fn from(value: Vault) -> Self {
+        value.0.to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid vault address {value:?}: {reason}")]
+pub struct InvalidVault {
+    pub value: String,
+    pub reason: &'static str,
+}
+
+/// The aggregate id, `"{UNDERLYING}:{network}"` (e.g. `AAPL:base`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssetKey {
+    pub underlying: UnderlyingSymbol,
+    pub network: Network,
+}
+
+impl AssetKey {
+    pub const fn new(underlying: UnderlyingSymbol, network: Network) -> Self {
+        Self {
+            underlying,
+            network,
+        }
+    }
+}
+
+impl fmt::Display for AssetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.underlying, self.network)
+    }
+}
+
+/// A listed asset's fixed facts; the vault may be repointed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    pub underlying: UnderlyingSymbol,
+    pub token: TokenSymbol,
+    pub network: Network,
+    pub vault: Vault,
+    pub added_at: DateTime<Utc>,
+}
+
+/// The listing lifecycle. A newly added asset is enabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenizedAsset {
+    #[default]
+    NotAdded,
+    Enabled {
+        listing: Listing,
+    },
+    Disabled {
+        listing: Listing,
+    },
+}
+
+impl TokenizedAsset {
+    fn listing_mut(&mut self) -> Option<&mut Listing> {
+        match self {
+            Self::NotAdded => None,
+            Self::Enabled { listing } | Self::Disabled { listing } => {
+                Some(listing)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenizedAssetError {
+    #[error("tokenized asset is not listed")]
+    NotAdded,
+    #[error(
+        "{underlying} on {network} is already listed as token {listed}, \
+         not {requested}"
+    )]
+    TokenMismatch {
+        underlying: UnderlyingSymbol,
+        network: Network,
+        listed: TokenSymbol,
+        requested: TokenSymbol,
+    },
+    #[error("this stream holds {listed}, not {requested}")]
+    KeyMismatch { listed: String, requested: String },
+}
+
+/// What the tokenized-asset aggregate needs from the outside world.
+#[derive(Clone)]
+pub struct TokenizedAssetServices {
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Aggregate for TokenizedAsset {
+    const TYPE: &'static str = "TokenizedAsset";
+    type Command = TokenizedAssetCommand;
+    type Event = TokenizedAssetEvent;
+    type Error = TokenizedAssetError;
+    type Services = TokenizedAssetServices;
+
+    async fn handle(
+        &mut self,
+        command: TokenizedAssetCommand,
+        services: &TokenizedAssetServices,
+        sink: &EventSink<Self>,
+    ) -> Result<(), TokenizedAssetError> {
+        let now = services.clock.now();
+        let event = match (&*self, command) {
+            (
+                Self::NotAdded,
+                TokenizedAssetCommand::Add {
+                    underlying,
+                    token,
+                    network,
+                    vault,
+                },
+            ) => TokenizedAssetEvent::Added {
+                underlying,
+                token,
+                network,
+                vault,
+                added_at: now,
+            },
+            (
+                Self::Enabled { listing } | Self::Disabled { listing },
+                TokenizedAssetCommand::Add {
+                    underlying,
+                    token,
+                    network,
+                    vault,
+                },
+            ) => {
+                if listing.underlying != underlying
+                    || listing.network != network
+                {
+                    return Err(TokenizedAssetError::KeyMismatch {
+                        listed: AssetKey::new(
+                            listing.underlying.clone(),
+                            listing.network,
+                        )
+                        .to_string(),
+                        requested: AssetKey::new(underlying, network)
+                            .to_string(),
+                    });
+                }
+                if listing.token != token {
+                    return Err(TokenizedAssetError::TokenMismatch {
+                        underlying,
+                        network,
+                        listed: listing.token.clone(),
+                        requested: token,
+                    });
+                }
+                if listing.vault == vault {
+                    return Ok(());
+                }
+                TokenizedAssetEvent::VaultRepointed {
+                    previous_vault: listing.vault,
+                    vault,
+                    repointed_at: now,
+                }
+            }
+            (Self::NotAdded, _) => return Err(TokenizedAssetError::NotAdded),
+            (Self::Enabled { .. }, TokenizedAssetCommand::Enable)
+            | (Self::Disabled { .. }, TokenizedAssetCommand::Disable) => {
+                return Ok(());
+            }
+            (Self::Disabled { .. }, TokenizedAssetCommand::Enable) => {
+                TokenizedAssetEvent::Enabled { enabled_at: now }
+            }
+            (Self::Enabled { .. }, TokenizedAssetCommand::Disable) => {
+                TokenizedAssetEvent::Disabled { disabled_at: now }
+            }
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: TokenizedAssetEvent) {
+        match event {
+            TokenizedAssetEvent::Added {
+                underlying,
+                token,
+                network,
+                vault,
+                added_at,
+            } => {
+                *self = Self::Enabled {
+                    listing: Listing {
+                        underlying,
+                        token,
+                        network,
+                        vault,
+                        added_at,
+                    },
+                };
+            }
+            TokenizedAssetEvent::VaultRepointed { vault, .. } => {
+                if let Some(listing) = self.listing_mut() {
+                    listing.vault = vault;
+                }
+            }
+            TokenizedAssetEvent::Enabled { .. } => {
+                *self = match std::mem::take(self) {
+                    Self::Disabled { listing } => Self::Enabled { listing },
+                    other => other,
+                };
+            }
+            TokenizedAssetEvent::Disabled { .. } => {
+                *self = match std::mem::take(self) {
+                    Self::Enabled { listing } => Self::Disabled { listing },
+                    other => other,
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Read side of tokenized assets: `tokenized_asset_view` and the
+//! `tokenized_asset_vaults` claim table (a vault backs one listing), both
+//! written inside the commit that appends the events.
+
+use std::sync::{Arc, LazyLock};
+
+use alloy::primitives::Address;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_es::{CqrsFramework, EventEnvelope, View};
+use serde::{Deserialize, Serialize};
+use sqlite_es::{
+    ProjectionError, SqliteEsError, SqliteStore, TxProjection, ViewProjection,
+    sqlite_cqrs,
+};
+use sqlx::{SqliteConnection, SqlitePool};
+
+use super::{
+    AssetKey, Network, TokenSymbol, TokenizedAsset, TokenizedAssetEvent,
+    TokenizedAssetServices, UnderlyingSymbol,
+};
+
+pub type TokenizedAssetCqrs =
+    CqrsFramework<TokenizedAsset, SqliteStore<TokenizedAsset>>;
+
+pub(super) const VAULT_CLAIMS: &str = "tokenized_asset_vaults";
+
+static VIEW: LazyLock<ViewProjection<StoredAssetView, TokenizedAsset>> =
+    LazyLock::new(|| ViewProjection::new("tokenized_asset_view"));
+
+/// The tokenized-asset command framework with its projections.
+pub fn cqrs(
+    pool: SqlitePool,
+    services: TokenizedAssetServices,
+) -> TokenizedAssetCqrs {
+    let store = SqliteStore::new(pool)
+        .with_projection(Arc::new(ViewProjection::<
+            StoredAssetView,
+            TokenizedAsset,
+        >::new(VIEW.table())))
+        .with_projection(Arc::new(VaultClaims));
+    sqlite_cqrs(store, services)
+}
+
+/// Rewrites `tokenized_asset_view` from the event log.
+pub async fn rebuild_views(pool: &SqlitePool) -> Result<u64, SqliteEsError> {
+    VIEW.rebuild(pool).await
+}
+
+/// A listing as the mint and redemption flows see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetView {
+    pub underlying: UnderlyingSymbol,
+    pub token: TokenSymbol,
+    pub network: Network,
+    #[serde(serialize_with = "checksummed")]
+    pub vault: Address,
+    pub enabled: bool,
+    pub added_at: DateTime<Utc>,
+    /// Vaults this listing pointed at before, oldest first.
+    #[serde(serialize_with = "all_checksummed")]
+    pub previous_vaults: Vec<Address>,
+}
+
+/// EIP-55 text, like every other address we show (alloy's own serde
+/// writes lowercase); reading accepts either case.
+fn checksummed<S: serde::Serializer>(
+    address: &Address,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(address)
+}
+
+fn all_checksummed<S: serde::Serializer>(
+    addresses: &[Address],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(addresses.iter().map(ToString::to_string))
+}
+
+impl AssetView {
+    pub fn key(&self) -> AssetKey {
+        AssetKey::new(self.underlying.clone(), self.network)
+    }
+}
+
+/// The stored payload: `null` until the asset is added.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+struct StoredAssetView(Option<AssetView>);
+
+impl View<TokenizedAsset> for StoredAssetView {
+    fn update(&mut self, event: &EventEnvelope<TokenizedAsset>) {
+        match &event.payload {
+            TokenizedAssetEvent::Added {
+                underlying,
+                token,
+                network,
+                vault,
+                added_at,
+            } => {
+                self.0 = Some(AssetView {
+                    underlying: underlying.clone(),
+                    token: token.clone(),
+                    network: *network,
+                    vault: vault.address(),
+                    enabled: true,
+                    added_at: *added_at,
+                    previous_vaults: Vec::new(),
+                });
+            }
+            TokenizedAssetEvent::VaultRepointed {
+                previous_vault,
+                vault,
+                ..
+            } => {
+                if let Some(view) = &mut self.0 {
+                    view.previous_vaults.push(previous_vault.address());
+                    view.vault = vault.address();
+                }
+            }
+            TokenizedAssetEvent::Enabled { .. } => {
+                if let Some(view) = &mut self.0 {
+                    view.enabled = true;
+                }
+            }
+            TokenizedAssetEvent::Disabled { .. } => {
+                if let Some(view) = &mut self.0 {
+                    view.enabled = false;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssetQueryError {
+    #[error(transparent)]
+    Store(#[from] SqliteEsError),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("JSON error in tokenized_asset_view: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub async fn find(
+    pool: &SqlitePool,
+    underlying: &UnderlyingSymbol,
+    network: Network,
+) -> Result<Option<AssetView>, AssetQueryError> {
+    let key = AssetKey::new(underlying.clone(), network);
+    load(pool, &key.to_string()).await
+}
+
+async fn load(
+    pool: &SqlitePool,
+    key: &str,
+) -> Result<Option<AssetView>, AssetQueryError> {
+    Ok(VIEW.load(pool, key).await?.and_then(|stored| stored.0))
+}
+
+/// Enabled listings, ordered by key.
+pub async fn list_enabled(
+    pool: &SqlitePool,
+) -> Result<Vec<AssetView>, AssetQueryError> {
+    let payloads: Vec<String> = sqlx::query_scalar(
+        "SELECT payload FROM tokenized_asset_view ORDER BY view_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut enabled = Vec::new();
+    for payload in payloads {
+        let StoredAssetView(view) = serde_json::from_str(&payload)?;
+        enabled.extend(view.filter(|view| view.enabled));
+    }
+    Ok(enabled)
+}
+
+/// The listing currently backed by `vault`, enabled or not.
+pub async fn find_by_vault(
+    pool: &SqlitePool,
+    vault: Address,
+) -> Result<Option<AssetView>, AssetQueryError> {
+    let key: Option<String> = sqlx::query_scalar(
+        "SELECT asset_key FROM tokenized_asset_vaults WHERE vault = ?",
+    )
+    .bind(vault_key(vault))
+    .fetch_optional(pool)
+    .await?;
+    match key {
+        Some(key) => load(pool, &key).await,
+        None => Ok(None),
+    }
+}
+
+/// Claim-table key: lowercase hex, so lookups ignore checksum casing.
+fn vault_key(vault: Address) -> String {
+    format!("{vault:#x}")
+}
+
+/// Claims the vault on `Added`, moves the claim on `VaultRepointed`.
+struct VaultClaims;
+
+impl VaultClaims {
+    async fn claim(
+        conn: &mut SqliteConnection,
+        vault: Address,
+        asset_key: &str,
+    ) -> Result<(), ProjectionError> {
+        let key = vault_key(vault);
+        sqlx::query(
+            "INSERT INTO tokenized_asset_vaults (vault, asset_key) \
+             VALUES (?, ?)",
+        )
+        .bind(&key)
+        .bind(asset_key)
+        .execute(&mut *conn)
+        .await
+        .map_err(|err| ProjectionError::from_sqlx(err, VAULT_CLAIMS, key))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TxProjection<TokenizedAsset> for VaultClaims {
+    async fn project(
+        &self,
+        conn: &mut SqliteConnection,
+        events: &[EventEnvelope<TokenizedAsset>],
+    ) -> Result<(), ProjectionError> {
+        for event in events {
+            match &event.payload {
+                TokenizedAssetEvent::Added { vault, .. } => {
+                    Self::claim(conn, vault.address(), &event.aggregate_id)
+                        .await?;
+                }
+                TokenizedAssetEvent::VaultRepointed {
+                    previous_vault,
+                    vault,
+                    ..
+                } => {
+                    sqlx::query(
+                        "DELETE FROM tokenized_asset_vaults \
+                         WHERE vault = ? AND asset_key = ?",
+                    )
+                    .bind(vault_key(previous_vault.address()))
+                    .bind(&event.aggregate_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    Self::claim(conn, vault.address(), &event.aggregate_id)
+                        .await?;
+                }
+                TokenizedAssetEvent::Enabled { .. }
+                | TokenizedAssetEvent::Disabled { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -170,7 +170,8 @@ impl AlpacaClient {
     }
 
     /// Keyed GET; `Ok(None)` on 404. Still finds requests that have aged
-    /// out of the list.
+    /// out of the list. A 404 right after a redeem may be transient
+    /// (`itn-wire.md` §5.7): pollers should keep polling, not fail.
     pub async fn get_request(
         &self,
         tokenization_request_id: &str,

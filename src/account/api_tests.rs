@@ -499,6 +499,45 @@ async fn whitelist_wallet_of_another_account_is_409() {
 }
 
 #[rocket::async_test]
+async fn concurrent_claims_of_one_wallet_give_it_to_one_account() {
+    let h = Harness::start().await;
+    let first = h.register("first@example.com").await;
+    let second = h.register("second@example.com").await;
+    let body = json!({"wallet": WALLET}).to_string();
+    let paths: Vec<(ClientId, String)> = (0..8)
+        .map(|i| if i % 2 == 0 { first } else { second })
+        .map(|id| (id, format!("/accounts/{id}/wallets")))
+        .collect();
+    let requests = paths.iter().map(|(_, path)| {
+        h.send(Method::Post, path, Key::Internal, Some(&body))
+    });
+    let results = futures::future::join_all(requests).await;
+
+    let wallet = WALLET.parse::<Wallet>().unwrap().address();
+    let owner = find_owner_of_wallet(h.pool(), &wallet)
+        .await
+        .unwrap()
+        .unwrap();
+    for ((id, _), (status, response)) in paths.iter().zip(&results) {
+        if *id == owner {
+            assert_eq!(*status, Status::Ok, "{response}");
+        } else {
+            assert_error(
+                *status,
+                response,
+                Status::Conflict,
+                "wallet belongs to another account",
+            );
+        }
+    }
+    let loser = if owner == first { second } else { first };
+    let (_, view) = h.get_account(loser).await;
+    assert_eq!(view["wallets"], json!([]));
+    // Two registrations and exactly one whitelisting.
+    assert_eq!(h.event_count().await, 3);
+}
+
+#[rocket::async_test]
 async fn whitelist_errors() {
     let h = Harness::start().await;
     let client_id = h.register("ap@example.com").await;

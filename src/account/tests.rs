@@ -360,3 +360,66 @@ fn client_id_round_trips_through_text() {
     assert_eq!(id.to_string().parse::<ClientId>().unwrap(), id);
     assert!("not-a-uuid".parse::<ClientId>().is_err());
 }
+
+mod properties {
+    use std::collections::BTreeSet;
+
+    use cqrs_es::event_sink::EventSink;
+    use futures::executor::block_on;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever the order of (un)whitelisting, the account holds
+        /// exactly the wallets a plain set would, and only real changes
+        /// emit an event.
+        #[test]
+        fn wallets_follow_a_set_model(
+            ops in prop::collection::vec((any::<bool>(), 1u8..5), 0..40)
+        ) {
+            let services = AccountServices {
+                clock: Arc::new(FixedClock::new(now())),
+            };
+            let mut account = Account::default();
+            account.apply(registered());
+            let mut model = BTreeSet::new();
+            for (add, byte) in ops {
+                let wallet = wallet(Address::with_last_byte(byte));
+                let command = if add {
+                    AccountCommand::WhitelistWallet { wallet }
+                } else {
+                    AccountCommand::UnwhitelistWallet { wallet }
+                };
+                let sink = EventSink::default();
+                block_on(account.handle(command, &services, &sink)).unwrap();
+                let events = block_on(sink.collect());
+                let changed = if add {
+                    model.insert(wallet)
+                } else {
+                    model.remove(&wallet)
+                };
+                prop_assert_eq!(events.len(), usize::from(changed));
+            }
+            let Account::Registered { profile } = account else {
+                panic!("account left the registered state");
+            };
+            prop_assert_eq!(profile.wallets, model);
+        }
+
+        /// Normalisation is idempotent and ignores letter case and
+        /// surrounding whitespace.
+        #[test]
+        fn email_normalisation(
+            raw in "[a-zA-Z0-9._%+-]{1,20}@[a-zA-Z0-9-]{1,10}\\.[a-zA-Z]{2,6}",
+            pad in "[ \t]{0,3}",
+        ) {
+            let email = Email::new(&raw).unwrap();
+            prop_assert_eq!(Email::new(email.as_str()).unwrap(), email.clone());
+            let noisy = format!("{pad}{}{pad}", raw.to_uppercase());
+            prop_assert_eq!(Email::new(&noisy).unwrap(), email.clone());
+            let json = serde_json::to_string(&email).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Email>(&json).unwrap(), email);
+        }
+    }
+}

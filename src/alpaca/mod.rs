@@ -270,3 +270,7 @@ const fn default_retry_max_delay_ms() -> u64 {
 
 #[cfg(test)]
 mod client_tests;
+#[cfg(test)]
+mod log_tests;
+#[cfg(test)]
+mod sim_tests;

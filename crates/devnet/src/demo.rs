@@ -407,7 +407,7 @@ impl<'a> Demo<'a> {
         Deadline {
             what,
             patience: self.patience,
-            at: tokio::time::Instant::now() + self.patience,
+            at: tokio::time::Instant::now().checked_add(self.patience),
         }
     }
 }
@@ -416,13 +416,14 @@ impl<'a> Demo<'a> {
 struct Deadline {
     what: &'static str,
     patience: Duration,
-    at: tokio::time::Instant,
+    /// `None`: a patience too large to add to the clock never runs out.
+    at: Option<tokio::time::Instant>,
 }
 
 impl Deadline {
     /// Sleeps one [`POLL`], or fails once the deadline has passed.
     async fn wait(&self, last_seen: Option<&str>) -> Result<(), DemoError> {
-        if tokio::time::Instant::now() >= self.at {
+        if self.at.is_some_and(|at| tokio::time::Instant::now() >= at) {
             return Err(DemoError::Timeout {
                 what: self.what,
                 secs: self.patience.as_secs(),
@@ -654,6 +655,27 @@ mod tests {
             describe_mint(&retrying, qty)
                 .ends_with("(driver retrying after: \"rpc down\")")
         );
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_fails_with_what_was_last_seen() {
+        let passed = Deadline {
+            what: "the redemption to complete",
+            patience: Duration::ZERO,
+            at: Some(tokio::time::Instant::now()),
+        };
+        let error = passed.wait(Some("burning")).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "gave up after 0 s waiting for the redemption to complete; last \
+             seen: burning"
+        );
+        let endless = Deadline {
+            what: "anything",
+            patience: Duration::MAX,
+            at: None,
+        };
+        assert!(endless.wait(None).await.is_ok());
     }
 
     #[test]

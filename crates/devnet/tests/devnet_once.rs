@@ -1,6 +1,8 @@
 //! Runs the real `devnet` binary: `--once` must complete a mint and a
-//! redemption and exit 0; a SIGINT while serving must stop everything.
-//! Either way no anvil may be left behind and the temporary files go.
+//! redemption and exit 0; a SIGINT while serving (to the devnet, or to
+//! its process group as Ctrl-C does) must stop everything. Either way no
+//! anvil may be left behind, and the temporary files go unless
+//! `--keep-db` was given.
 #![allow(
     clippy::unwrap_used,
     clippy::panic,
@@ -9,17 +11,42 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// Generous: a cold anvil, a debug build and a busy two-core machine.
 const TIMEOUT: Duration = Duration::from_mins(5);
 
-fn devnet(extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_devnet"))
+/// The devnet process with its output read on background threads (so a
+/// full pipe never blocks it). Should a test fail while it runs, its
+/// whole process group (anvil included) is killed, so nothing outlives
+/// the test.
+struct Running {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Option<JoinHandle<String>>,
+    /// Stdout lines received so far.
+    output: Vec<String>,
+    /// Stderr, once the devnet has exited.
+    errors: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn devnet(extra: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devnet"))
         .args([
             "--port",
             "0",
@@ -29,14 +56,13 @@ fn devnet(extra: &[&str]) -> Child {
             "120",
         ])
         .args(extra)
+        // Its own process group, like a shell job: Ctrl-C reaches the
+        // whole group, anvil included.
+        .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
-}
-
-/// Stdout lines as they come, from a reader thread.
-fn lines(child: &mut Child) -> Receiver<String> {
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -47,36 +73,53 @@ fn lines(child: &mut Child) -> Receiver<String> {
             }
         }
     });
-    rx
-}
-
-fn stderr_of(child: &mut Child) -> String {
-    let mut text = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = thread::spawn(move || {
+        let mut text = String::new();
         let _ = stderr.read_to_string(&mut text);
-    }
-    text
-}
-
-/// Waits for exit; kills the child (and fails) at the deadline.
-fn wait(child: &mut Child, deadline: Instant) -> ExitStatus {
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("devnet did not exit in time: {}", stderr_of(child));
-        }
-        thread::sleep(Duration::from_millis(100));
+        text
+    });
+    Running {
+        child,
+        stdout: rx,
+        stderr: Some(stderr),
+        output: Vec::new(),
+        errors: String::new(),
     }
 }
 
-/// Every line received until the channel closes (the child exited).
-fn drain(rx: &Receiver<String>, into: &mut Vec<String>) {
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
-        into.push(line);
+impl Running {
+    /// Reads stdout until a line contains `needle`.
+    fn read_until(&mut self, needle: &str, deadline: Instant) {
+        while !self.output.iter().any(|line| line.contains(needle)) {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = self.stdout.recv_timeout(remaining) else {
+                panic!("no {needle:?} in time: {:#?}", self.output);
+            };
+            self.output.push(line);
+        }
+    }
+
+    /// Waits for the exit, then reads the rest of the output.
+    fn wait(&mut self, deadline: Instant) -> ExitStatus {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "devnet did not exit in time: {:#?}",
+                self.output
+            );
+            thread::sleep(Duration::from_millis(100));
+        };
+        while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(10)) {
+            self.output.push(line);
+        }
+        if let Some(reader) = self.stderr.take() {
+            self.errors = reader.join().unwrap();
+        }
+        status
     }
 }
 
@@ -115,24 +158,23 @@ fn assert_cleaned_up(output: &[String]) {
 #[test]
 fn once_mints_and_redeems_end_to_end_then_exits_leaving_nothing_behind() {
     let deadline = Instant::now() + TIMEOUT;
-    let mut child = devnet(&["--once", "--qty", "10.5"]);
-    let rx = lines(&mut child);
-    let status = wait(&mut child, deadline);
-    let mut output = Vec::new();
-    drain(&rx, &mut output);
+    let mut devnet = devnet(&["--once", "--qty", "10.5"]);
+    let status = devnet.wait(deadline);
     assert!(
         status.success(),
-        "exit {status}\nstdout: {output:#?}\nstderr: {}",
-        stderr_of(&mut child)
+        "exit {status}\nstdout: {:#?}\nstderr: {}",
+        devnet.output,
+        devnet.errors
     );
+    let output = &devnet.output;
 
-    let mint = line_with(&output, "[mint] completed: tx 0x");
+    let mint = line_with(output, "[mint] completed: tx 0x");
     assert!(mint.contains("receipt #1"), "{mint}");
     assert!(mint.contains("AP balance 10.5 tAAPL"), "{mint}");
     assert!(mint.contains("request completed"), "{mint}");
     assert!(mint.contains("AP 989.5 AAPL"), "{mint}");
 
-    let redemption = line_with(&output, "[redemption] completed: burn tx 0x");
+    let redemption = line_with(output, "[redemption] completed: burn tx 0x");
     assert!(redemption.contains("receipt #1: 10.5"), "{redemption}");
     assert!(redemption.contains("AP balance 0 tAAPL"), "{redemption}");
     assert!(redemption.contains("request completed"), "{redemption}");
@@ -154,60 +196,89 @@ fn once_mints_and_redeems_end_to_end_then_exits_leaving_nothing_behind() {
     );
     // --once never prints the serving banner.
     assert!(!output.iter().any(|line| line.contains("is serving")));
-    assert_cleaned_up(&output);
+    assert_cleaned_up(output);
+}
+
+#[test]
+fn keep_db_leaves_the_database_and_config_but_no_anvil() {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut devnet = devnet(&["--once", "--keep-db"]);
+    let status = devnet.wait(deadline);
+    assert!(status.success(), "exit {status}: {}", devnet.errors);
+    let output = &devnet.output;
+    let kept = line_with(output, "[devnet] kept the database and config in ");
+    let dir = Path::new(
+        kept.split("[devnet] kept the database and config in ")
+            .nth(1)
+            .unwrap(),
+    )
+    .to_owned();
+    let database = std::fs::metadata(dir.join("issuance.db"));
+    let config = std::fs::read_to_string(dir.join("issuance.toml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(database.unwrap().len() > 0);
+    assert!(config.unwrap().contains("[chain]"));
+    let pid = anvil_pid(output);
+    assert!(!anvil_alive(pid), "anvil {pid} survived the devnet");
+}
+
+/// Where a signal is sent.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The devnet alone (`kill -INT <pid>`).
+    Process,
+    /// Its whole process group, as a terminal's Ctrl-C does: anvil gets
+    /// the SIGINT too.
+    Group,
 }
 
 #[test]
 fn sigint_while_serving_stops_the_service_the_simulator_and_anvil() {
+    stop_while_serving(Target::Process);
+}
+
+#[test]
+fn ctrl_c_to_the_process_group_while_serving_stops_everything() {
+    stop_while_serving(Target::Group);
+}
+
+fn stop_while_serving(target: Target) {
     let deadline = Instant::now() + TIMEOUT;
-    let mut child = devnet(&[]);
-    let rx = lines(&mut child);
-    let mut output = Vec::new();
-    while !output
-        .iter()
-        .any(|line: &String| line.contains("is serving"))
-    {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = rx.recv_timeout(remaining) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "never started serving: {output:#?}\n{}",
-                stderr_of(&mut child)
-            );
-        };
-        output.push(line);
-    }
+    let mut devnet = devnet(&[]);
+    devnet.read_until("is serving", deadline);
+    devnet.read_until("Another redemption", deadline);
     // The banner's URLs answer while serving.
-    drain_until(&rx, &mut output, "Another redemption");
-    let service = banner_address(&output, "  service ");
-    let sim = banner_address(&output, "  ITN simulator ");
+    let service = banner_address(&devnet.output, "  service ");
+    let sim = banner_address(&devnet.output, "  ITN simulator ");
     assert!(TcpStream::connect(&service).is_ok());
     assert!(TcpStream::connect(&sim).is_ok());
 
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let pid = devnet.child.id().to_string();
+    let killed = match target {
+        Target::Process => Command::new("kill").args(["-INT", &pid]).status(),
+        Target::Group => Command::new("kill")
+            .args(["-INT", "--", &format!("-{pid}")])
+            .status(),
+    }
+    .unwrap();
     assert!(killed.success());
-    let status = wait(&mut child, deadline);
-    drain(&rx, &mut output);
-    assert!(status.success(), "exit {status}: {output:#?}");
-    line_with(&output, "[devnet] stopped by SIGINT");
-    line_with(&output, "[service] service stopped");
-    line_with(&output, "[sim] simulator stopped");
+    let status = devnet.wait(deadline);
+    assert!(
+        status.success(),
+        "exit {status}: {:#?}\nstderr: {}",
+        devnet.output,
+        devnet.errors
+    );
+    let output = &devnet.output;
+    line_with(output, "[devnet] stopped by SIGINT");
+    line_with(output, "[service] service stopped");
+    line_with(output, "[sim] simulator stopped");
     assert!(
         TcpStream::connect(&service).is_err(),
         "service still listens"
     );
     assert!(TcpStream::connect(&sim).is_err(), "simulator still listens");
-    assert_cleaned_up(&output);
-}
-
-fn drain_until(rx: &Receiver<String>, into: &mut Vec<String>, needle: &str) {
-    while !into.iter().any(|line| line.contains(needle)) {
-        into.push(rx.recv_timeout(Duration::from_secs(30)).unwrap());
-    }
+    assert_cleaned_up(output);
 }
 
 /// `  service        http://127.0.0.1:PORT` -> `127.0.0.1:PORT`.

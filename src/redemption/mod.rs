@@ -17,6 +17,8 @@ pub mod monitor;
 mod view;
 
 #[cfg(test)]
+mod anvil_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

@@ -309,6 +309,9 @@ fn open_mint(
         ap,
     });
     world.mint_progress.insert(id, MintProgress::Requested);
+    if world.faults.take_reject_mint() {
+        world.doomed_mints.insert(id);
+    }
     let duplicates = world.faults.take_duplicate_mints();
     Ok((id, client, duplicates))
 }
@@ -392,7 +395,7 @@ async fn confirm(
     tokio::time::sleep(shared.cfg.journal_delay).await;
     let (status, duplicates) = {
         let mut world = shared.world();
-        let status = if world.faults.take_reject_mint() {
+        let status = if world.doomed_mints.remove(&id) {
             world.reject_mint(id, MintProgress::Rejected);
             RequestStatus::Rejected
         } else {

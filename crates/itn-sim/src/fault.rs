@@ -159,7 +159,7 @@ pub enum Fault {
     DuplicateConfirm { times: u32 },
     /// Send each mint request this many extra times (identical body).
     DuplicateMintRequest { times: u32 },
-    /// The next mint is confirmed `rejected` (no shares move).
+    /// The next mint requested is confirmed `rejected` (no shares move).
     RejectNextMint,
     /// The next redeem ends `rejected` (no shares move).
     RejectNextRedeem,

@@ -2,7 +2,7 @@
 //! requests, idempotency records, wire recordings and live faults. All of
 //! it sits behind one std mutex that is never held across an `.await`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::Utc;
@@ -70,6 +70,8 @@ pub(crate) struct World {
     pub(crate) mint_callbacks: HashMap<Uuid, Vec<Value>>,
     pub(crate) confirm_deliveries: HashMap<Uuid, Vec<ConfirmDelivery>>,
     pub(crate) redeem_fates: HashMap<Uuid, RedeemFate>,
+    /// Mints armed by RejectNextMint when requested; confirmed rejected.
+    pub(crate) doomed_mints: HashSet<Uuid>,
     pub(crate) idempotency: HashMap<String, IdempotentAnswer>,
     pub(crate) recordings: BTreeMap<Endpoint, Vec<RecordedRequest>>,
     pub(crate) faults: FaultBoard,

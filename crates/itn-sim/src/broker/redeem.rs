@@ -93,23 +93,10 @@ async fn redeem(
     let (reply, pending) = {
         let mut world = shared.world();
         if let Some(replay) = replay(&world, key.as_deref(), parsed.as_ref()) {
-            return finish(shared, endpoint, replay);
+            (replay, None)
+        } else {
+            apply_and_remember(&mut world, shared, body, key, parsed)
         }
-        let (reply, pending) = match apply(&mut world, shared, body) {
-            Ok((reply, pending)) => (reply, pending),
-            Err(reply) => (reply, None),
-        };
-        if let (Some(key), Some(parsed)) = (key, parsed) {
-            world.idempotency.insert(
-                key,
-                IdempotentAnswer {
-                    body: parsed,
-                    status: reply.status(),
-                    response: reply.body().clone(),
-                },
-            );
-        }
-        (reply, pending)
     };
     if let Some(id) = pending {
         let shared = Arc::clone(shared);
@@ -119,6 +106,31 @@ async fn redeem(
         });
     }
     finish(shared, endpoint, reply)
+}
+
+/// Applies a redeem and stores its answer under the Idempotency-Key.
+fn apply_and_remember(
+    world: &mut World,
+    shared: &Shared,
+    body: &str,
+    key: Option<String>,
+    parsed: Option<Value>,
+) -> (Reply, Option<Uuid>) {
+    let (reply, pending) = match apply(world, shared, body) {
+        Ok((reply, pending)) => (reply, pending),
+        Err(reply) => (reply, None),
+    };
+    if let (Some(key), Some(parsed)) = (key, parsed) {
+        world.idempotency.insert(
+            key,
+            IdempotentAnswer {
+                body: parsed,
+                status: reply.status(),
+                response: reply.body().clone(),
+            },
+        );
+    }
+    (reply, pending)
 }
 
 /// Same key + same body replays (a rejection replays as 400); same key +

@@ -68,7 +68,7 @@ async fn auth_missing_is_401_and_wrong_is_403() {
     )
     .await;
     assert_eq!(status, 401);
-    assert_eq!(body, json!({"code": 40110000, "message": "unauthorized"}));
+    assert_eq!(body, json!({"code": 40_110_000, "message": "unauthorized"}));
 
     let wrong = unauthenticated(&sim, Method::GET, "requests")
         .basic_auth("nope", Some("bad"))
@@ -77,7 +77,7 @@ async fn auth_missing_is_401_and_wrong_is_403() {
         .unwrap();
     let (status, body) = json_of(wrong).await;
     assert_eq!(status, 403);
-    assert_eq!(body["code"], 40310000);
+    assert_eq!(body["code"], 40_310_000);
 
     let key = sim.config().broker_key_id.clone();
     let secret = sim.config().broker_secret.clone();
@@ -128,7 +128,7 @@ async fn auth_missing_is_401_and_wrong_is_403() {
         .unwrap();
     assert_eq!(other.status(), 403);
 
-    assert_eq!(sim.hits(Endpoint::ListRequests), 7);
+    assert_eq!(sim.hits(Endpoint::ListRequests), 8);
     let last = sim.last_request(Endpoint::ListRequests).unwrap();
     assert_eq!(last.method, "GET");
     assert!(last.header("authorization").is_some());
@@ -150,7 +150,7 @@ async fn mint_callback_validates_input() {
     assert_eq!(
         body,
         json!({
-            "code": 42210001,
+            "code": 42_210_001,
             "message": "tokenization_request_id is required, tx_hash is required"
         })
     );
@@ -192,7 +192,7 @@ async fn mint_callback_validates_input() {
     )
     .await;
     assert_eq!(status, 404);
-    assert_eq!(body["code"], 40410000);
+    assert_eq!(body["code"], 40_410_000);
 
     let garbage = broker(&sim, Method::POST, "callback/mint")
         .body("not json")
@@ -468,7 +468,7 @@ async fn redeem_refuses_bad_quantities_and_unknown_aps() {
     assert_eq!(status, 400);
     assert_eq!(
         body,
-        json!({"code": 40010000, "message": "insufficient quantity"})
+        json!({"code": 40_010_000, "message": "insufficient quantity"})
     );
 
     let (status, _) = json_of(
@@ -655,7 +655,7 @@ async fn keyed_get_and_lookup_by_issuer_request_id() {
     )
     .await;
     assert_eq!(status, 422);
-    assert_eq!(body["code"], 42210001);
+    assert_eq!(body["code"], 42_210_001);
     assert_eq!(sim.hits(Endpoint::GetByIssuerRequestId), 3);
     assert_eq!(sim.hits(Endpoint::GetRequest), 3);
     sim.shutdown().await;
@@ -716,7 +716,7 @@ async fn list_filters_and_bare_array() {
     assert_eq!(status, 422);
     assert_eq!(
         body,
-        json!({"code": 42210001, "message": "failed to parse after"})
+        json!({"code": 42_210_001, "message": "failed to parse after"})
     );
     let (status, _) = list("?status=done").await;
     assert_eq!(status, 422);
@@ -801,6 +801,6 @@ async fn unknown_paths_use_the_error_envelope() {
     )
     .await;
     assert_eq!(status, 404);
-    assert_eq!(body["code"], 40410000);
+    assert_eq!(body["code"], 40_410_000);
     sim.shutdown().await;
 }

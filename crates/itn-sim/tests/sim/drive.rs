@@ -198,7 +198,7 @@ async fn path_overrides_are_honoured() {
         wire: WireVersion::Current,
         issuer_base_url: Some(issuer.url.join("/api/").unwrap()),
         issuer_paths: IssuerPaths {
-            connect: Some("/alpaca/link".into()),
+            connect: Some("/alpaca/accounts/connect".into()),
             mint: None,
             confirm: Some("/alpaca/confirm".into()),
         },
@@ -214,7 +214,7 @@ async fn path_overrides_are_honoured() {
     assert_eq!(
         paths,
         [
-            "/api/alpaca/link",
+            "/api/alpaca/accounts/connect",
             "/api/tokenization/mint",
             "/api/alpaca/confirm"
         ]

@@ -78,6 +78,8 @@ impl<'r> FromRequest<'r> for ApiKey {
     }
 }
 
+// Rocket guards are taken by value.
+#[allow(clippy::needless_pass_by_value)]
 #[rocket::post("/<path..>", data = "<body>")]
 fn any(
     script: &State<Arc<Mutex<Script>>>,
@@ -109,19 +111,16 @@ fn any(
         }
         return (Status::new(status), Json(json!({})));
     }
-    match script.mint_reply.clone() {
-        Some((status, body)) => (Status::new(status), Json(body)),
-        None => {
-            let n = script.calls.len();
-            (
-                Status::Ok,
-                Json(json!({
-                    "issuer_request_id": format!("iss-{n}"),
-                    "status": "created"
-                })),
-            )
-        }
+    if let Some((status, body)) = script.mint_reply.clone() {
+        return (Status::new(status), Json(body));
     }
+    let n = script.calls.len();
+    (
+        Status::Ok,
+        Json(
+            json!({"issuer_request_id": format!("iss-{n}"), "status": "created"}),
+        ),
+    )
 }
 
 pub(crate) async fn spawn() -> FakeIssuer {
@@ -135,7 +134,7 @@ pub(crate) async fn spawn() -> FakeIssuer {
             ctrlc: false,
             grace: 1,
             mercy: 1,
-            signals: Default::default(),
+            signals: std::collections::HashSet::default(),
             ..Default::default()
         },
         ..rocket::Config::default()

@@ -34,10 +34,12 @@ impl Simulator {
     /// once the server is accepting connections.
     pub async fn spawn(cfg: SimConfig) -> Result<SimHandle, SimError> {
         let bind = cfg.bind;
+        // No grace: idle keep-alive connections of test clients would
+        // otherwise hold every shutdown for the full grace period.
         let mut shutdown = ShutdownConfig {
             ctrlc: cfg.handle_signals,
-            grace: 1,
-            mercy: 1,
+            grace: 0,
+            mercy: 0,
             ..ShutdownConfig::default()
         };
         if !cfg.handle_signals {
@@ -47,6 +49,9 @@ impl Simulator {
             address: bind.ip(),
             port: bind.port(),
             log_level: LogLevel::Off,
+            // The TCP peer only: `/sim` admits loopback callers, which a
+            // spoofed X-Real-IP must not fake.
+            ip_header: None,
             cli_colors: false,
             shutdown,
             ..rocket::Config::default()
@@ -139,7 +144,7 @@ impl SimHandle {
         self.shared.set_issuer_url(url);
     }
 
-    /// Stops the server and waits for it (at most Rocket's grace period).
+    /// Stops the server and waits for it; open connections are cut.
     pub async fn shutdown(self) {
         self.shutdown.notify();
         let server = self

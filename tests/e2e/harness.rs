@@ -100,6 +100,9 @@ private_key = "{private_key}"
 max_fee_per_gas_gwei = 100
 max_priority_fee_per_gas_gwei = 1
 receipt_poll_interval_ms = 50
+
+[redemption]
+monitor_interval_ms = 100
 "#,
         db = dir.path().join("bot.db").display(),
         alpaca_url = sim.base_url(),
@@ -171,6 +174,20 @@ impl Env {
         self.base_url = format!("http://{}", service.local_addr());
         self.sim.set_issuer_base_url(self.base_url.parse().unwrap());
         self.service = Some(service);
+    }
+
+    /// Stops the service as SIGTERM would, leaving it down until
+    /// [`Env::resume`] (chain and simulator keep running).
+    pub async fn pause(&mut self) {
+        if let Some(service) = self.service.take() {
+            service.stop().await.unwrap();
+        }
+    }
+
+    /// Starts the service again on the same database after [`Env::pause`].
+    pub async fn resume(&mut self) {
+        assert!(self.service.is_none(), "the service is still running");
+        self.restart().await;
     }
 
     async fn set_up_issuer(&mut self) {

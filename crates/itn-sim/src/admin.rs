@@ -32,6 +32,7 @@ pub(crate) fn routes() -> Vec<Route> {
         hits,
         issuer,
         set_issuer_position,
+        tokens,
     ]
 }
 
@@ -237,5 +238,13 @@ fn set_issuer_position(
             Reply::ok(json!({"symbol": symbol, "qty": set.qty}))
         }
         Err(reply) => reply,
+    }
+}
+
+#[rocket::get("/tokens")]
+async fn tokens(shared: &State<Arc<Shared>>, _local: Local) -> Reply {
+    match drive::fetch_tokens(shared).await {
+        Ok(list) => Reply::ok(json!({"tokens": list})),
+        Err(err) => failure(&err),
     }
 }

@@ -32,6 +32,13 @@ impl WireVersion {
         }
     }
 
+    fn default_tokens(self) -> &'static str {
+        match self {
+            Self::Oldest => "/tokenized-assets",
+            Self::Middle | Self::Current => "/tokenization/tokens",
+        }
+    }
+
     fn default_mint(self) -> &'static str {
         match self {
             Self::Oldest => "/inkind/issuance",
@@ -70,6 +77,8 @@ pub struct IssuerPaths {
     pub connect: Option<String>,
     pub mint: Option<String>,
     pub confirm: Option<String>,
+    /// The tokenized-asset list (GET).
+    pub tokens: Option<String>,
 }
 
 impl IssuerPaths {
@@ -77,6 +86,12 @@ impl IssuerPaths {
         self.connect
             .as_deref()
             .unwrap_or_else(|| wire.default_connect())
+    }
+
+    pub fn tokens(&self, wire: WireVersion) -> &str {
+        self.tokens
+            .as_deref()
+            .unwrap_or_else(|| wire.default_tokens())
     }
 
     pub fn mint(&self, wire: WireVersion) -> &str {
@@ -113,6 +128,9 @@ pub struct SimConfig {
     pub journal_delay: Duration,
     /// Delay before a pending redeem settles.
     pub redeem_settle_delay: Duration,
+    /// Before each mint, read the issuer's token list and refuse
+    /// (like Alpaca) a token/network pair it does not list.
+    pub check_token_list: bool,
     /// Timeout of each call to the issuer.
     pub issuer_timeout: Duration,
     /// Total confirmation deliveries tried on 5xx/timeout (>= 1).
@@ -142,6 +160,7 @@ impl Default for SimConfig {
             issuer_name: "st0x".into(),
             journal_delay: Duration::from_millis(20),
             redeem_settle_delay: Duration::from_millis(50),
+            check_token_list: false,
             issuer_timeout: Duration::from_secs(5),
             confirm_max_attempts: 5,
             confirm_retry_delay: Duration::from_millis(20),

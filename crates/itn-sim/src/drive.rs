@@ -88,6 +88,16 @@ async fn send(
     path: &str,
     body: &Value,
 ) -> Result<Sent, SimError> {
+    call(shared, endpoint, path, Some(body)).await
+}
+
+/// One call to the issuer: POST with a JSON body, or a bodyless GET.
+async fn call(
+    shared: &Shared,
+    endpoint: Endpoint,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Sent, SimError> {
     let base = shared.issuer_url().ok_or(SimError::NoIssuerUrl)?;
     // Concatenate rather than `Url::join` so a base path prefix survives.
     let raw = format!("{}{path}", base.as_str().trim_end_matches('/'));
@@ -101,29 +111,35 @@ async fn send(
     if let Some(delay) = latency {
         tokio::time::sleep(delay).await;
     }
-    let text = body.to_string();
     let api_key = shared.cfg.issuer_api_key.clone();
+    let mut headers = vec![("X-API-KEY".to_owned(), api_key.clone())];
+    let (method, text) = match body {
+        Some(body) => {
+            headers.push(("Content-Type".into(), "application/json".into()));
+            ("POST", body.to_string())
+        }
+        None => ("GET", String::new()),
+    };
     shared.world().record(
         endpoint,
         RecordedRequest {
-            method: "POST".into(),
+            method: method.into(),
             path: url.path().to_owned(),
-            headers: vec![
-                ("X-API-KEY".into(), api_key.clone()),
-                ("Content-Type".into(), "application/json".into()),
-            ],
+            headers,
             body: text.clone(),
             at: Utc::now(),
         },
     );
-    let result = shared
-        .http
-        .post(url)
-        .header("X-API-KEY", api_key)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(text)
-        .send()
-        .await;
+    let request = if body.is_some() {
+        shared
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(text)
+    } else {
+        shared.http.get(url)
+    };
+    let result = request.header("X-API-KEY", api_key).send().await;
     let response = match result {
         Ok(response) => response,
         Err(err) => return Ok(Sent::Failed(err.to_string())),
@@ -147,6 +163,43 @@ fn unreachable(endpoint: Endpoint, sent: Sent) -> SimError {
         Sent::Answered { status, .. } => format!("answered {status}"),
     };
     SimError::IssuerUnreachable { endpoint, reason }
+}
+
+/// One row of the issuer's tokenized-asset list (itn-wire.md §4.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedToken {
+    pub underlying: String,
+    pub token: String,
+    pub networks: Vec<String>,
+}
+
+/// Reads the issuer's token list as Alpaca does before a mint.
+pub(crate) async fn fetch_tokens(
+    shared: &Shared,
+) -> Result<Vec<ListedToken>, SimError> {
+    let path = shared.cfg.issuer_paths.tokens(shared.cfg.wire).to_owned();
+    let endpoint = Endpoint::IssuerTokens;
+    match call(shared, endpoint, &path, None).await? {
+        Sent::Answered { status, body } if is_success(status) => {
+            #[derive(Deserialize)]
+            struct Tokens {
+                tokens: Vec<ListedToken>,
+            }
+            serde_json::from_str::<Tokens>(&body)
+                .map(|list| list.tokens)
+                .map_err(|_| SimError::IssuerBadResponse {
+                    endpoint,
+                    field: "tokens",
+                    body,
+                })
+        }
+        Sent::Answered { status, body } => Err(SimError::IssuerRejected {
+            endpoint,
+            status,
+            body,
+        }),
+        other => Err(unreachable(endpoint, other)),
+    }
 }
 
 pub(crate) async fn link_ap(
@@ -324,6 +377,20 @@ pub(crate) async fn request_mint(
     let qty = Qty::new(spec.qty)?;
     if !is_known_network(&spec.network) {
         return Err(SimError::UnknownNetwork(spec.network));
+    }
+    if shared.cfg.check_token_list {
+        let listed = fetch_tokens(&shared).await?.into_iter().any(|row| {
+            row.underlying == spec.underlying
+                && row.token == spec.token
+                && row.networks.contains(&spec.network)
+        });
+        if !listed {
+            return Err(SimError::TokenNotListed {
+                underlying: spec.underlying,
+                token: spec.token,
+                network: spec.network,
+            });
+        }
     }
     let (id, client, duplicates) = open_mint(&shared, ap, &spec, qty)?;
     let wire = shared.cfg.wire;

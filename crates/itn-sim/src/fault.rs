@@ -37,10 +37,12 @@ pub enum Endpoint {
     IssuerMint,
     /// Mint confirmation on the issuer (called).
     IssuerConfirm,
+    /// Tokenized-asset list on the issuer (called).
+    IssuerTokens,
 }
 
 impl Endpoint {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::MintCallback,
         Self::Redeem,
         Self::ListRequests,
@@ -49,6 +51,7 @@ impl Endpoint {
         Self::IssuerConnect,
         Self::IssuerMint,
         Self::IssuerConfirm,
+        Self::IssuerTokens,
     ];
 }
 

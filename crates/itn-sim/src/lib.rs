@@ -20,7 +20,9 @@ mod world;
 
 pub use ap::{ApId, ApSpec, ClientIdMode};
 pub use config::{IssuerPaths, SimConfig, WireVersion};
-pub use drive::{ConfirmDelivery, DeliveryOutcome, MintOutcome, MintSpec};
+pub use drive::{
+    ConfirmDelivery, DeliveryOutcome, ListedToken, MintOutcome, MintSpec,
+};
 pub use fault::{Endpoint, Fault, FeeQuirk, InitialRedeemStatus, Quirks};
 pub use recording::RecordedRequest;
 pub use server::{SimHandle, Simulator};
@@ -78,6 +80,12 @@ pub enum SimError {
         endpoint: Endpoint,
         field: &'static str,
         body: String,
+    },
+    #[error("issuer does not list {token} ({underlying}) on {network}")]
+    TokenNotListed {
+        underlying: String,
+        token: String,
+        network: String,
     },
     #[error("HTTP client setup failed: {reason}")]
     HttpClient { reason: String },

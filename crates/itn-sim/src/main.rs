@@ -37,6 +37,11 @@ struct Args {
     mint_path: Option<String>,
     #[arg(long)]
     confirm_path: Option<String>,
+    #[arg(long)]
+    tokens_path: Option<String>,
+    /// Refuse mints of tokens the issuer's token list does not offer.
+    #[arg(long)]
+    check_token_list: bool,
     #[arg(long, default_value_t = 500)]
     journal_delay_ms: u64,
     #[arg(long, default_value_t = 2000)]
@@ -61,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
             connect: args.connect_path,
             mint: args.mint_path,
             confirm: args.confirm_path,
+            tokens: args.tokens_path,
         },
         issuer_account_id: args.issuer_account_id,
         broker_key_id: args.broker_key_id,
@@ -69,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         issuer_name: args.issuer_name,
         journal_delay: Duration::from_millis(args.journal_delay_ms),
         redeem_settle_delay: Duration::from_millis(args.redeem_settle_delay_ms),
+        check_token_list: args.check_token_list,
         handle_signals: false,
         ..SimConfig::default()
     };

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::SimError;
 use crate::ap::{ApId, ApSpec};
 use crate::config::SimConfig;
-use crate::drive::{self, ConfirmDelivery, MintOutcome, MintSpec};
+use crate::drive::{self, ConfirmDelivery, ListedToken, MintOutcome, MintSpec};
 use crate::fault::{Endpoint, Fault, FaultBoard};
 use crate::recording::RecordedRequest;
 use crate::tokenization::TokenizationRequest;
@@ -218,6 +218,17 @@ impl SimHandle {
         req: MintSpec,
     ) -> Result<MintOutcome, SimError> {
         drive::request_mint(Arc::clone(&self.shared), ap, req).await
+    }
+
+    /// GETs the issuer's token list (with `X-API-KEY`) like Alpaca.
+    pub async fn fetch_tokens(&self) -> Result<Vec<ListedToken>, SimError> {
+        drive::fetch_tokens(&self.shared).await
+    }
+
+    /// Adds a raw record, e.g. one with an unknown network or issuer, or
+    /// another AP's request, to test the issuer's tolerance of the list.
+    pub fn insert_request(&self, request: TokenizationRequest) {
+        self.shared.world().requests.push(request);
     }
 
     pub fn request(&self, id: Uuid) -> Option<TokenizationRequest> {

@@ -804,3 +804,39 @@ async fn unknown_paths_use_the_error_envelope() {
     assert_eq!(body["code"], 40_410_000);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn inserted_records_with_unknown_enums_are_listed() {
+    let (sim, issuer, ap, client_id) = redeem_setup().await;
+    let foreign = itn_sim::TokenizationRequest {
+        tokenization_request_id: uuid::Uuid::new_v4(),
+        issuer_request_id: None,
+        request_type: itn_sim::RequestType::Mint,
+        status: RequestStatus::Pending,
+        created_at: chrono::Utc::now(),
+        updated_at: None,
+        underlying_symbol: "TSLA".into(),
+        token_symbol: String::new(),
+        qty: itn_sim::Qty::parse("1").unwrap(),
+        issuer: "newco".into(),
+        network: "futurechain".into(),
+        wallet_address: "0x5".into(),
+        tx_hash: None,
+        fees: dec("0"),
+        client: itn_sim::ClientRef::External(client_id),
+        ap,
+    };
+    sim.insert_request(foreign.clone());
+    let (_, body) = json_of(
+        broker(&sim, Method::GET, "requests?issuer=newco")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(body.as_array().unwrap().len(), 1);
+    assert_eq!(body[0]["network"], "futurechain");
+    assert_eq!(body[0]["token_symbol"], "");
+    sim.shutdown().await;
+    issuer.stop();
+}

@@ -201,6 +201,7 @@ async fn path_overrides_are_honoured() {
             connect: Some("/alpaca/accounts/connect".into()),
             mint: None,
             confirm: Some("/alpaca/confirm".into()),
+            ..IssuerPaths::default()
         },
         ..SimConfig::default()
     })
@@ -424,4 +425,49 @@ async fn linking_failures_surface_as_errors() {
         Err(SimError::IssuerUnreachable { .. })
     ));
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_list_is_read_and_enforced_when_enabled() {
+    let issuer = fake_issuer::spawn().await;
+    let sim = sim_with(SimConfig {
+        wire: WireVersion::Current,
+        issuer_base_url: Some(issuer.url.clone()),
+        check_token_list: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let tokens = sim.fetch_tokens().await.unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].networks, ["base", "ethereum"]);
+    let get = sim.last_request(Endpoint::IssuerTokens).unwrap();
+    assert_eq!(get.method, "GET");
+    assert_eq!(get.path, "/tokenization/tokens");
+    assert_eq!(
+        get.header("x-api-key"),
+        Some(sim.config().issuer_api_key.as_str())
+    );
+
+    let (ap, _) = linked_ap(&sim, "t@x.com", &[("AAPL", "5")]).await;
+    let mut unlisted = spec("1");
+    unlisted.network = "solana".into();
+    assert!(matches!(
+        sim.request_mint(ap, unlisted).await,
+        Err(SimError::TokenNotListed { .. })
+    ));
+    assert!(sim.requests().is_empty());
+    sim.request_mint(ap, spec("1")).await.unwrap();
+    assert_eq!(sim.hits(Endpoint::IssuerTokens), 3);
+    assert_eq!(sim.requests().len(), 1);
+    sim.shutdown().await;
+    issuer.stop();
+}
+
+#[tokio::test]
+async fn oldest_wire_reads_tokenized_assets() {
+    let (sim, issuer) = setup(WireVersion::Oldest).await;
+    sim.fetch_tokens().await.unwrap();
+    assert_eq!(issuer.calls()[0].path, "/tokenized-assets");
+    sim.shutdown().await;
+    issuer.stop();
 }

@@ -123,6 +123,24 @@ fn any(
     )
 }
 
+#[allow(clippy::needless_pass_by_value)]
+#[rocket::get("/<path..>")]
+fn list(
+    script: &State<Arc<Mutex<Script>>>,
+    path: std::path::PathBuf,
+    key: ApiKey,
+) -> Json<Value> {
+    let mut script = script.lock().unwrap();
+    script.calls.push(Call {
+        path: format!("/{}", path.display()),
+        api_key: key.0,
+        body: Value::Null,
+    });
+    Json(json!({"tokens": [
+        {"underlying": "AAPL", "token": "tAAPL", "networks": ["base", "ethereum"]}
+    ]}))
+}
+
 pub(crate) async fn spawn() -> FakeIssuer {
     let script = Arc::new(Mutex::new(Script::default()));
     let (tx, rx) = oneshot::channel();
@@ -141,7 +159,7 @@ pub(crate) async fn spawn() -> FakeIssuer {
     };
     let rocket = rocket::custom(config)
         .manage(Arc::clone(&script))
-        .mount("/", rocket::routes![any])
+        .mount("/", rocket::routes![any, list])
         .attach(AdHoc::on_liftoff("port", move |rocket| {
             let port = rocket.config().port;
             if let Some(tx) = tx.lock().unwrap().take() {

@@ -14,8 +14,9 @@
 //! every redemption up where it stopped (the in-memory poll backoff simply
 //! restarts with an immediate poll).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use alloy::primitives::U256;
@@ -23,7 +24,8 @@ use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
 use sqlite_es::SqliteEsError;
 use sqlx::SqlitePool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{
@@ -61,8 +63,10 @@ pub struct DriverSettings {
     /// The network whose vaults' receipts are reconciled.
     pub network: Network,
     /// How often receipt balances are compared with the chain (also
-    /// before the first pass).
+    /// on the first dispatch).
     pub reconcile_every: Duration,
+    /// Redemptions driven at the same time.
+    pub max_concurrent: usize,
 }
 
 impl Default for DriverSettings {
@@ -76,6 +80,7 @@ impl Default for DriverSettings {
             tick: Duration::from_secs(1),
             network: Network::Base,
             reconcile_every: Duration::from_mins(5),
+            max_concurrent: 8,
         }
     }
 }
@@ -139,7 +144,14 @@ impl From<receipt_inventory::InventoryError> for StepError {
     }
 }
 
+/// Drives every non-terminal redemption; cheap to clone. Redemptions are
+/// driven concurrently (up to `max_concurrent`), never two tasks on one.
+#[derive(Clone)]
 pub struct RedemptionDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     pool: SqlitePool,
     cqrs: Arc<RedemptionCqrs>,
     alpaca: AlpacaClient,
@@ -147,8 +159,27 @@ pub struct RedemptionDriver {
     clock: Arc<dyn Clock>,
     settings: DriverSettings,
     wake: Arc<Notify>,
-    schedules: HashMap<IssuerRequestId, Schedule>,
-    last_reconcile: Option<Instant>,
+    permits: Semaphore,
+    schedules: Mutex<HashMap<IssuerRequestId, Schedule>>,
+    in_flight: Mutex<HashSet<IssuerRequestId>>,
+    reconciling: AtomicBool,
+    last_reconcile: Mutex<Option<Instant>>,
+}
+
+/// Removes a redemption from the in-flight set when its task ends.
+struct InFlight {
+    inner: Arc<Inner>,
+    id: IssuerRequestId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.inner.in_flight).remove(&self.id);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl RedemptionDriver {
@@ -162,27 +193,35 @@ impl RedemptionDriver {
         wake: Arc<Notify>,
     ) -> Self {
         Self {
-            pool,
-            cqrs,
-            alpaca,
-            vaults,
-            clock,
-            settings,
-            wake,
-            schedules: HashMap::new(),
-            last_reconcile: None,
+            inner: Arc::new(Inner {
+                pool,
+                cqrs,
+                alpaca,
+                vaults,
+                clock,
+                settings,
+                wake,
+                permits: Semaphore::new(settings.max_concurrent.max(1)),
+                schedules: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashSet::new()),
+                reconciling: AtomicBool::new(false),
+                last_reconcile: Mutex::new(None),
+            }),
         }
     }
 
-    /// Drives redemptions until shutdown. The first pass resumes every
-    /// non-terminal redemption left by a previous run.
+    /// Drives redemptions until shutdown, then lets running steps finish.
+    /// The first pass resumes every non-terminal redemption left by a
+    /// previous run and reconciles the receipt inventory.
     pub fn spawn(
-        mut self,
+        self,
         mut shutdown: ShutdownListener,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let mut tasks = JoinSet::new();
             loop {
-                let pause = match self.pass().await {
+                while tasks.try_join_next().is_some() {}
+                let pause = match self.dispatch(&mut tasks).await {
                     Ok(pause) => pause,
                     Err(error) => {
                         tracing::warn!(
@@ -190,53 +229,91 @@ impl RedemptionDriver {
                             %error,
                             "redemption driver pass failed"
                         );
-                        self.settings.retry_after
+                        self.inner.settings.retry_after
                     }
                 };
-                let wake = Arc::clone(&self.wake);
+                let wake = Arc::clone(&self.inner.wake);
                 tokio::select! {
                     () = shutdown.wait() => break,
                     () = wake.notified() => {}
                     () = tokio::time::sleep(pause) => {}
                 }
             }
+            while tasks.join_next().await.is_some() {}
             tracing::info!(target: "redemption", "redemption driver stopped");
         })
     }
 
-    /// One pass over every non-terminal redemption; returns how long to
-    /// pause before the next.
-    pub async fn pass(
-        &mut self,
-    ) -> Result<Duration, super::RedemptionQueryError> {
-        self.reconcile_if_due().await;
-        let open = non_terminal(&self.pool).await?;
-        let live: Vec<IssuerRequestId> =
-            open.iter().map(|(id, _)| id.clone()).collect();
-        self.schedules.retain(|id, _| live.contains(id));
-        metrics::gauge!("redemptions_open")
-            .set(f64::from(u32::try_from(open.len()).unwrap_or(u32::MAX)));
-        for (id, state) in open {
-            self.drive(&id, state).await;
-        }
-        let now = Instant::now();
-        let pause = self
-            .schedules
-            .values()
-            .map(|schedule| schedule.next_at.saturating_duration_since(now))
-            .fold(self.settings.tick, Duration::min);
-        Ok(pause)
+    /// One pass that waits for every step it started (for tests and
+    /// tools; the service uses [`RedemptionDriver::spawn`]).
+    pub async fn pass(&self) -> Result<(), super::RedemptionQueryError> {
+        let mut tasks = JoinSet::new();
+        let result = self.dispatch(&mut tasks).await;
+        while tasks.join_next().await.is_some() {}
+        result.map(drop)
     }
 
-    /// Compares the inventory with the chain when due; a failure is
-    /// logged and retried on the next pass.
-    async fn reconcile_if_due(&mut self) {
-        let due = self
-            .last_reconcile
-            .is_none_or(|at| at.elapsed() >= self.settings.reconcile_every);
-        if !due {
-            return;
+    /// Starts a task for every non-terminal redemption that is neither in
+    /// flight nor waiting for its next poll or retry (and the receipt
+    /// reconciliation when due); returns how long to pause before the
+    /// next dispatch.
+    pub async fn dispatch(
+        &self,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<Duration, super::RedemptionQueryError> {
+        let inner = &self.inner;
+        if inner.reconcile_due()
+            && !inner.reconciling.swap(true, Ordering::AcqRel)
+        {
+            let worker = Arc::clone(inner);
+            tasks.spawn(async move {
+                worker.reconcile().await;
+                worker.reconciling.store(false, Ordering::Release);
+            });
         }
+        let open = non_terminal(&inner.pool).await?;
+        metrics::gauge!("redemptions_open")
+            .set(f64::from(u32::try_from(open.len()).unwrap_or(u32::MAX)));
+        let now = Instant::now();
+        {
+            let mut schedules = lock(&inner.schedules);
+            schedules.retain(|id, _| open.iter().any(|(open, _)| open == id));
+        }
+        for (id, state) in open {
+            let waiting = lock(&inner.schedules)
+                .get(&id)
+                .is_some_and(|schedule| schedule.next_at > now);
+            if waiting || !lock(&inner.in_flight).insert(id.clone()) {
+                continue;
+            }
+            let guard = InFlight {
+                inner: Arc::clone(inner),
+                id,
+            };
+            tasks.spawn(async move {
+                let Ok(_permit) = guard.inner.permits.acquire().await else {
+                    return;
+                };
+                guard.inner.drive(&guard.id, state).await;
+            });
+        }
+        let pause = lock(&inner.schedules)
+            .values()
+            .map(|schedule| schedule.next_at.saturating_duration_since(now))
+            .fold(inner.settings.tick, Duration::min);
+        Ok(pause)
+    }
+}
+
+impl Inner {
+    fn reconcile_due(&self) -> bool {
+        lock(&self.last_reconcile)
+            .is_none_or(|at| at.elapsed() >= self.settings.reconcile_every)
+    }
+
+    /// Compares the inventory with the chain; a failure is logged and
+    /// retried on the next dispatch.
+    async fn reconcile(&self) {
         let vaults: Vec<_> = match tokenized_asset::list_enabled(&self.pool)
             .await
         {
@@ -254,7 +331,7 @@ impl RedemptionDriver {
             .await
         {
             Ok(report) => {
-                self.last_reconcile = Some(Instant::now());
+                *lock(&self.last_reconcile) = Some(Instant::now());
                 tracing::debug!(
                     target: "redemption",
                     checked = report.checked,
@@ -270,13 +347,12 @@ impl RedemptionDriver {
         }
     }
 
-    async fn drive(&mut self, id: &IssuerRequestId, mut state: Redemption) {
+    async fn drive(&self, id: &IssuerRequestId, mut state: Redemption) {
         for _ in 0..MAX_STEPS_PER_PASS {
-            if self
-                .schedules
+            let waiting = lock(&self.schedules)
                 .get(id)
-                .is_some_and(|schedule| schedule.next_at > Instant::now())
-            {
+                .is_some_and(|schedule| schedule.next_at > Instant::now());
+            if waiting {
                 return;
             }
             match self.step(id, &state).await {
@@ -306,7 +382,7 @@ impl RedemptionDriver {
     }
 
     async fn step(
-        &mut self,
+        &self,
         id: &IssuerRequestId,
         state: &Redemption,
     ) -> Result<Step, StepError> {
@@ -345,9 +421,10 @@ impl RedemptionDriver {
         self.cqrs.execute(id.as_str(), command).await
     }
 
-    fn retry_later(&mut self, id: &IssuerRequestId) {
+    fn retry_later(&self, id: &IssuerRequestId) {
         let retry_after = self.settings.retry_after;
-        let schedule = self.schedules.entry(id.clone()).or_insert(Schedule {
+        let mut schedules = lock(&self.schedules);
+        let schedule = schedules.entry(id.clone()).or_insert(Schedule {
             next_at: Instant::now(),
             poll_delay: self.settings.poll_first,
         });
@@ -355,7 +432,7 @@ impl RedemptionDriver {
     }
 
     async fn call_alpaca(
-        &mut self,
+        &self,
         id: &IssuerRequestId,
         detection: &Detection,
     ) -> Result<Step, StepError> {
@@ -410,7 +487,7 @@ impl RedemptionDriver {
             "Alpaca accepted the redeem call"
         );
         // The first poll comes after a short pause, not immediately.
-        self.schedules.insert(
+        lock(&self.schedules).insert(
             id.clone(),
             Schedule {
                 next_at: Instant::now() + self.settings.poll_first,
@@ -421,7 +498,7 @@ impl RedemptionDriver {
             RequestStatus::Completed => {
                 self.execute(id, RedemptionCommand::RecordJournalCompleted)
                     .await?;
-                self.schedules.remove(id);
+                lock(&self.schedules).remove(id);
             }
             RequestStatus::Rejected => {
                 self.execute(
@@ -436,7 +513,7 @@ impl RedemptionDriver {
     }
 
     async fn poll(
-        &mut self,
+        &self,
         id: &IssuerRequestId,
         detection: &Detection,
         alpaca: &AlpacaCall,
@@ -490,7 +567,7 @@ impl RedemptionDriver {
             RequestStatus::Completed => {
                 self.execute(id, RedemptionCommand::RecordJournalCompleted)
                     .await?;
-                self.schedules.remove(id);
+                lock(&self.schedules).remove(id);
                 tracing::info!(target: "redemption", %id, "Alpaca journal completed");
                 Ok(Step::Advanced)
             }
@@ -506,7 +583,7 @@ impl RedemptionDriver {
                     RedemptionCommand::RecordAlpacaRejected { refusal: None },
                 )
                 .await?;
-                self.schedules.remove(id);
+                lock(&self.schedules).remove(id);
                 Ok(Step::Advanced)
             }
             RequestStatus::Pending | RequestStatus::Other(_) => {
@@ -515,10 +592,11 @@ impl RedemptionDriver {
         }
     }
 
-    fn poll_again(&mut self, id: &IssuerRequestId) -> Step {
+    fn poll_again(&self, id: &IssuerRequestId) -> Step {
         let first = self.settings.poll_first;
         let max = self.settings.poll_max;
-        let schedule = self.schedules.entry(id.clone()).or_insert(Schedule {
+        let mut schedules = lock(&self.schedules);
+        let schedule = schedules.entry(id.clone()).or_insert(Schedule {
             next_at: Instant::now(),
             poll_delay: first,
         });
@@ -528,7 +606,7 @@ impl RedemptionDriver {
     }
 
     async fn start_burn(
-        &mut self,
+        &self,
         id: &IssuerRequestId,
         detection: &Detection,
         alpaca: &AlpacaCall,
@@ -680,7 +758,7 @@ impl RedemptionDriver {
     }
 
     async fn drive_burn(
-        &mut self,
+        &self,
         id: &IssuerRequestId,
         detection: &Detection,
         burn: &BurnAttempt,

@@ -13,8 +13,8 @@ use alloy::sol_types::SolCall;
 use chrono::Utc;
 use httpmock::prelude::*;
 use itn_sim::{
-    ApId, ApSpec, ClientIdMode, Endpoint, Fault, SimConfig, SimHandle,
-    Simulator,
+    ApId, ApSpec, ClientIdMode, Endpoint, Fault, FeeQuirk, InitialRedeemStatus,
+    Quirks, SimConfig, SimHandle, Simulator,
 };
 use receipt_vault::OffchainAssetReceiptVault as Vault;
 use receipt_vault::testing::LocalChain;
@@ -66,6 +66,13 @@ struct World {
 
 impl World {
     async fn start() -> Self {
+        Self::start_with(Duration::from_millis(30), Duration::from_hours(1))
+            .await
+    }
+
+    /// `settle`: how long Alpaca leaves a redeem pending; `poll_timeout`:
+    /// when the driver gives up polling.
+    async fn start_with(settle: Duration, poll_timeout: Duration) -> Self {
         let chain = LocalChain::start().await.unwrap();
         let pool = sqlite_es::open_pool("sqlite::memory:", 1).await.unwrap();
         crate::migrate(&pool).await.unwrap();
@@ -146,7 +153,7 @@ impl World {
                 .await;
         }
         let sim = Simulator::spawn(SimConfig {
-            redeem_settle_delay: Duration::from_millis(30),
+            redeem_settle_delay: settle,
             ..SimConfig::default()
         })
         .await
@@ -196,6 +203,7 @@ impl World {
             clock,
             DriverSettings {
                 poll_first: Duration::from_millis(10),
+                poll_timeout,
                 poll_max: Duration::from_millis(50),
                 retry_after: Duration::from_millis(50),
                 network: Network::Base,
@@ -658,4 +666,51 @@ async fn a_dust_only_transfer_fails_and_is_kept() {
     ));
     assert_eq!(world.sim.redeem_calls().len(), 0);
     assert_eq!(world.share_balance(world.bot()).await, U256::from(500_u64));
+}
+
+#[tokio::test]
+async fn a_redeem_completed_in_its_answer_burns_without_polling() {
+    let mut world = World::start().await;
+    world.mint("1").await;
+    world
+        .sim
+        .inject(Fault::RedeemStatusOn200(InitialRedeemStatus::Completed));
+    let id = world.redeem(shares("1")).await;
+    world.run_until(&id, completed).await;
+    assert_eq!(world.sim.hits(Endpoint::GetRequest), 0);
+    assert_eq!(world.sim.position(world.ap, "AAPL"), Decimal::ONE);
+}
+
+#[tokio::test]
+async fn an_empty_tx_hash_while_pending_is_not_a_mismatch() {
+    let mut world =
+        World::start_with(Duration::from_millis(300), Duration::from_hours(1))
+            .await;
+    world.mint("1").await;
+    world.sim.inject(Fault::Quirks(Quirks {
+        empty_tx_hash_when_pending: true,
+        fees: FeeQuirk::Absent,
+        deprecated_aliases: true,
+    }));
+    let id = world.redeem(shares("1")).await;
+    world.run_until(&id, completed).await;
+    // It was polled while pending (tx_hash "") and still completed.
+    assert!(world.sim.hits(Endpoint::GetRequest) >= 2);
+}
+
+#[tokio::test]
+async fn polling_gives_up_after_the_timeout_without_burning() {
+    let mut world =
+        World::start_with(Duration::from_hours(1), Duration::from_millis(300))
+            .await;
+    world.mint("1").await;
+    let id = world.redeem(shares("1")).await;
+    let state = world.run_until(&id, terminal).await;
+    let Redemption::Failed { reason, alpaca, .. } = &state else {
+        panic!("expected failed, got {state:?}");
+    };
+    assert!(matches!(reason, FailureReason::PollTimedOut { .. }));
+    assert!(alpaca.is_some());
+    assert_eq!(world.share_balance(world.bot()).await, shares("1"));
+    assert!(world.sim.hits(Endpoint::GetRequest) >= 1);
 }

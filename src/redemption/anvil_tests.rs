@@ -714,3 +714,34 @@ async fn polling_gives_up_after_the_timeout_without_burning() {
     assert_eq!(world.share_balance(world.bot()).await, shares("1"));
     assert!(world.sim.hits(Endpoint::GetRequest) >= 1);
 }
+
+#[tokio::test]
+async fn transfers_on_a_repointed_listings_old_vault_are_still_redeemed() {
+    let mut world = World::start().await;
+    let receipt = world.mint("2").await;
+    let newer = world.chain.add_vault("Second", "SEC").await.unwrap();
+    let underlying = UnderlyingSymbol::new("AAPL").unwrap();
+    tokenized_asset::cqrs(
+        world.pool.clone(),
+        TokenizedAssetServices {
+            clock: Arc::new(SystemClock),
+        },
+    )
+    .execute(
+        &AssetKey::new(underlying.clone(), Network::Base).to_string(),
+        TokenizedAssetCommand::Add {
+            underlying,
+            token: TokenSymbol::new("tAAPL").unwrap(),
+            network: Network::Base,
+            vault: ListedVault::new(newer.vault).unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    // The AP still holds old-vault tokens and redeems them.
+    let id = world.redeem(shares("1")).await;
+    let state = world.run_until(&id, completed).await;
+    assert_eq!(state.detection().unwrap().transfer.vault, world.vault());
+    assert_eq!(world.receipt_balance(receipt).await, shares("1"));
+    assert_eq!(world.share_balance(world.bot()).await, U256::ZERO);
+}

@@ -320,7 +320,9 @@ impl Inner {
             Ok(assets) => assets
                 .into_iter()
                 .filter(|asset| asset.network == self.settings.network)
-                .map(|asset| asset.vault)
+                .flat_map(|asset| {
+                    std::iter::once(asset.vault).chain(asset.previous_vaults)
+                })
                 .collect(),
             Err(error) => {
                 tracing::warn!(target: "redemption", %error, "cannot list vaults to reconcile");

@@ -415,7 +415,13 @@ impl TransferMonitor {
             .collect();
         let mut report = PassReport::default();
         for asset in &assets {
-            self.scan_vault(asset, safe_head, &mut report).await?;
+            // A repointed listing keeps redeeming its old vaults' tokens.
+            let vaults = std::iter::once(asset.vault)
+                .chain(asset.previous_vaults.iter().copied());
+            for vault in vaults {
+                self.scan_vault(asset, vault, safe_head, &mut report)
+                    .await?;
+            }
         }
         if report.detected > 0 {
             self.detected.notify_one();
@@ -430,14 +436,14 @@ impl TransferMonitor {
     async fn scan_vault(
         &self,
         asset: &AssetView,
+        vault: Address,
         safe_head: u64,
         report: &mut PassReport,
     ) -> Result<(), MonitorError> {
         let settings = self.settings;
         loop {
             let checkpoint =
-                load_checkpoint(&self.pool, settings.network, asset.vault)
-                    .await?;
+                load_checkpoint(&self.pool, settings.network, vault).await?;
             let Some(range) = next_range(
                 checkpoint,
                 settings.start_block,
@@ -448,7 +454,7 @@ impl TransferMonitor {
             };
             let (from, to) = (*range.start(), *range.end());
             let filter = Filter::new()
-                .address(asset.vault)
+                .address(vault)
                 .event_signature(Vault::Transfer::SIGNATURE_HASH)
                 .topic2(settings.bot.into_word())
                 .from_block(from)
@@ -463,21 +469,21 @@ impl TransferMonitor {
                     LogMeaning::Ignored => {}
                     LogMeaning::Malformed { reason } => {
                         return Err(MonitorError::MalformedLog {
-                            vault: asset.vault,
+                            vault,
                             from,
                             to,
                             reason,
                         });
                     }
                     LogMeaning::Inbound(transfer) => {
-                        self.handle(asset, transfer, report).await?;
+                        self.handle(asset, vault, transfer, report).await?;
                     }
                 }
             }
             save_checkpoint(
                 &self.pool,
                 settings.network,
-                asset.vault,
+                vault,
                 to,
                 self.clock.now(),
             )
@@ -489,6 +495,7 @@ impl TransferMonitor {
     async fn handle(
         &self,
         asset: &AssetView,
+        vault: Address,
         transfer: InboundTransfer,
         report: &mut PassReport,
     ) -> Result<(), MonitorError> {
@@ -497,7 +504,7 @@ impl TransferMonitor {
         let Some(client_id) = owner else {
             let record = UnattributedTransfer {
                 network: self.settings.network,
-                vault: asset.vault,
+                vault,
                 tx_hash: transfer.tx_hash,
                 log_index: transfer.log_index,
                 from_wallet: transfer.from,
@@ -512,7 +519,7 @@ impl TransferMonitor {
                 tracing::warn!(
                     target: "redemption",
                     network = %self.settings.network,
-                    vault = %asset.vault,
+                    vault = %vault,
                     tx_hash = %transfer.tx_hash,
                     log_index = transfer.log_index,
                     from = %transfer.from,
@@ -525,7 +532,7 @@ impl TransferMonitor {
         };
         let detected = DetectedTransfer {
             network: self.settings.network,
-            vault: asset.vault,
+            vault,
             underlying: asset.underlying.clone(),
             token: asset.token.clone(),
             tx_hash: transfer.tx_hash,

@@ -19,6 +19,8 @@ mod view;
 #[cfg(test)]
 mod anvil_tests;
 #[cfg(test)]
+mod api_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

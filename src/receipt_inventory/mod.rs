@@ -339,18 +339,32 @@ pub async fn reconcile(
             let Some(corrected) = reconciled_balance(&holding, on_chain) else {
                 continue;
             };
-            let updated = sqlx::query(
-                "UPDATE receipt_inventory SET balance = ?, updated_at = ? \
-                 WHERE vault = ? AND receipt_id = ? AND balance = ?",
-            )
-            .bind(corrected.to_string())
-            .bind(stamp(Utc::now()))
-            .bind(vault_key(*vault))
-            .bind(holding.receipt_id.to_string())
-            .bind(holding.balance.to_string())
-            .execute(pool)
-            .await?
-            .rows_affected();
+            // Write only if neither the balance nor the reservations moved
+            // since they were read (a burn settled or reserved meanwhile
+            // is left for the next pass).
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let unchanged =
+                holdings(&mut tx, *vault).await?.iter().any(|now| {
+                    now.receipt_id == holding.receipt_id
+                        && now.balance == holding.balance
+                        && now.reserved == holding.reserved
+                });
+            let updated = if unchanged {
+                sqlx::query(
+                    "UPDATE receipt_inventory SET balance = ?, updated_at = ? \
+                     WHERE vault = ? AND receipt_id = ?",
+                )
+                .bind(corrected.to_string())
+                .bind(stamp(Utc::now()))
+                .bind(vault_key(*vault))
+                .bind(holding.receipt_id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+            } else {
+                0
+            };
+            tx.commit().await?;
             if updated > 0 {
                 report.corrected = report.corrected.saturating_add(1);
                 metrics::counter!("receipt_inventory_mismatches_total")

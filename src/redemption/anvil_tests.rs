@@ -745,3 +745,52 @@ async fn transfers_on_a_repointed_listings_old_vault_are_still_redeemed() {
     assert_eq!(world.receipt_balance(receipt).await, shares("1"));
     assert_eq!(world.share_balance(world.bot()).await, U256::ZERO);
 }
+
+#[tokio::test]
+async fn reconciliation_corrects_the_inventory_from_the_chain() {
+    let mut world = World::start().await;
+    let receipt = world.mint("2").await;
+    let vault = world.vault();
+    let set_balance = |balance: U256| {
+        sqlx::query("UPDATE receipt_inventory SET balance = ?")
+            .bind(balance.to_string())
+            .execute(&world.pool)
+    };
+    // The row overstates the receipt (e.g. a burn outside the service).
+    set_balance(shares("5")).await.unwrap();
+    let report =
+        receipt_inventory::reconcile(&world.pool, &world.vaults, &[vault])
+            .await
+            .unwrap();
+    assert_eq!((report.checked, report.corrected), (1, 1));
+    let held = receipt_inventory::list(&world.pool).await.unwrap();
+    assert_eq!(held[0].balance, shares("2"));
+
+    // A reserved burn that may have landed explains a lower chain value:
+    // the row claims 3, 1 of it reserved, the chain says 2.
+    set_balance(shares("3")).await.unwrap();
+    {
+        let mut conn = world.pool.acquire().await.unwrap();
+        receipt_inventory::reserve(
+            &mut conn,
+            vault,
+            "in-flight",
+            &[ReceiptBurn {
+                receipt_id: receipt,
+                shares: shares("1"),
+            }],
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    let report =
+        receipt_inventory::reconcile(&world.pool, &world.vaults, &[vault])
+            .await
+            .unwrap();
+    assert_eq!((report.checked, report.corrected), (1, 0));
+    assert_eq!(
+        receipt_inventory::list(&world.pool).await.unwrap()[0].balance,
+        shares("3")
+    );
+}

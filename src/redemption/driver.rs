@@ -374,7 +374,11 @@ impl Inner {
             }
             state = match find(&self.pool, id).await {
                 Ok(Some(next)) if !next.is_terminal() => next,
-                Ok(_) => return,
+                Ok(Some(done)) => {
+                    count_outcome(&done);
+                    return;
+                }
+                Ok(None) => return,
                 Err(error) => {
                     tracing::warn!(target: "redemption", %id, %error, "reload failed");
                     return;
@@ -880,6 +884,26 @@ impl Inner {
             }
         }
     }
+}
+
+/// `redemptions_finished_total{outcome}`: completed, or the failure kind.
+fn count_outcome(state: &Redemption) {
+    let outcome = match state {
+        Redemption::Failed { reason, .. } => match reason {
+            super::FailureReason::AlpacaRejected { .. } => "alpaca_rejected",
+            super::FailureReason::PollTimedOut { .. } => "poll_timed_out",
+            super::FailureReason::BelowMinimumQuantity { .. } => {
+                "below_minimum_quantity"
+            }
+            super::FailureReason::UnrepresentableQuantity { .. } => {
+                "unrepresentable_quantity"
+            }
+            super::FailureReason::BurnFailed { .. } => "burn_failed",
+        },
+        _ => "completed",
+    };
+    metrics::counter!("redemptions_finished_total", "outcome" => outcome)
+        .increment(1);
 }
 
 /// The redeem call for a detection (rebuilt identically on every attempt,

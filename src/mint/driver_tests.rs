@@ -134,6 +134,24 @@ impl Setup {
             .unwrap()
     }
 
+    /// Drives the mint until it reaches `status`, as the driver's ticks
+    /// would (anvil may answer before its block is mined under load).
+    async fn drive_until(&self, status: MintStatus) -> MintView {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.driver.drive(&id()).await;
+            let view = self.view().await;
+            if view.status == status {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never reached {status}: {view:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn last_error(&self) -> Option<String> {
         driver_status(&self.pool, &id())
             .await
@@ -221,9 +239,7 @@ async fn a_confirmed_mint_is_signed_recorded_sent_and_minted() {
     assert_eq!(view.tx_attempt, Some(1));
     let nonce = view.tx_nonce.unwrap();
     assert_eq!(s.intents().await, vec![(nonce, 0)]);
-    s.driver.drive(&id()).await;
-    let view = s.view().await;
-    assert_eq!(view.status, MintStatus::Minted);
+    let view = s.drive_until(MintStatus::Minted).await;
     assert_eq!(view.receipt_id.as_deref(), Some("1"));
     assert_eq!(s.ap_shares().await, shares());
     assert_eq!(s.intents().await, vec![(nonce, 1)]);
@@ -273,9 +289,7 @@ async fn a_dead_transaction_is_replaced_once_and_the_replacement_mints() {
     assert_eq!(view.tx_nonce, Some(nonce + 1));
     assert_eq!(s.intents().await, vec![(nonce, 1), (nonce + 1, 0)]);
 
-    s.driver.drive(&id()).await;
-    let view = s.view().await;
-    assert_eq!(view.status, MintStatus::Minted);
+    s.drive_until(MintStatus::Minted).await;
     assert_eq!(s.ap_shares().await, shares());
     assert_eq!(s.intents().await, vec![(nonce, 1), (nonce + 1, 1)]);
     let highwater = s
@@ -306,9 +320,7 @@ async fn a_deposit_the_vault_would_refuse_is_held_until_fixed() {
     )
     .await
     .unwrap();
-    s.driver.drive(&id()).await;
-    s.driver.drive(&id()).await;
-    assert_eq!(s.view().await.status, MintStatus::Minted);
+    s.drive_until(MintStatus::Minted).await;
     assert_eq!(s.ap_shares().await, shares());
 }
 
@@ -337,11 +349,8 @@ async fn a_deterministic_revert_on_chain_fails_the_mint() {
         .get_receipt()
         .await
         .unwrap();
-    s.driver.drive(&id()).await;
-    // Sent (identical bytes), mined with status 0; next run classifies.
-    s.driver.drive(&id()).await;
-    let view = s.view().await;
-    assert_eq!(view.status, MintStatus::Failed, "{view:?}");
+    // Sent (identical bytes), mined with status 0, then classified.
+    let view = s.drive_until(MintStatus::Failed).await;
     let failure = view.failure.unwrap();
     assert_eq!(failure.classification, FailureClass::DeterministicRevert);
     assert_eq!(failure.tx_hash, Some(tx.hash));

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod lease;
+pub mod mint;
 pub mod quantity;
 pub mod receipt_inventory;
 pub mod redemption;
@@ -20,6 +21,7 @@ pub mod tokenized_asset;
 mod startup;
 
 pub use startup::{
-    Deps, MIGRATOR, StartupError, build_rocket, build_rocket_with,
-    expected_migrations, migrate, open_database, serve,
+    Deps, MIGRATOR, RunningService, StartupError, build_rocket,
+    build_rocket_with, expected_migrations, migrate, open_database, serve,
+    start_service,
 };

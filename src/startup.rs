@@ -3,16 +3,21 @@
 //! views) → serve until SIGTERM/Ctrl-C → release the lease.
 
 use std::error::Error;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rocket::data::{ByteUnit, Limits};
 use rocket::fairing::AdHoc;
 use rocket::http::uncased::Uncased;
-use rocket::{Build, Rocket};
+use rocket::{Build, Ignite, Rocket};
 use sqlx::SqlitePool;
 use sqlx::migrate::{MigrateError, Migrator};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
+use crate::alpaca::AlpacaClient;
 use crate::auth::{Authenticator, ClientIpSource};
+use crate::chain::{BotSigner, ChainClient, VaultService};
 use crate::clock::{Clock, IdGenerator, RandomIds, SystemClock};
 use crate::config::{Config, DatabaseConfig, ServerConfig};
 use crate::http::health::{DatabaseProbe, MigrationsProbe, Readiness};
@@ -20,6 +25,7 @@ use crate::http::request_log::RequestTelemetry;
 use crate::lease::{
     HEARTBEAT_INTERVAL, LEASE_TTL, Lease, LeaseError, LeaseHolder,
 };
+use crate::mint::{DriverSettings, MintDriver, MintState};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::telemetry::{self, TelemetryError};
 
@@ -44,6 +50,8 @@ pub enum StartupError {
         feature: &'static str,
         source: Box<dyn Error + Send + Sync>,
     },
+    #[error("the HTTP server stopped before it was listening")]
+    NotListening,
 }
 
 /// What the service is built from besides its config; tests substitute
@@ -133,10 +141,6 @@ pub async fn build_rocket(
 }
 
 /// Builds the service on an already migrated database.
-#[expect(
-    clippy::unused_async,
-    reason = "feature state constructors (view rebuilds) are awaited here"
-)]
 pub async fn build_rocket_with(
     config: Config,
     deps: Deps,
@@ -164,11 +168,93 @@ pub async fn build_rocket_with(
         .mount("/", crate::http::health::routes())
         .register("/", crate::http::catchers::catchers());
     // Features: build state (rebuilding views) and mount routes here.
+    let rocket = crate::account::install(
+        rocket,
+        &deps.pool,
+        deps.clock.clone(),
+        deps.ids.clone(),
+    )
+    .await
+    .map_err(|err| feature_error("account", err))?;
+    let rocket =
+        crate::tokenized_asset::install(rocket, &deps.pool, deps.clock.clone())
+            .await
+            .map_err(|err| feature_error("tokenized_asset", err))?;
+    let rocket = crate::mint::install(
+        rocket,
+        &deps.pool,
+        deps.clock.clone(),
+        deps.ids.clone(),
+        config.chain.as_ref().map(|chain| chain.network),
+    )
+    .await
+    .map_err(|err| feature_error("mint", err))?;
+    let rocket =
+        crate::redemption::install(rocket, &deps.pool, deps.clock.clone())
+            .await
+            .map_err(|err| feature_error("redemption", err))?;
     Ok(rocket)
+}
+
+fn feature_error(
+    feature: &'static str,
+    source: impl Error + Send + Sync + 'static,
+) -> StartupError {
+    StartupError::Feature {
+        feature,
+        source: Box::new(source),
+    }
 }
 
 /// Runs the service until it is told to stop.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
+    start_service(config).await?.wait().await
+}
+
+/// A service started by [`start_service`]: listening, drivers running.
+#[derive(Debug)]
+pub struct RunningService {
+    addr: SocketAddr,
+    stop: rocket::Shutdown,
+    server: JoinHandle<Result<(), StartupError>>,
+}
+
+impl RunningService {
+    /// The address actually bound (the configured port may be 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Asks the service to stop, as SIGTERM would.
+    pub fn shutdown_handle(&self) -> rocket::Shutdown {
+        self.stop.clone()
+    }
+
+    /// Waits until the service has stopped and cleaned up.
+    pub async fn wait(self) -> Result<(), StartupError> {
+        match self.server.await {
+            Ok(result) => result,
+            Err(join) => Err(StartupError::Feature {
+                feature: "server task",
+                source: Box::new(join),
+            }),
+        }
+    }
+
+    /// Stops the service and waits for it.
+    pub async fn stop(self) -> Result<(), StartupError> {
+        self.stop.clone().notify();
+        self.wait().await
+    }
+}
+
+/// Everything [`serve`] does up to and including binding the listener:
+/// open the database, take the lease, migrate, build the features,
+/// connect the chain and Alpaca, start the background drivers, listen.
+/// Returns once the server accepts connections.
+pub async fn start_service(
+    config: Config,
+) -> Result<RunningService, StartupError> {
     // Everything that can fail on config alone comes before the lease.
     let metrics = match config.metrics.bind {
         Some(bind) => {
@@ -191,16 +277,24 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         LEASE_TTL,
     )
     .await?;
-    let bind = config.server.bind;
+    let (bound_tx, bound_rx) = oneshot::channel();
     let prepared = async {
         migrate(&pool).await?;
-        let rocket = build_rocket_with(config, deps.clone()).await?;
-        Ok::<_, StartupError>(rocket.ignite().await.map_err(Box::new)?)
+        let rocket = build_rocket_with(config.clone(), deps.clone())
+            .await?
+            .attach(report_bound_address(bound_tx))
+            .ignite()
+            .await
+            .map_err(Box::new)?;
+        let workers = start_workers(&config, &rocket, &deps).await?;
+        Ok::<_, StartupError>((rocket, workers))
     }
     .await;
-    let rocket = match prepared {
-        Ok(rocket) => rocket,
+    let (rocket, workers) = match prepared {
+        Ok(prepared) => prepared,
         Err(error) => {
+            // Drivers that did start stop with the signal.
+            deps.shutdown.trigger();
             if let Err(release) = lease.release().await {
                 tracing::warn!(
                     target: "startup",
@@ -212,7 +306,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         }
     };
 
-    let stop_server = rocket.shutdown();
+    let stop = rocket.shutdown();
+    let stop_server = stop.clone();
     let heartbeat = lease.spawn_heartbeat(
         HEARTBEAT_INTERVAL,
         deps.shutdown.subscribe(),
@@ -236,23 +331,138 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             (stop_metrics, task)
         });
 
+    let bind = config.server.bind;
     tracing::info!(target: "startup", %bind, "serving");
-    let result = rocket.launch().await;
-    // Launch may fail before Rocket's own shutdown hook runs.
-    deps.shutdown.trigger();
-    if let Some((stop_metrics, task)) = metrics_server {
-        stop_metrics.notify();
-        if let Err(error) = task.await {
-            tracing::warn!(target: "shutdown", %error, "metrics task failed");
+    let shutdown = deps.shutdown.clone();
+    let mut server = tokio::spawn(async move {
+        let result = rocket.launch().await;
+        // Launch may fail before Rocket's own shutdown hook runs.
+        shutdown.trigger();
+        if let Some((stop_metrics, task)) = metrics_server {
+            stop_metrics.notify();
+            if let Err(error) = task.await {
+                tracing::warn!(target: "shutdown", %error, "metrics task failed");
+            }
         }
+        for worker in workers {
+            if let Err(error) = worker.await {
+                tracing::warn!(target: "shutdown", %error, "worker failed");
+            }
+        }
+        if let Err(error) = heartbeat.await {
+            tracing::warn!(target: "shutdown", %error, "lease task failed");
+        }
+        tracing::info!(target: "shutdown", "stopped");
+        result
+            .map(drop)
+            .map_err(|error| StartupError::Rocket(Box::new(error)))
+    });
+    tokio::select! {
+        bound = bound_rx => match bound {
+            Ok(addr) => Ok(RunningService { addr, stop, server }),
+            // The fairing was dropped unused: launch failed (e.g. bind).
+            Err(_) => RunningService {
+                addr: bind,
+                stop,
+                server,
+            }
+            .wait()
+            .await
+            .and(Err(StartupError::NotListening)),
+        },
+        finished = &mut server => match finished {
+            Ok(result) => result.and(Err(StartupError::NotListening)),
+            Err(join) => Err(StartupError::Feature {
+                feature: "server task",
+                source: Box::new(join),
+            }),
+        },
     }
-    if let Err(error) = heartbeat.await {
-        tracing::warn!(target: "shutdown", %error, "lease task failed");
+}
+
+/// Sends the bound address once Rocket listens.
+fn report_bound_address(sender: oneshot::Sender<SocketAddr>) -> AdHoc {
+    let sender = std::sync::Mutex::new(Some(sender));
+    AdHoc::on_liftoff("bound address", move |rocket| {
+        let addr =
+            SocketAddr::new(rocket.config().address, rocket.config().port);
+        let sender = sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        Box::pin(async move {
+            if let Some(sender) = sender {
+                // The receiver only goes away if start_service was dropped.
+                let _ = sender.send(addr);
+            }
+        })
+    })
+}
+
+/// Connects the chain and Alpaca once (one `ChainClient` per wallet: its
+/// nonce manager must be shared by every flow that signs) and starts the
+/// background drivers. Without `[chain]` and `[alpaca]` nothing starts:
+/// the HTTP side still records mints, which wait for a driver.
+async fn start_workers(
+    config: &Config,
+    rocket: &Rocket<Ignite>,
+    deps: &Deps,
+) -> Result<Vec<JoinHandle<()>>, StartupError> {
+    let (Some(chain), Some(alpaca)) = (&config.chain, &config.alpaca) else {
+        tracing::warn!(
+            target: "startup",
+            "[chain] or [alpaca] not configured: mints are recorded but not \
+             executed"
+        );
+        return Ok(Vec::new());
+    };
+    let signer = BotSigner::from_source(&chain.signer)
+        .map_err(|err| feature_error("chain signer", err))?;
+    let client = ChainClient::connect(
+        chain,
+        signer,
+        deps.pool.clone(),
+        deps.clock.clone(),
+    )
+    .await
+    .map_err(|err| feature_error("chain", err))?;
+    tracing::info!(
+        target: "startup",
+        chain_id = chain.chain_id,
+        network = %chain.network,
+        wallet = %client.address(),
+        "chain connected"
+    );
+    let alpaca = AlpacaClient::new(alpaca)
+        .map_err(|err| feature_error("alpaca", err))?;
+    let vault = VaultService::new(client);
+    let mut workers = Vec::new();
+    if let Some(mints) = rocket.state::<MintState>() {
+        workers.push(
+            MintDriver::new(
+                mints,
+                vault.clone(),
+                alpaca.clone(),
+                DriverSettings::from_chain(chain),
+            )
+            .spawn(deps.shutdown.subscribe()),
+        );
     }
-    tracing::info!(target: "shutdown", "stopped");
-    result
-        .map(drop)
-        .map_err(|error| StartupError::Rocket(Box::new(error)))
+    if let Some(redemptions) =
+        rocket.state::<crate::redemption::RedemptionState>()
+    {
+        let tasks = crate::redemption::start(
+            redemptions,
+            chain,
+            config.redemption,
+            vault.clone(),
+            alpaca.clone(),
+            &deps.shutdown,
+        );
+        workers.push(tasks.monitor);
+        workers.push(tasks.driver);
+    }
+    Ok(workers)
 }
 
 #[cfg(test)]

@@ -8,6 +8,12 @@ CREATE TABLE IF NOT EXISTS mint_view (
     payload TEXT NOT NULL CHECK (json_valid(payload))
 ) STRICT;
 
+-- The driver lists unfinished mints every tick; without this index that
+-- would parse every mint ever made. Queries must use this exact
+-- expression to be served by it.
+CREATE INDEX IF NOT EXISTS mint_view_by_status
+    ON mint_view (json_extract(payload, '$.status'));
+
 -- Our id -> Alpaca's id. Both unique: a mint has one of each, and the
 -- event store already makes tokenization_request_id a single stream.
 CREATE TABLE IF NOT EXISTS mint_ids (

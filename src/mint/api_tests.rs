@@ -604,3 +604,38 @@ async fn mint_endpoints_need_alpacas_key() {
     assert_eq!(status, Status::Unauthorized);
     assert_eq!(h.mint_events().await, 0);
 }
+
+#[rocket::async_test]
+async fn the_driver_query_uses_the_status_index() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let id = h.initiate(&oldest(&seed)).await;
+    h.ok(
+        "/inkind/issuance/confirm",
+        Key::Alpaca,
+        &confirm_body(&id, "completed"),
+    )
+    .await;
+    let unfinished = super::unfinished_mints(h.pool()).await.unwrap();
+    assert_eq!(
+        unfinished
+            .iter()
+            .map(super::TokenizationRequestId::as_str)
+            .collect::<Vec<_>>(),
+        vec![TOK]
+    );
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT view_id FROM mint_view \
+         WHERE json_extract(payload, '$.status') \
+               IN ('journal_confirmed', 'mint_intended', 'minted') \
+         ORDER BY json_extract(payload, '$.initiated_at'), view_id",
+    )
+    .fetch_all(h.pool())
+    .await
+    .unwrap();
+    assert!(
+        plan.iter()
+            .any(|(_, _, _, detail)| detail.contains("mint_view_by_status")),
+        "{plan:?}"
+    );
+}

@@ -50,6 +50,9 @@ use crate::shutdown::ShutdownListener;
 /// Steps one task takes for a mint before yielding to the next pass.
 const MAX_STEPS_PER_RUN: usize = 8;
 
+/// How long shutdown waits for running steps before cancelling them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Cadence and limits of the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DriverSettings {
@@ -241,7 +244,21 @@ impl MintDriver {
             while tasks.try_join_next().is_some() {}
             self.dispatch(&mut tasks).await;
         }
-        while tasks.join_next().await.is_some() {}
+        // Every step is safe to cut short (its state change is committed
+        // before any side effect, and a cut broadcast is simply resent),
+        // so a step stuck in Alpaca's retries does not hold up shutdown.
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                target: "mint",
+                running = tasks.len(),
+                "mint steps still running at shutdown; cancelled"
+            );
+            tasks.shutdown().await;
+        }
         tracing::info!(target: "mint", "mint driver stopped");
     }
 

@@ -17,7 +17,9 @@ use tokio::task::JoinHandle;
 
 use crate::alpaca::AlpacaClient;
 use crate::auth::{Authenticator, ClientIpSource};
-use crate::chain::{BotSigner, ChainClient, VaultService};
+use crate::chain::{
+    BotSigner, ChainClient, ChainError, ChainProbe, TxPolicy, VaultService,
+};
 use crate::clock::{Clock, IdGenerator, RandomIds, SystemClock};
 use crate::config::{Config, DatabaseConfig, ServerConfig};
 use crate::http::health::{DatabaseProbe, MigrationsProbe, Readiness};
@@ -418,14 +420,32 @@ async fn start_workers(
     };
     let signer = BotSigner::from_source(&chain.signer)
         .map_err(|err| feature_error("chain signer", err))?;
-    let client = ChainClient::connect(
-        chain,
+    let client = ChainClient::from_parts(
+        alloy::providers::RootProvider::new_http(chain.rpc_url.clone()),
         signer,
+        chain.chain_id,
+        TxPolicy::from_config(chain),
         deps.pool.clone(),
         deps.clock.clone(),
-    )
-    .await
-    .map_err(|err| feature_error("chain", err))?;
+    );
+    // A wrong chain is a configuration error; an RPC that is down is not:
+    // Alpaca's calls are still recorded, the drivers wait, and readiness
+    // reports the chain until it answers.
+    match client.check_chain_id().await {
+        Ok(()) => {}
+        Err(error @ ChainError::WrongChain { .. }) => {
+            return Err(feature_error("chain", error));
+        }
+        Err(error) => tracing::warn!(
+            target: "startup",
+            error = %crate::http::ErrorChain(&error),
+            "chain RPC not answering at startup; continuing"
+        ),
+    }
+    if let Some(readiness) = rocket.state::<Readiness>() {
+        readiness
+            .register(Arc::new(ChainProbe::new(client.clone(), chain.network)));
+    }
     tracing::info!(
         target: "startup",
         chain_id = chain.chain_id,

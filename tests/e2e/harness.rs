@@ -276,6 +276,11 @@ impl Env {
         .await
     }
 
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, INTERNAL_KEY, None)
+            .await
+    }
+
     pub async fn get_mint(&self, issuer_request_id: &str) -> (u16, Value) {
         self.send(
             reqwest::Method::GET,

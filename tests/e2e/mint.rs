@@ -51,6 +51,10 @@ async fn a_confirmed_mint_delivers_shares_and_calls_back_once() {
     assert_eq!(request.status, RequestStatus::Completed);
     assert_eq!(request.tx_hash.as_deref(), mint["tx_hash"].as_str());
     assert_eq!(env.sim.hits(Endpoint::MintCallback), 1);
+    // Readiness includes the chain.
+    let (status, ready) = env.get("/ready").await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready.to_string().contains("chain:base"), "{ready}");
     env.stop().await;
 }
 

@@ -381,6 +381,11 @@ impl MintDriver {
             );
             delay
         };
+        metrics::counter!(
+            "mint_step_errors_total",
+            "retryable" => if error.retryable { "true" } else { "false" }
+        )
+        .increment(1);
         if error.retryable {
             tracing::warn!(
                 target: "mint",
@@ -470,6 +475,7 @@ impl MintDriver {
             },
         )
         .await?;
+        finished("failed");
         Ok(Step::Done)
     }
 
@@ -786,6 +792,7 @@ impl MintDriver {
         }
         self.execute(id, MintCommand::RecordCallbackDelivered)
             .await?;
+        finished("completed");
         tracing::info!(
             target: "mint",
             tokenization_request_id = %id,
@@ -794,4 +801,10 @@ impl MintDriver {
         );
         Ok(Step::Done)
     }
+}
+
+/// Counts mints reaching a terminal state, by outcome.
+fn finished(outcome: &'static str) {
+    metrics::counter!("mints_finished_total", "outcome" => outcome)
+        .increment(1);
 }

@@ -1,6 +1,7 @@
-//! HTTP endpoints for accounts: operator registration and wallet
-//! allow-listing (internal), and Alpaca's account-linking handshake in all
-//! three wire versions (see itn-wire.md §3, §4.2).
+//! HTTP endpoints for accounts: operator registration, wallet
+//! allow-listing and the Alpaca account id of the affiliated flow
+//! (internal), and Alpaca's account-linking handshake in all three wire
+//! versions (see itn-wire.md §1, §3, §4.2).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use sqlite_es::SqliteEsError;
 use sqlx::SqlitePool;
 
-use super::view::{EMAIL_CLAIMS, WALLET_CLAIMS};
+use super::view::{ALPACA_ID_CLAIMS, EMAIL_CLAIMS, WALLET_CLAIMS};
 use super::{
     AccountCommand, AccountCqrs, AccountError, AccountServices, AccountView,
-    AlpacaAccountNumber, ClientId, Email, Wallet, cqrs, find_by_client_id,
-    find_by_email,
+    AlpacaAccountId, AlpacaAccountNumber, ClientId, Email, Wallet, cqrs,
+    find_by_client_id, find_by_email,
 };
 use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
@@ -79,6 +80,7 @@ pub fn routes() -> Vec<Route> {
         connect,
         whitelist_wallet,
         unwhitelist_wallet,
+        record_alpaca_account_id,
         get_account,
     ]
 }
@@ -108,6 +110,13 @@ fn command_error(error: AggregateError<AccountError>) -> ApiError {
                     if table == WALLET_CLAIMS =>
                 {
                     ApiError::conflict("wallet belongs to another account")
+                }
+                Some(SqliteEsError::ProjectionConflict { table, .. })
+                    if table == ALPACA_ID_CLAIMS =>
+                {
+                    ApiError::conflict(
+                        "Alpaca account id belongs to another account",
+                    )
                 }
                 _ => ApiError::internal(
                     AggregateError::<AccountError>::UnexpectedError(cause),
@@ -331,6 +340,43 @@ async fn unwhitelist_wallet(
     }))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlpacaAccountIdRequest {
+    alpaca_account_id: AlpacaAccountId,
+}
+
+/// Records the AP's Alpaca account UUID, which makes the account eligible
+/// for mints Alpaca names by `client_account_id` (affiliated flow; no
+/// handshake needed). Idempotent; replaces an earlier id of this account;
+/// 409 if another account holds the id (claimed in the same commit).
+#[rocket::put("/accounts/<client_id>/alpaca-account-id", data = "<body>")]
+async fn record_alpaca_account_id(
+    _auth: InternalAuth,
+    state: &State<AccountState>,
+    client_id: &str,
+    body: Result<Json<AlpacaAccountIdRequest>, json::Error<'_>>,
+) -> Result<Json<AccountResponse>, ApiError> {
+    let client_id = parse_client_id(client_id)?;
+    let Json(request) = body.map_err(|err| ApiError::from_json_error(&err))?;
+    state
+        .execute(
+            client_id,
+            AccountCommand::RecordAlpacaAccountId {
+                alpaca_account_id: request.alpaca_account_id,
+            },
+        )
+        .await?;
+    tracing::info!(
+        target: "account",
+        %client_id,
+        alpaca_account_id = %request.alpaca_account_id,
+        "Alpaca account id recorded"
+    );
+    let view = load_account(&state.pool, &client_id).await?;
+    Ok(Json(view.into()))
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
 enum AccountStatus {
@@ -344,8 +390,11 @@ struct AccountResponse {
     email: Email,
     status: AccountStatus,
     registered_at: DateTime<Utc>,
+    /// The account number Alpaca sent at linking (handshake flow).
     alpaca_account: Option<AlpacaAccountNumber>,
     linked_at: Option<DateTime<Utc>>,
+    /// The Alpaca account UUID an operator recorded (affiliated flow).
+    alpaca_account_id: Option<AlpacaAccountId>,
     wallets: BTreeSet<Wallet>,
 }
 
@@ -366,6 +415,7 @@ impl From<AccountView> for AccountResponse {
             registered_at: view.registered_at,
             alpaca_account,
             linked_at,
+            alpaca_account_id: view.alpaca_account_id,
             wallets: view.wallets,
         }
     }

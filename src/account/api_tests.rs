@@ -673,3 +673,187 @@ async fn views_are_rebuilt_from_events_at_startup() {
     assert_eq!(status, Status::Ok);
     assert_eq!(after, before);
 }
+
+const ALPACA_ID: &str = "9b2d3c4e-5f60-4718-8a9b-0c1d2e3f4a5b";
+const OTHER_ALPACA_ID: &str = "0f1e2d3c-4b5a-4697-8877-665544332211";
+
+impl Harness {
+    async fn put_alpaca_id(
+        &self,
+        client_id: ClientId,
+        body: &Value,
+    ) -> (Status, Value) {
+        self.send(
+            Method::Put,
+            &format!("/accounts/{client_id}/alpaca-account-id"),
+            Key::Internal,
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    async fn owner_of_alpaca_id(&self, raw: &str) -> Option<ClientId> {
+        find_by_alpaca_account_id(self.pool(), &raw.parse().unwrap())
+            .await
+            .unwrap()
+            .map(|view| view.client_id)
+    }
+}
+
+#[rocket::async_test]
+async fn record_alpaca_account_id_is_idempotent_and_findable() {
+    let h = Harness::start().await;
+    let client_id = h.register("ap@example.com").await;
+    for _ in 0..2 {
+        // Upper case is the same UUID.
+        let (status, view) = h
+            .put_alpaca_id(
+                client_id,
+                &json!({"alpaca_account_id": ALPACA_ID.to_uppercase()}),
+            )
+            .await;
+        assert_eq!(status, Status::Ok, "{view}");
+        assert_eq!(view["alpaca_account_id"], ALPACA_ID);
+        assert_eq!(view["status"], "registered");
+    }
+    // One registration, one recording: the repeat wrote nothing.
+    assert_eq!(h.event_count().await, 2);
+    let (_, view) = h.get_account(client_id).await;
+    assert_eq!(view["alpaca_account_id"], ALPACA_ID);
+    let found =
+        find_by_alpaca_account_id(h.pool(), &ALPACA_ID.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(found.client_id, client_id);
+    assert!(!found.is_linked());
+    assert_eq!(found.affiliated_only(), Some(ALPACA_ID.parse().unwrap()));
+    assert_eq!(h.owner_of_alpaca_id(OTHER_ALPACA_ID).await, None);
+}
+
+#[rocket::async_test]
+async fn alpaca_account_id_of_another_account_is_409() {
+    let h = Harness::start().await;
+    let first = h.register("first@example.com").await;
+    let second = h.register("second@example.com").await;
+    let (status, _) = h
+        .put_alpaca_id(first, &json!({"alpaca_account_id": ALPACA_ID}))
+        .await;
+    assert_eq!(status, Status::Ok);
+    let (status, response) = h
+        .put_alpaca_id(second, &json!({"alpaca_account_id": ALPACA_ID}))
+        .await;
+    assert_error(
+        status,
+        &response,
+        Status::Conflict,
+        "Alpaca account id belongs to another account",
+    );
+    let (_, view) = h.get_account(second).await;
+    assert_eq!(view["alpaca_account_id"], Value::Null);
+    assert_eq!(h.event_count().await, 3);
+
+    // Replacing the first account's id releases the old one.
+    let (status, view) = h
+        .put_alpaca_id(first, &json!({"alpaca_account_id": OTHER_ALPACA_ID}))
+        .await;
+    assert_eq!(status, Status::Ok, "{view}");
+    assert_eq!(view["alpaca_account_id"], OTHER_ALPACA_ID);
+    assert_eq!(h.owner_of_alpaca_id(OTHER_ALPACA_ID).await, Some(first));
+    assert_eq!(h.owner_of_alpaca_id(ALPACA_ID).await, None);
+    let (status, response) = h
+        .put_alpaca_id(second, &json!({"alpaca_account_id": ALPACA_ID}))
+        .await;
+    assert_eq!(status, Status::Ok, "{response}");
+    assert_eq!(h.owner_of_alpaca_id(ALPACA_ID).await, Some(second));
+    let claims: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM account_alpaca_ids")
+            .fetch_one(h.pool())
+            .await
+            .unwrap();
+    assert_eq!(claims, 2);
+}
+
+#[rocket::async_test]
+async fn concurrent_claims_of_one_alpaca_account_id_admit_one_account() {
+    let h = Harness::start().await;
+    let first = h.register("first@example.com").await;
+    let second = h.register("second@example.com").await;
+    let body = json!({"alpaca_account_id": ALPACA_ID}).to_string();
+    let paths: Vec<(ClientId, String)> = (0..8)
+        .map(|i| if i % 2 == 0 { first } else { second })
+        .map(|id| (id, format!("/accounts/{id}/alpaca-account-id")))
+        .collect();
+    let requests = paths
+        .iter()
+        .map(|(_, path)| h.send(Method::Put, path, Key::Internal, Some(&body)));
+    let results = futures::future::join_all(requests).await;
+    let owner = h.owner_of_alpaca_id(ALPACA_ID).await.unwrap();
+    for ((id, _), (status, response)) in paths.iter().zip(&results) {
+        if *id == owner {
+            assert_eq!(*status, Status::Ok, "{response}");
+        } else {
+            assert_error(
+                *status,
+                response,
+                Status::Conflict,
+                "belongs to another account",
+            );
+        }
+    }
+    assert_eq!(h.event_count().await, 3);
+}
+
+#[rocket::async_test]
+async fn record_alpaca_account_id_errors() {
+    let h = Harness::start().await;
+    let unknown = ClientId::new(uuid::Uuid::from_u128(7));
+    let (status, response) = h
+        .put_alpaca_id(unknown, &json!({"alpaca_account_id": ALPACA_ID}))
+        .await;
+    assert_error(status, &response, Status::NotFound, "account not found");
+    let client_id = h.register("ap@example.com").await;
+    let cases: [(Value, &str); 4] = [
+        (json!({"alpaca_account_id": "AP-0001"}), "UUID"),
+        (
+            json!({"alpaca_account_id": "00000000-0000-0000-0000-000000000000"}),
+            "nil UUID",
+        ),
+        (json!({}), "missing field"),
+        (
+            json!({"alpaca_account_id": ALPACA_ID, "note": "x"}),
+            "unknown field",
+        ),
+    ];
+    for (body, text) in cases {
+        let (status, response) = h.put_alpaca_id(client_id, &body).await;
+        assert_error(status, &response, Status::UnprocessableEntity, text);
+    }
+    // Alpaca's key is refused on the operators' endpoint.
+    let (status, _) = h
+        .send(
+            Method::Put,
+            &format!("/accounts/{client_id}/alpaca-account-id"),
+            Key::Alpaca,
+            Some(&json!({"alpaca_account_id": ALPACA_ID}).to_string()),
+        )
+        .await;
+    assert_eq!(status, Status::Unauthorized);
+    assert_eq!(h.event_count().await, 1);
+}
+
+#[rocket::async_test]
+async fn alpaca_account_id_survives_a_view_rebuild() {
+    let h = Harness::start().await;
+    let client_id = h.register("ap@example.com").await;
+    h.put_alpaca_id(client_id, &json!({"alpaca_account_id": ALPACA_ID}))
+        .await;
+    sqlx::query("DELETE FROM account_view")
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let h = h.restart().await;
+    let (_, view) = h.get_account(client_id).await;
+    assert_eq!(view["alpaca_account_id"], ALPACA_ID);
+    assert_eq!(h.owner_of_alpaca_id(ALPACA_ID).await, Some(client_id));
+}

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::{AlpacaAccountNumber, ClientId, Email, Wallet};
+use super::{AlpacaAccountId, AlpacaAccountNumber, ClientId, Email, Wallet};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccountEvent {
@@ -23,6 +23,11 @@ pub enum AccountEvent {
         wallet: Wallet,
         unwhitelisted_at: DateTime<Utc>,
     },
+    /// Replaces any earlier id; the claim table moves with it.
+    AlpacaAccountIdRecorded {
+        alpaca_account_id: AlpacaAccountId,
+        recorded_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for AccountEvent {
@@ -33,6 +38,9 @@ impl DomainEvent for AccountEvent {
             Self::WalletWhitelisted { .. } => "AccountEvent::WalletWhitelisted",
             Self::WalletUnwhitelisted { .. } => {
                 "AccountEvent::WalletUnwhitelisted"
+            }
+            Self::AlpacaAccountIdRecorded { .. } => {
+                "AccountEvent::AlpacaAccountIdRecorded"
             }
         }
         .to_owned()

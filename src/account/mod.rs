@@ -34,7 +34,8 @@ pub use cmd::AccountCommand;
 pub use event::AccountEvent;
 pub use view::{
     AccountCqrs, AccountLink, AccountQueryError, AccountView, cqrs,
-    find_by_client_id, find_by_email, find_owner_of_wallet, rebuild_views,
+    find_by_alpaca_account_id, find_by_client_id, find_by_email,
+    find_owner_of_wallet, rebuild_views,
 };
 
 /// Rebuilds `account_view` from the event log, then manages
@@ -261,6 +262,78 @@ pub struct InvalidAlpacaAccountNumber {
     pub reason: &'static str,
 }
 
+/// The AP's Alpaca account UUID: how Alpaca names the AP on the affiliated
+/// ("correspondent-authorized") flow (`client_account_id`). Never nil.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+)]
+#[serde(try_from = "Uuid", into = "Uuid")]
+pub struct AlpacaAccountId(Uuid);
+
+impl AlpacaAccountId {
+    pub fn new(id: Uuid) -> Result<Self, InvalidAlpacaAccountId> {
+        if id.is_nil() {
+            return Err(InvalidAlpacaAccountId {
+                value: id.to_string(),
+                reason: "the nil UUID names no account",
+            });
+        }
+        Ok(Self(id))
+    }
+
+    pub const fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl fmt::Display for AlpacaAccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for AlpacaAccountId {
+    type Err = InvalidAlpacaAccountId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let id = Uuid::parse_str(s).map_err(|_| InvalidAlpacaAccountId {
+            value: s.to_owned(),
+            reason: "expected a UUID",
+        })?;
+        Self::new(id)
+    }
+}
+
+impl TryFrom<Uuid> for AlpacaAccountId {
+    type Error = InvalidAlpacaAccountId;
+
+    fn try_from(value: Uuid) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<AlpacaAccountId> for Uuid {
+    fn from(value: AlpacaAccountId) -> Self {
+        value.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Alpaca account id {value:?}: {reason}")]
+pub struct InvalidAlpacaAccountId {
+    pub value: String,
+    pub reason: &'static str,
+}
+
 /// A wallet an AP may use: a non-zero EVM address. Parsing requires the
 /// `0x` prefix and ignores the EIP-55 checksum (Alpaca sends either case).
 #[derive(
@@ -353,6 +426,10 @@ pub struct Profile {
     pub email: Email,
     pub registered_at: DateTime<Utc>,
     pub wallets: BTreeSet<Wallet>,
+    /// Set by an operator for the affiliated flow; independent of the
+    /// handshake link, so it may be recorded in either state.
+    #[serde(default)]
+    pub alpaca_account_id: Option<AlpacaAccountId>,
 }
 
 /// The account lifecycle. Wallets may be allow-listed from `Registered` on:
@@ -473,6 +550,18 @@ impl Aggregate for Account {
             }
             (
                 Self::Registered { profile } | Self::Linked { profile, .. },
+                AccountCommand::RecordAlpacaAccountId { alpaca_account_id },
+            ) => {
+                if profile.alpaca_account_id == Some(alpaca_account_id) {
+                    return Ok(());
+                }
+                AccountEvent::AlpacaAccountIdRecorded {
+                    alpaca_account_id,
+                    recorded_at: now,
+                }
+            }
+            (
+                Self::Registered { profile } | Self::Linked { profile, .. },
                 AccountCommand::UnwhitelistWallet { wallet },
             ) => {
                 if !profile.wallets.contains(&wallet) {
@@ -501,6 +590,7 @@ impl Aggregate for Account {
                         email,
                         registered_at,
                         wallets: BTreeSet::new(),
+                        alpaca_account_id: None,
                     },
                 };
             }
@@ -526,6 +616,13 @@ impl Aggregate for Account {
             AccountEvent::WalletUnwhitelisted { wallet, .. } => {
                 if let Some(profile) = self.profile_mut() {
                     profile.wallets.remove(&wallet);
+                }
+            }
+            AccountEvent::AlpacaAccountIdRecorded {
+                alpaca_account_id, ..
+            } => {
+                if let Some(profile) = self.profile_mut() {
+                    profile.alpaca_account_id = Some(alpaca_account_id);
                 }
             }
         }

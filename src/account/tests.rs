@@ -246,6 +246,114 @@ fn unwhitelist_on_unregistered_account_is_rejected() {
         .then_expect_error(AccountError::NotRegistered);
 }
 
+fn alpaca_id(n: u128) -> AlpacaAccountId {
+    AlpacaAccountId::new(Uuid::from_u128(n)).unwrap()
+}
+
+fn alpaca_id_recorded(n: u128) -> AccountEvent {
+    AccountEvent::AlpacaAccountIdRecorded {
+        alpaca_account_id: alpaca_id(n),
+        recorded_at: earlier(),
+    }
+}
+
+#[test]
+fn record_alpaca_account_id_on_registered_account() {
+    framework()
+        .given(vec![registered()])
+        .when(AccountCommand::RecordAlpacaAccountId {
+            alpaca_account_id: alpaca_id(0xA1),
+        })
+        .then_expect_events(vec![AccountEvent::AlpacaAccountIdRecorded {
+            alpaca_account_id: alpaca_id(0xA1),
+            recorded_at: now(),
+        }]);
+}
+
+#[test]
+fn record_alpaca_account_id_on_linked_account() {
+    framework()
+        .given(vec![registered(), linked()])
+        .when(AccountCommand::RecordAlpacaAccountId {
+            alpaca_account_id: alpaca_id(0xA1),
+        })
+        .then_expect_events(vec![AccountEvent::AlpacaAccountIdRecorded {
+            alpaca_account_id: alpaca_id(0xA1),
+            recorded_at: now(),
+        }]);
+}
+
+#[test]
+fn record_same_alpaca_account_id_again_emits_nothing() {
+    framework()
+        .given(vec![registered(), alpaca_id_recorded(0xA1)])
+        .when(AccountCommand::RecordAlpacaAccountId {
+            alpaca_account_id: alpaca_id(0xA1),
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn record_other_alpaca_account_id_replaces_it() {
+    framework()
+        .given(vec![registered(), alpaca_id_recorded(0xA1)])
+        .when(AccountCommand::RecordAlpacaAccountId {
+            alpaca_account_id: alpaca_id(0xB2),
+        })
+        .then_expect_events(vec![AccountEvent::AlpacaAccountIdRecorded {
+            alpaca_account_id: alpaca_id(0xB2),
+            recorded_at: now(),
+        }]);
+}
+
+#[test]
+fn record_alpaca_account_id_on_unregistered_account_is_rejected() {
+    framework()
+        .given_no_previous_events()
+        .when(AccountCommand::RecordAlpacaAccountId {
+            alpaca_account_id: alpaca_id(0xA1),
+        })
+        .then_expect_error(AccountError::NotRegistered);
+}
+
+#[test]
+fn apply_keeps_the_alpaca_account_id_across_the_link() {
+    let mut account = Account::default();
+    for event in [registered(), alpaca_id_recorded(0xA1), linked()] {
+        account.apply(event);
+    }
+    let Account::Linked { profile, .. } = account else {
+        panic!("expected a linked account, got {account:?}");
+    };
+    assert_eq!(profile.alpaca_account_id, Some(alpaca_id(0xA1)));
+}
+
+#[test]
+fn alpaca_account_id_rejects_nil_and_non_uuids() {
+    assert!(AlpacaAccountId::new(Uuid::nil()).is_err());
+    assert!("not-a-uuid".parse::<AlpacaAccountId>().is_err());
+    assert!(
+        "00000000-0000-0000-0000-000000000000"
+            .parse::<AlpacaAccountId>()
+            .is_err()
+    );
+    assert!(
+        serde_json::from_value::<AlpacaAccountId>(serde_json::json!(
+            "00000000-0000-0000-0000-000000000000"
+        ))
+        .is_err()
+    );
+    let id = alpaca_id(0xA1);
+    assert_eq!(id.to_string().parse::<AlpacaAccountId>().unwrap(), id);
+    assert_eq!(
+        serde_json::from_value::<AlpacaAccountId>(
+            serde_json::to_value(id).unwrap()
+        )
+        .unwrap(),
+        id
+    );
+}
+
 #[test]
 fn apply_builds_the_linked_state_with_wallets() {
     let mut account = Account::default();

@@ -1,6 +1,7 @@
-//! Read side of accounts: the `account_view` table and the two claim
-//! tables (`account_emails`, `account_wallets`) that make emails and
-//! wallets unique across accounts. All three are written inside the commit
+//! Read side of accounts: the `account_view` table and the claim tables
+//! (`account_emails`, `account_wallets`, `account_alpaca_ids`) that make
+//! emails, wallets and Alpaca account ids unique across accounts. All of
+//! them are written inside the commit
 //! that appends the events, so a losing concurrent request fails as a
 //! whole instead of leaving a duplicate behind.
 
@@ -19,14 +20,15 @@ use sqlite_es::{
 use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{
-    Account, AccountEvent, AccountServices, AlpacaAccountNumber, ClientId,
-    Email, Wallet,
+    Account, AccountEvent, AccountServices, AlpacaAccountId,
+    AlpacaAccountNumber, ClientId, Email, Wallet,
 };
 
 pub type AccountCqrs = CqrsFramework<Account, SqliteStore<Account>>;
 
 pub(super) const EMAIL_CLAIMS: &str = "account_emails";
 pub(super) const WALLET_CLAIMS: &str = "account_wallets";
+pub(super) const ALPACA_ID_CLAIMS: &str = "account_alpaca_ids";
 
 static VIEW: LazyLock<ViewProjection<StoredAccountView, Account>> =
     LazyLock::new(|| ViewProjection::new("account_view"));
@@ -38,7 +40,8 @@ pub fn cqrs(pool: SqlitePool, services: AccountServices) -> AccountCqrs {
             ViewProjection::<StoredAccountView, Account>::new(VIEW.table()),
         ))
         .with_projection(Arc::new(EmailClaims))
-        .with_projection(Arc::new(WalletClaims));
+        .with_projection(Arc::new(WalletClaims))
+        .with_projection(Arc::new(AlpacaIdClaims));
     sqlite_cqrs(store, services)
 }
 
@@ -56,6 +59,10 @@ pub struct AccountView {
     /// Present once Alpaca has completed the handshake.
     pub link: Option<AccountLink>,
     pub wallets: BTreeSet<Wallet>,
+    /// The AP's Alpaca account UUID, when an operator recorded one: the
+    /// account may then be named by `client_account_id` (affiliated flow).
+    #[serde(default)]
+    pub alpaca_account_id: Option<AlpacaAccountId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +78,14 @@ impl AccountView {
 
     pub fn owns_wallet(&self, wallet: &Address) -> bool {
         self.wallets.iter().any(|owned| owned.address() == *wallet)
+    }
+
+    /// The Alpaca account id when the affiliated flow is the only way
+    /// Alpaca knows this AP (no handshake link). Calls we make for such an
+    /// account name it by `client_account_id`; a linked account is named
+    /// by our client id even if it also has an Alpaca account id.
+    pub fn affiliated_only(&self) -> Option<AlpacaAccountId> {
+        self.alpaca_account_id.filter(|_| self.link.is_none())
     }
 }
 
@@ -93,6 +108,7 @@ impl View<Account> for StoredAccountView {
                     registered_at: *registered_at,
                     link: None,
                     wallets: BTreeSet::new(),
+                    alpaca_account_id: None,
                 });
             }
             AccountEvent::Linked {
@@ -114,6 +130,13 @@ impl View<Account> for StoredAccountView {
             AccountEvent::WalletUnwhitelisted { wallet, .. } => {
                 if let Some(view) = &mut self.0 {
                     view.wallets.remove(wallet);
+                }
+            }
+            AccountEvent::AlpacaAccountIdRecorded {
+                alpaca_account_id, ..
+            } => {
+                if let Some(view) = &mut self.0 {
+                    view.alpaca_account_id = Some(*alpaca_account_id);
                 }
             }
         }
@@ -157,6 +180,25 @@ pub async fn find_by_email(
     find_by_client_id(pool, &client_id).await
 }
 
+/// The account an operator gave this Alpaca account id (affiliated flow).
+pub async fn find_by_alpaca_account_id(
+    pool: &SqlitePool,
+    alpaca_account_id: &AlpacaAccountId,
+) -> Result<Option<AccountView>, AccountQueryError> {
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT client_id FROM account_alpaca_ids \
+         WHERE alpaca_account_id = ?",
+    )
+    .bind(alpaca_id_key(alpaca_account_id))
+    .fetch_optional(pool)
+    .await?;
+    let Some(owner) = owner else {
+        return Ok(None);
+    };
+    let client_id = parse_stored_client_id(ALPACA_ID_CLAIMS, owner)?;
+    find_by_client_id(pool, &client_id).await
+}
+
 /// The account that has allow-listed `wallet`, if any. A wallet belongs
 /// to at most one account.
 pub async fn find_owner_of_wallet(
@@ -186,6 +228,11 @@ fn parse_stored_client_id(
 /// Claim-table key: lowercase hex, so lookups ignore checksum casing.
 fn wallet_key(wallet: &Address) -> String {
     format!("{wallet:#x}")
+}
+
+/// Claim-table key: lowercase hyphenated, as `Uuid` displays it.
+fn alpaca_id_key(id: &AlpacaAccountId) -> String {
+    id.as_uuid().hyphenated().to_string()
 }
 
 /// Claims the email on `Registered`.
@@ -262,7 +309,49 @@ impl TxProjection<Account> for WalletClaims {
                     .await?;
                 }
                 AccountEvent::Registered { .. }
-                | AccountEvent::Linked { .. } => {}
+                | AccountEvent::Linked { .. }
+                | AccountEvent::AlpacaAccountIdRecorded { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Claims the Alpaca account id on `AlpacaAccountIdRecorded`, releasing
+/// the account's previous one in the same commit.
+struct AlpacaIdClaims;
+
+#[async_trait]
+impl TxProjection<Account> for AlpacaIdClaims {
+    async fn project(
+        &self,
+        conn: &mut SqliteConnection,
+        events: &[EventEnvelope<Account>],
+    ) -> Result<(), ProjectionError> {
+        for event in events {
+            if let AccountEvent::AlpacaAccountIdRecorded {
+                alpaca_account_id,
+                ..
+            } = &event.payload
+            {
+                sqlx::query(
+                    "DELETE FROM account_alpaca_ids WHERE client_id = ?",
+                )
+                .bind(&event.aggregate_id)
+                .execute(&mut *conn)
+                .await?;
+                let key = alpaca_id_key(alpaca_account_id);
+                sqlx::query(
+                    "INSERT INTO account_alpaca_ids \
+                     (alpaca_account_id, client_id) VALUES (?, ?)",
+                )
+                .bind(&key)
+                .bind(&event.aggregate_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(|err| {
+                    ProjectionError::from_sqlx(err, ALPACA_ID_CLAIMS, key)
+                })?;
             }
         }
         Ok(())

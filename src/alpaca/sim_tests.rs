@@ -221,9 +221,6 @@ async fn redeem_happy_path_settles_and_polls_completed() {
 }
 
 #[tokio::test]
-#[ignore = "itn-sim deadlocks on an Idempotency-Key replay: broker/redeem.rs \
-            calls finish() (which locks the world) while still holding the \
-            world lock; enable once fixed"]
 async fn redeem_repeat_is_a_replay_with_the_same_key() {
     let sim = sim().await;
     sim.set_issuer_position("AAPL", Decimal::new(10, 0));

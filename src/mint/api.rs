@@ -25,7 +25,10 @@ use super::{
     TokenizationRequestId, Vault, cqrs, find_by_issuer_request_id,
     find_by_tokenization_request_id, rebuild_views,
 };
-use crate::account::{ClientId, Wallet, find_by_client_id};
+use crate::account::{
+    AlpacaAccountId, ClientId, Wallet, find_by_alpaca_account_id,
+    find_by_client_id,
+};
 use crate::alpaca::ApRef;
 use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
@@ -376,27 +379,42 @@ async fn resolve(
     }
     let vault = Vault::new(asset.vault)
         .map_err(|_| refuse(INVALID_TOKEN, "listing has no vault"))?;
-    let client_id = match &order.ap {
-        ApRef::Legacy(id) | ApRef::External(id) => id
-            .parse::<ClientId>()
-            .map_err(|_| refuse(NOT_ELIGIBLE, "client id is not ours"))?,
-        ApRef::Affiliated(_) => {
-            return Err(refuse(
-                NOT_ELIGIBLE,
-                "the affiliated flow (client_account_id) is not supported",
-            ));
+    let account = match &order.ap {
+        ApRef::Legacy(id) | ApRef::External(id) => {
+            let client_id = id
+                .parse::<ClientId>()
+                .map_err(|_| refuse(NOT_ELIGIBLE, "client id is not ours"))?;
+            let account = find_by_client_id(&state.pool, &client_id)
+                .await
+                .map_err(storage_error)?
+                .ok_or_else(|| refuse(NOT_ELIGIBLE, "unknown client"))?;
+            if !account.is_linked() {
+                return Err(refuse(
+                    NOT_ELIGIBLE,
+                    "client not linked to Alpaca",
+                ));
+            }
+            account
+        }
+        // Affiliated flow: Alpaca authorised the AP as a correspondent, so
+        // no handshake link is needed, only the operator's record of the
+        // AP's Alpaca account.
+        ApRef::Affiliated(uuid) => {
+            let id = AlpacaAccountId::new(*uuid).map_err(|_| {
+                refuse(NOT_ELIGIBLE, "client_account_id is the nil UUID")
+            })?;
+            find_by_alpaca_account_id(&state.pool, &id)
+                .await
+                .map_err(storage_error)?
+                .ok_or_else(|| {
+                    refuse(NOT_ELIGIBLE, "no account has this Alpaca account")
+                })?
         }
     };
-    let account = find_by_client_id(&state.pool, &client_id)
-        .await
-        .map_err(storage_error)?
-        .ok_or_else(|| refuse(NOT_ELIGIBLE, "unknown client"))?;
-    if !account.is_linked() {
-        return Err(refuse(NOT_ELIGIBLE, "client not linked to Alpaca"));
-    }
     if !account.owns_wallet(&order.wallet.address()) {
         return Err(refuse(INVALID_WALLET, "wallet not allow-listed"));
     }
+    let client_id = account.client_id;
     Ok(MintRequest {
         order,
         issuer_request_id: IssuerRequestId::new(state.ids.uuid()),

@@ -405,6 +405,148 @@ async fn ineligible_clients_and_foreign_wallets_are_refused() {
     assert_eq!(h.mint_events().await, 0);
 }
 
+const AP_ACCOUNT: &str = "5d0c8a3e-1b2f-4c6d-9e8f-7a6b5c4d3e2f";
+const THIRD_WALLET: &str = "0x4444444444444444444444444444444444444444";
+
+impl Harness {
+    /// Records `alpaca_account_id` for the account (affiliated flow).
+    async fn set_alpaca_account_id(&self, client_id: &str, id: &str) {
+        let (status, response) = self
+            .send(
+                Method::Put,
+                &format!("/accounts/{client_id}/alpaca-account-id"),
+                Key::Internal,
+                Some(json!({ "alpaca_account_id": id }).to_string()),
+            )
+            .await;
+        assert_eq!(status, Status::Ok, "{response}");
+    }
+}
+
+/// A current-wire mint request naming the AP by its Alpaca account.
+fn affiliated(id: &str, wallet: &str) -> Value {
+    json!({
+        "tokenization_request_id": TOK,
+        "qty": "3",
+        "underlying_symbol": "AAPL",
+        "token_symbol": "tAAPL",
+        "network": "base",
+        "client_account_id": id,
+        "wallet_address": wallet,
+    })
+}
+
+#[rocket::async_test]
+async fn an_affiliated_ap_mints_without_a_handshake() {
+    let h = Harness::start().await;
+    h.seed().await;
+    // Registered and never linked: only the Alpaca account id is known.
+    let client_id = h
+        .register_and_whitelist("corr@ap.example.com", OTHER_WALLET)
+        .await;
+    h.set_alpaca_account_id(&client_id, AP_ACCOUNT).await;
+    let response = h
+        .ok(
+            "/tokenization/mint",
+            Key::Alpaca,
+            &affiliated(&AP_ACCOUNT.to_uppercase(), OTHER_WALLET),
+        )
+        .await;
+    assert_eq!(response["status"], "created");
+    let issuer_request_id = response["issuer_request_id"].as_str().unwrap();
+    let (_, mint) = h.get_mint(issuer_request_id).await;
+    assert_eq!(mint["client_id"], client_id);
+    assert_eq!(mint["ap"], json!({ "client_account_id": AP_ACCOUNT }));
+
+    // The confirmation names the same AP, plus the AP's own label.
+    let mut confirm = confirm_body(issuer_request_id, "completed");
+    confirm["client_account_id"] = json!(AP_ACCOUNT);
+    confirm["client_request_id"] = json!("ap-label-1");
+    // Naming the AP by our client id instead is a mismatch.
+    let crossed = with(
+        confirm.clone(),
+        "client_external_account_id",
+        json!(client_id),
+    );
+    let crossed = without(crossed, "client_account_id");
+    let (status, body) = h
+        .post("/tokenization/mint/confirm", Key::Alpaca, &crossed)
+        .await;
+    assert_eq!(status, Status::BadRequest, "{body}");
+    let body = h
+        .ok("/tokenization/mint/confirm", Key::Alpaca, &confirm)
+        .await;
+    assert_eq!(body["status"], "journal_confirmed");
+}
+
+#[rocket::async_test]
+async fn a_linked_ap_with_an_alpaca_account_may_use_either_flow() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    h.set_alpaca_account_id(&seed.client_id, AP_ACCOUNT).await;
+    h.initiate(&oldest(&seed)).await;
+    let body = with(
+        affiliated(AP_ACCOUNT, WALLET),
+        "tokenization_request_id",
+        json!("affiliated-2"),
+    );
+    let response = h.ok("/tokenization/mint", Key::Alpaca, &body).await;
+    let (_, mint) = h
+        .get_mint(response["issuer_request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(mint["client_id"], seed.client_id);
+    assert_eq!(mint["ap"], json!({ "client_account_id": AP_ACCOUNT }));
+}
+
+#[rocket::async_test]
+async fn affiliated_requests_need_a_known_account_and_its_wallet() {
+    let h = Harness::start().await;
+    h.seed().await;
+    let client_id = h
+        .register_and_whitelist("corr@ap.example.com", OTHER_WALLET)
+        .await;
+    h.set_alpaca_account_id(&client_id, AP_ACCOUNT).await;
+    let not_eligible = [
+        // No account has this Alpaca account.
+        affiliated("0f1e2d3c-4b5a-4697-8877-665544332211", OTHER_WALLET),
+        // The nil UUID names nobody.
+        affiliated("00000000-0000-0000-0000-000000000000", OTHER_WALLET),
+        // The affiliated-only account named on the handshake flow: it was
+        // never linked, so our client id is not eligible.
+        with(
+            without(affiliated(AP_ACCOUNT, OTHER_WALLET), "client_account_id"),
+            "client_external_account_id",
+            json!(client_id),
+        ),
+    ];
+    for body in not_eligible {
+        let (status, response) =
+            h.post("/tokenization/mint", Key::Alpaca, &body).await;
+        assert_error(status, &response, Status::BadRequest, NOT_ELIGIBLE);
+    }
+    // The linked AP's wallet, and a wallet nobody allow-listed.
+    for wallet in [WALLET, THIRD_WALLET] {
+        let (status, response) = h
+            .post(
+                "/tokenization/mint",
+                Key::Alpaca,
+                &affiliated(AP_ACCOUNT, wallet),
+            )
+            .await;
+        assert_error(status, &response, Status::BadRequest, INVALID_WALLET);
+    }
+    // Not a UUID at all: the payload itself is invalid.
+    let (status, response) = h
+        .post(
+            "/tokenization/mint",
+            Key::Alpaca,
+            &affiliated("AP-0001", OTHER_WALLET),
+        )
+        .await;
+    assert_error(status, &response, Status::BadRequest, INVALID_PAYLOAD);
+    assert_eq!(h.mint_events().await, 0);
+}
+
 #[rocket::async_test]
 async fn a_repeated_request_gets_the_same_id_and_a_changed_one_409() {
     let h = Harness::start().await;

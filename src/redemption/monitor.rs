@@ -530,6 +530,7 @@ impl TransferMonitor {
             }
             return Ok(());
         };
+        let ap = ap_ref_for(&self.pool, client_id).await?;
         let detected = DetectedTransfer {
             network: self.settings.network,
             vault,
@@ -540,8 +541,7 @@ impl TransferMonitor {
             block: transfer.block,
             from_wallet: transfer.from,
             client_id,
-            // The handshake flow: Alpaca knows the AP by our client id.
-            ap: ApRef::External(client_id.to_string()),
+            ap,
             shares: transfer.value,
         };
         let id = detected.issuer_request_id();
@@ -586,6 +586,25 @@ impl TransferMonitor {
         );
         Ok(())
     }
+}
+
+/// How the redeem call names the AP: by its Alpaca account when the
+/// affiliated flow is the only way Alpaca knows it, else by our client id
+/// (handshake flow; the Alpaca client picks the field name).
+async fn ap_ref_for(
+    pool: &SqlitePool,
+    client_id: account::ClientId,
+) -> Result<ApRef, MonitorError> {
+    let view = account::find_by_client_id(pool, &client_id).await?;
+    Ok(
+        match view
+            .as_ref()
+            .and_then(account::AccountView::affiliated_only)
+        {
+            Some(id) => ApRef::Affiliated(*id.as_uuid()),
+            None => ApRef::External(client_id.to_string()),
+        },
+    )
 }
 
 fn rpc(operation: &'static str) -> impl FnOnce(TransportError) -> MonitorError {
@@ -769,5 +788,63 @@ mod tests {
         assert!(record_unattributed(&pool, &record).await.unwrap());
         assert!(!record_unattributed(&pool, &record).await.unwrap());
         assert_eq!(list_unattributed(&pool).await.unwrap(), vec![record]);
+    }
+}
+
+#[cfg(test)]
+mod ap_tests {
+    use std::sync::Arc;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::account::{
+        AccountCommand, AccountServices, AlpacaAccountId, AlpacaAccountNumber,
+        ClientId, Email,
+    };
+    use crate::clock::SystemClock;
+
+    #[tokio::test]
+    async fn only_affiliated_only_accounts_are_named_by_alpaca_account() {
+        let pool = sqlite_es::open_pool("sqlite::memory:", 1).await.unwrap();
+        crate::migrate(&pool).await.unwrap();
+        let accounts = account::cqrs(
+            pool.clone(),
+            AccountServices {
+                clock: Arc::new(SystemClock),
+            },
+        );
+        let client_id = ClientId::new(Uuid::from_u128(7));
+        let alpaca_id = AlpacaAccountId::new(Uuid::from_u128(0xA1)).unwrap();
+        let run = |command| {
+            let accounts = &accounts;
+            async move {
+                accounts
+                    .execute(&client_id.to_string(), command)
+                    .await
+                    .unwrap();
+            }
+        };
+        run(AccountCommand::Register {
+            client_id,
+            email: Email::new("ap@example.com").unwrap(),
+        })
+        .await;
+        let handshake = ApRef::External(client_id.to_string());
+        assert_eq!(ap_ref_for(&pool, client_id).await.unwrap(), handshake);
+        run(AccountCommand::RecordAlpacaAccountId {
+            alpaca_account_id: alpaca_id,
+        })
+        .await;
+        assert_eq!(
+            ap_ref_for(&pool, client_id).await.unwrap(),
+            ApRef::Affiliated(*alpaca_id.as_uuid())
+        );
+        // Once Alpaca has linked it, the handshake id is the agreed one.
+        run(AccountCommand::Link {
+            alpaca_account: AlpacaAccountNumber::new("AP0001").unwrap(),
+        })
+        .await;
+        assert_eq!(ap_ref_for(&pool, client_id).await.unwrap(), handshake);
     }
 }

@@ -20,8 +20,9 @@ use uuid::Uuid;
 
 use super::wire::ErrorEnvelope;
 use super::{
-    AlpacaConfig, AlpacaError, DEFAULT_IDEMPOTENCY_NAMESPACE, ListFilter,
-    MintCallback, Operation, RedeemPath, RedeemRequest, TokenizationRequest,
+    AlpacaConfig, AlpacaError, DEFAULT_IDEMPOTENCY_NAMESPACE, HandshakeIdField,
+    ListFilter, MintCallback, Operation, RedeemPath, RedeemRequest,
+    TokenizationRequest,
 };
 
 const APCA_KEY_ID: HeaderName = HeaderName::from_static("apca-api-key-id");
@@ -46,6 +47,7 @@ struct Inner {
     backoff: ExponentialBuilder,
     max_delay: Duration,
     namespace: Uuid,
+    handshake_field: HandshakeIdField,
 }
 
 impl fmt::Debug for AlpacaClient {
@@ -54,6 +56,7 @@ impl fmt::Debug for AlpacaClient {
             .field("base_url", &self.inner.base_url.as_str())
             .field("account_id", &self.inner.account_id)
             .field("redeem_path", &self.inner.redeem_path)
+            .field("handshake_field", &self.inner.handshake_field)
             .field("credentials", &"[REDACTED]")
             .finish_non_exhaustive()
     }
@@ -89,6 +92,7 @@ impl AlpacaClient {
                 namespace: cfg
                     .idempotency_namespace
                     .unwrap_or(DEFAULT_IDEMPOTENCY_NAMESPACE),
+                handshake_field: cfg.handshake_id_field(),
             }),
         })
     }
@@ -104,7 +108,9 @@ impl AlpacaClient {
     }
 
     /// `POST .../tokenization/callback/mint`. The 200 body is ignored
-    /// (Alpaca's shape is a full record, but mocks send nothing).
+    /// (Alpaca's shape is a full record, but mocks send nothing). A
+    /// handshake-flow AP is named per `send_legacy_client_id`, whichever
+    /// alias the mint request used.
     ///
     /// A final `Http { status: 400, .. }` may have been applied inside
     /// Alpaca (`itn-wire.md` §5.3): confirm via [`Self::get_request`].
@@ -113,11 +119,15 @@ impl AlpacaClient {
         callback: &MintCallback,
     ) -> Result<(), AlpacaError> {
         let operation = Operation::MintCallback;
+        let sent = MintCallback {
+            ap: callback.ap.outgoing(self.inner.handshake_field),
+            ..callback.clone()
+        };
         let call = Call {
             operation,
             method: Method::POST,
             url: self.url(&["callback", "mint"])?,
-            body: Some(encode(operation, callback)?),
+            body: Some(encode(operation, &sent)?),
             idempotency_key: None,
         };
         let reply = self.execute(&call).await?;
@@ -132,18 +142,23 @@ impl AlpacaClient {
 
     /// Registers a redemption. Safe to repeat: the `Idempotency-Key` makes
     /// a repeat a replay, and a 422 for an already-used
-    /// `issuer_request_id` is answered with the existing request.
+    /// `issuer_request_id` is answered with the existing request. The AP
+    /// is named like on the mint callback.
     pub async fn redeem(
         &self,
         request: &RedeemRequest,
     ) -> Result<TokenizationRequest, AlpacaError> {
         let operation = Operation::Redeem;
         let key = self.idempotency_key(&request.issuer_request_id);
+        let sent = RedeemRequest {
+            ap: request.ap.outgoing(self.inner.handshake_field),
+            ..request.clone()
+        };
         let call = Call {
             operation,
             method: Method::POST,
             url: self.url(self.inner.redeem_path.segments())?,
-            body: Some(encode(operation, request)?),
+            body: Some(encode(operation, &sent)?),
             idempotency_key: Some(key.to_string()),
         };
         match self.execute(&call).await {

@@ -732,6 +732,8 @@ fn config_parses_from_toml_with_defaults_and_rejects_unknown_keys() {
     assert_eq!(cfg.retry_min_delay_ms, 1_000);
     assert_eq!(cfg.retry_max_delay_ms, 60_000);
     assert_eq!(cfg.idempotency_namespace, None);
+    assert!(!cfg.send_legacy_client_id);
+    assert_eq!(cfg.handshake_id_field(), HandshakeIdField::External);
 
     let seed: AlpacaConfig = toml::from_str(&format!(
         r#"
@@ -739,10 +741,12 @@ fn config_parses_from_toml_with_defaults_and_rejects_unknown_keys() {
         account_id = "{ACCOUNT}"
         api_key_id = "k"
         api_secret = "s"
+        send_legacy_client_id = true
         "#
     ))
     .unwrap();
     assert_eq!(seed.redeem_path, RedeemPath::Seed);
+    assert_eq!(seed.handshake_id_field(), HandshakeIdField::Legacy);
 
     let unknown = toml::from_str::<AlpacaConfig>(&format!(
         r#"
@@ -773,6 +777,7 @@ fn service_config_carries_the_alpaca_section_from_the_environment() {
         ("ISSUANCE_ALPACA__API_KEY_ID", KEY_ID.to_owned()),
         ("ISSUANCE_ALPACA__API_SECRET", SECRET.to_owned()),
         ("ISSUANCE_ALPACA__MAX_RETRIES", "2".to_owned()),
+        ("ISSUANCE_ALPACA__SEND_LEGACY_CLIENT_ID", "true".to_owned()),
     ]
     .map(|(name, value)| (name.into(), value.into()));
     let loaded = Config::from_sources(None, vars).unwrap();
@@ -780,6 +785,7 @@ fn service_config_carries_the_alpaca_section_from_the_environment() {
     assert_eq!(alpaca.account_id, ACCOUNT);
     assert_eq!(alpaca.max_retries, 2);
     assert_eq!(alpaca.redeem_path, RedeemPath::Seed);
+    assert!(alpaca.send_legacy_client_id);
     assert!(!format!("{alpaca:?}").contains(SECRET));
 
     let without = Config::from_sources(
@@ -792,4 +798,105 @@ fn service_config_carries_the_alpaca_section_from_the_environment() {
     )
     .unwrap();
     assert!(without.alpaca.is_none());
+}
+
+/// The one AP field (name, value) of each body, in order.
+fn ap_fields_sent(bodies: &[Value]) -> Vec<(String, Value)> {
+    bodies
+        .iter()
+        .map(|body| {
+            let fields: Vec<(String, Value)> = body
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(name, _)| name.starts_with("client_"))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            assert_eq!(fields.len(), 1, "exactly one AP field: {body}");
+            fields.into_iter().next().unwrap()
+        })
+        .collect()
+}
+
+/// Sends a mint callback and a redeem for each AP reference and returns
+/// the AP field of every body, callbacks first.
+async fn ap_fields_for(legacy: bool, refs: &[ApRef]) -> Vec<(String, Value)> {
+    let server = MockServer::start_async().await;
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    for tail in ["callback/mint", "redeem"] {
+        let seen = Arc::clone(&bodies);
+        server
+            .mock_async(move |when, then| {
+                when.method(POST).path(path(tail));
+                then.respond_with(move |request: &HttpMockRequest| {
+                    let body: Value =
+                        serde_json::from_slice(request.body().as_ref())
+                            .unwrap();
+                    seen.lock().unwrap().push(body);
+                    respond(200, &redeem_record("pending"))
+                });
+            })
+            .await;
+    }
+    let mut cfg = config(&server);
+    cfg.send_legacy_client_id = legacy;
+    let client = AlpacaClient::new(&cfg).unwrap();
+    for ap in refs {
+        client
+            .send_mint_callback(&MintCallback {
+                tokenization_request_id: TRID.into(),
+                ap: ap.clone(),
+                wallet_address: Address::repeat_byte(0x11),
+                tx_hash: TxHash::repeat_byte(0x22),
+                network: "base".into(),
+            })
+            .await
+            .unwrap();
+    }
+    for ap in refs {
+        client
+            .redeem(&RedeemRequest {
+                ap: ap.clone(),
+                ..redeem_request()
+            })
+            .await
+            .unwrap();
+    }
+    ap_fields_sent(&bodies.lock().unwrap())
+}
+
+#[tokio::test]
+async fn handshake_aps_are_sent_as_client_external_account_id_by_default() {
+    let affiliated = Uuid::from_u128(0xA1);
+    let refs = [
+        ApRef::Legacy("ap-7".into()),
+        ApRef::External("ap-7".into()),
+        ApRef::Affiliated(affiliated),
+    ];
+    let external = ("client_external_account_id".to_owned(), json!("ap-7"));
+    let account = (
+        "client_account_id".to_owned(),
+        json!(affiliated.to_string()),
+    );
+    let expected = [external.clone(), external, account];
+    let sent = ap_fields_for(false, &refs).await;
+    assert_eq!(sent, [expected.clone(), expected].concat());
+}
+
+#[tokio::test]
+async fn send_legacy_client_id_restores_client_id_for_handshake_aps() {
+    let affiliated = Uuid::from_u128(0xA1);
+    let refs = [
+        ApRef::Legacy("ap-7".into()),
+        ApRef::External("ap-7".into()),
+        ApRef::Affiliated(affiliated),
+    ];
+    let legacy = ("client_id".to_owned(), json!("ap-7"));
+    let account = (
+        "client_account_id".to_owned(),
+        json!(affiliated.to_string()),
+    );
+    let expected = [legacy.clone(), legacy, account];
+    let sent = ap_fields_for(true, &refs).await;
+    assert_eq!(sent, [expected.clone(), expected].concat());
 }

@@ -31,8 +31,8 @@ use uuid::Uuid;
 
 pub use client::AlpacaClient;
 pub use wire::{
-    ApRef, FieldMismatch, ListFilter, MintCallback, RedeemRequest,
-    RequestStatus, RequestType, TokenizationRequest,
+    ApRef, FieldMismatch, HandshakeIdField, ListFilter, MintCallback,
+    RedeemRequest, RequestStatus, RequestType, TokenizationRequest,
 };
 
 /// Namespace for redeem `Idempotency-Key`s when the config names none.
@@ -66,6 +66,10 @@ pub struct AlpacaConfig {
     /// Defaults to [`DEFAULT_IDEMPOTENCY_NAMESPACE`].
     #[serde(default)]
     pub idempotency_namespace: Option<Uuid>,
+    /// Name handshake-flow APs `client_id` (the deprecated alias) instead
+    /// of `client_external_account_id` on the mint callback and redeem.
+    #[serde(default)]
+    pub send_legacy_client_id: bool,
 }
 
 impl AlpacaConfig {
@@ -88,6 +92,16 @@ impl AlpacaConfig {
             retry_min_delay_ms: default_retry_min_delay_ms(),
             retry_max_delay_ms: default_retry_max_delay_ms(),
             idempotency_namespace: None,
+            send_legacy_client_id: false,
+        }
+    }
+
+    /// The AP id field for handshake-flow APs on calls we make.
+    pub fn handshake_id_field(&self) -> HandshakeIdField {
+        if self.send_legacy_client_id {
+            HandshakeIdField::Legacy
+        } else {
+            HandshakeIdField::External
         }
     }
 }

@@ -29,6 +29,38 @@ pub enum ApRef {
     Affiliated(Uuid),
 }
 
+impl ApRef {
+    /// The reference as it goes out on a call we make: a handshake-flow id
+    /// is named by `field` whichever alias Alpaca used with us; the
+    /// affiliated id is sent unchanged.
+    #[must_use]
+    pub fn outgoing(&self, field: HandshakeIdField) -> Self {
+        match (self, field) {
+            (
+                Self::Legacy(id) | Self::External(id),
+                HandshakeIdField::External,
+            ) => Self::External(id.clone()),
+            (
+                Self::Legacy(id) | Self::External(id),
+                HandshakeIdField::Legacy,
+            ) => Self::Legacy(id.clone()),
+            (Self::Affiliated(id), _) => Self::Affiliated(*id),
+        }
+    }
+}
+
+/// Which name the handshake-flow AP id goes out under on the mint
+/// callback and the redeem call (`[alpaca] send_legacy_client_id`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HandshakeIdField {
+    /// `client_external_account_id`, the current name.
+    #[default]
+    External,
+    /// `client_id`: deprecated 2026-07-15 and announced for removal on
+    /// 2026-10-15; only for an Alpaca environment that still wants it.
+    Legacy,
+}
+
 /// Body of `POST .../tokenization/callback/mint`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MintCallback {

@@ -41,7 +41,14 @@ async fn a_confirmed_mint_delivers_shares_and_calls_back_once() {
     let callback = &callbacks[0];
     assert_eq!(callback["tx_hash"], mint["tx_hash"]);
     assert_eq!(callback["tokenization_request_id"], id.to_string());
-    assert_eq!(callback["client_id"], env.client_id.as_str());
+    // The oldest wire sent us `client_id`; Alpaca removed that alias on
+    // 2026-10-15, so the callback names the AP by its current field.
+    assert_eq!(
+        callback["client_external_account_id"],
+        env.client_id.as_str()
+    );
+    assert!(callback.get("client_id").is_none(), "{callback}");
+    assert!(callback.get("client_account_id").is_none(), "{callback}");
     assert_eq!(callback["network"], "base");
     assert_eq!(
         callback["wallet_address"].as_str().unwrap().to_lowercase(),

@@ -182,6 +182,16 @@ pub async fn build_rocket_with(
         crate::tokenized_asset::install(rocket, &deps.pool, deps.clock.clone())
             .await
             .map_err(|err| feature_error("tokenized_asset", err))?;
+    let rocket = crate::tokenized_asset::install_custody_accounts(
+        rocket,
+        &deps.pool,
+        config.alpaca.as_ref().map(|alpaca| {
+            crate::tokenized_asset::CustodyAccounts::new(
+                alpaca.account_id,
+                alpaca.custody_accounts.clone(),
+            )
+        }),
+    );
     let rocket = crate::mint::install(
         rocket,
         &deps.pool,

@@ -29,6 +29,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
+use crate::tokenized_asset::CustodyOverrides;
+
 pub use client::AlpacaClient;
 pub use wire::{
     ApRef, FieldMismatch, HandshakeIdField, ListFilter, MintCallback,
@@ -70,6 +72,10 @@ pub struct AlpacaConfig {
     /// of `client_external_account_id` on the mint callback and redeem.
     #[serde(default)]
     pub send_legacy_client_id: bool,
+    /// Per-symbol custody accounts for Alpaca's lookup; symbols not named
+    /// here are kept in `account_id`.
+    #[serde(default)]
+    pub custody_accounts: CustodyOverrides,
 }
 
 impl AlpacaConfig {
@@ -93,6 +99,7 @@ impl AlpacaConfig {
             retry_max_delay_ms: default_retry_max_delay_ms(),
             idempotency_namespace: None,
             send_legacy_client_id: false,
+            custody_accounts: CustodyOverrides::default(),
         }
     }
 

@@ -3,11 +3,14 @@
 
 mod api;
 mod cmd;
+mod custody;
 mod event;
 mod view;
 
 #[cfg(test)]
 mod api_tests;
+#[cfg(test)]
+mod custody_tests;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +32,10 @@ use crate::clock::Clock;
 
 pub use api::{TokenizedAssetState, routes};
 pub use cmd::TokenizedAssetCommand;
+pub use custody::{
+    CustodyAccounts, CustodyOverrides, InvalidCustodyOverride,
+    install_custody_accounts,
+};
 pub use event::TokenizedAssetEvent;
 pub use view::{
     AssetQueryError, AssetView, TokenizedAssetCqrs, cqrs, find, find_by_vault,

@@ -10,11 +10,13 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
+use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
 use issuance_bot::config::Config;
 use issuance_bot::{RunningService, start_service};
 use itn_sim::{
-    ApId, ApSpec, MintOutcome, MintSpec, SimConfig, SimHandle, Simulator,
+    ApId, ApSpec, ClientIdMode, MintOutcome, MintSpec, SimConfig, SimHandle,
+    Simulator, WireVersion,
 };
 use receipt_vault::OffchainAssetReceiptVault;
 use receipt_vault::testing::LocalChain;
@@ -46,6 +48,15 @@ where
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// An AP that Alpaca names by `client_account_id` (affiliated flow).
+pub struct AffiliatedAp {
+    pub ap: ApId,
+    /// Our id for it (never sent to Alpaca on this flow).
+    pub client_id: String,
+    /// Its allow-listed wallet.
+    pub wallet: PrivateKeySigner,
 }
 
 pub struct Env {
@@ -118,9 +129,16 @@ impl Env {
     /// Chain, simulator and service up; AAPL listed as tAAPL on base
     /// against the test vault; one AP registered, linked by Alpaca and
     /// with anvil key 1 allow-listed; the AP holds 1000 AAPL at Alpaca.
+    /// Alpaca speaks the oldest wire.
     pub async fn start() -> Self {
+        Self::start_with(WireVersion::Oldest).await
+    }
+
+    /// As [`Env::start`], with Alpaca speaking `wire`.
+    pub async fn start_with(wire: WireVersion) -> Self {
         let chain = LocalChain::start().await.unwrap();
         let sim = Simulator::spawn(SimConfig {
+            wire,
             issuer_api_key: ALPACA_KEY.into(),
             journal_delay: Duration::from_millis(10),
             confirm_retry_delay: Duration::from_millis(10),
@@ -225,6 +243,48 @@ impl Env {
         assert_eq!(linked, self.client_id);
     }
 
+    /// A second AP on the affiliated flow: Alpaca names it by its Alpaca
+    /// account UUID; we registered it, recorded that UUID and allow-listed
+    /// anvil key `key_index`; it was never linked. It holds 1000 AAPL.
+    pub async fn add_affiliated_ap(&self, key_index: usize) -> AffiliatedAp {
+        let wallet = self.chain.signer(key_index).unwrap();
+        let ap = self.sim.add_ap(ApSpec {
+            email: "corr@ap.example.com".into(),
+            account_number: "AP-0002".into(),
+            positions: vec![(UNDERLYING.into(), Decimal::from(1000))],
+            id_mode: ClientIdMode::Affiliated,
+        });
+        let (status, body) = self
+            .post_internal(
+                "/accounts",
+                &json!({ "email": "corr@ap.example.com" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let client_id = body["client_id"].as_str().unwrap().to_owned();
+        let (status, body) = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/accounts/{client_id}/alpaca-account-id"),
+                INTERNAL_KEY,
+                Some(json!({ "alpaca_account_id": ap.uuid() }).to_string()),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = self
+            .post_internal(
+                &format!("/accounts/{client_id}/wallets"),
+                &json!({ "wallet": wallet.address().to_string() }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        AffiliatedAp {
+            ap,
+            client_id,
+            wallet,
+        }
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -274,6 +334,11 @@ impl Env {
             Some(body.to_string()),
         )
         .await
+    }
+
+    pub async fn get_alpaca(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, ALPACA_KEY, None)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

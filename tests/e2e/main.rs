@@ -7,6 +7,7 @@
     reason = "test helpers outside #[test] fns"
 )]
 
+mod affiliated;
 mod harness;
 mod mint;
 mod redemption;

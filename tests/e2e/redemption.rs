@@ -19,13 +19,13 @@ use serde_json::Value;
 
 use crate::harness::{Env, INTERNAL_KEY, TIMEOUT, UNDERLYING, wait_until};
 
-fn shares(qty: &str) -> U256 {
+pub(crate) fn shares(qty: &str) -> U256 {
     issuance_bot::quantity::Quantity::parse(qty)
         .unwrap()
         .to_shares()
 }
 
-fn position(qty: &str) -> Decimal {
+pub(crate) fn position(qty: &str) -> Decimal {
     qty.parse().unwrap()
 }
 
@@ -49,13 +49,13 @@ async fn mint(env: &Env, qty: &str) -> String {
     mint["receipt_id"].as_str().unwrap().to_owned()
 }
 
-fn bot(env: &Env) -> Address {
+pub(crate) fn bot(env: &Env) -> Address {
     env.chain.bot.address()
 }
 
 /// `from` sends each `(to, amount)`: one `transfer`, or several in one
 /// vault `multicall` (which keeps `msg.sender`).
-async fn send(
+pub(crate) async fn send(
     env: &Env,
     from: &PrivateKeySigner,
     transfers: &[(Address, U256)],
@@ -86,7 +86,10 @@ async fn send(
 
 /// The redemption ids (`0x<tx hash>-<log index>`) of the transfers to
 /// the bot in `receipt`.
-fn redemption_ids(receipt: &TransactionReceipt, bot: Address) -> Vec<String> {
+pub(crate) fn redemption_ids(
+    receipt: &TransactionReceipt,
+    bot: Address,
+) -> Vec<String> {
     receipt
         .inner
         .logs()
@@ -114,7 +117,7 @@ async fn redeem(env: &Env, amount: U256) -> String {
 }
 
 /// Waits until `GET /redemptions/<id>` shows `state`.
-async fn wait_for_state(env: &Env, id: &str, state: &str) -> Value {
+pub(crate) async fn wait_for_state(env: &Env, id: &str, state: &str) -> Value {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
         let (status, body) = get(env, &format!("/redemptions/{id}")).await;

@@ -33,7 +33,7 @@ const EMAIL: &str = "desk@ap.example.com";
 /// As in the example config.
 const DB_CONNECTIONS: u32 = 8;
 /// Per scenario; a full run takes about a minute on 2 cores.
-const FULL_REQUESTS: u32 = 1000;
+const FULL_REQUESTS: u32 = 5000;
 /// Per scenario under `cargo test`: enough to exercise every path.
 const SMOKE_REQUESTS: u32 = 16;
 const CONCURRENCY: [u32; 3] = [1, 8, 32];
@@ -69,6 +69,8 @@ async fn main() -> anyhow::Result<()> {
     .context("cannot create the temp directory")?;
     let _logs = install_logging(dir.path())?;
 
+    // Other work on the machine skews every number: show how much.
+    let load_before = load_average();
     let mut rows = Vec::new();
     raw_sqlite(dir.path(), requests, &mut rows).await?;
     service(dir.path(), requests, &mut rows).await?;
@@ -83,6 +85,10 @@ async fn main() -> anyhow::Result<()> {
     print_table(&rows);
     println!();
     println!("peak RSS (VmHWM): {}", rss_text(peak_rss_kib()));
+    println!(
+        "load average (1/5/15 min) before: {load_before}, after: {}",
+        load_average()
+    );
     let failed: u32 = rows.iter().map(|row| row.errors).sum();
     if failed > 0 {
         let first = rows.iter().find_map(|row| row.first_error.as_deref());
@@ -113,6 +119,8 @@ struct Row {
     elapsed: Duration,
     /// Sorted ascending.
     latencies: Vec<Duration>,
+    /// Process CPU time (service and client) over the scenario.
+    cpu: Option<Duration>,
     errors: u32,
     first_error: Option<String>,
     peak_rss_kib: Option<u64>,
@@ -141,6 +149,7 @@ where
     let op = Arc::new(op);
     let next = Arc::new(AtomicU32::new(0));
     let collected = Arc::new(Mutex::new(Collected::default()));
+    let cpu_before = cpu_time();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -175,6 +184,9 @@ where
         joined.context("benchmark task failed")?;
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_time()
+        .zip(cpu_before)
+        .and_then(|(after, before)| after.checked_sub(before));
     let mut collected = std::mem::take(&mut *collected.lock().await);
     collected.latencies.sort_unstable();
     let row = Row {
@@ -185,6 +197,7 @@ where
         latencies: collected.latencies,
         errors: collected.errors,
         first_error: collected.first_error,
+        cpu,
         peak_rss_kib: peak_rss_kib(),
     };
     eprintln!("{}", row_text(&row));
@@ -211,6 +224,22 @@ async fn raw_sqlite(
         rows.push(
             run("sqlite commit", concurrency, requests, move |_| {
                 raw_commit(pool.clone())
+            })
+            .await?,
+        );
+    }
+    // The same writers queued in-process, so that none sleeps in
+    // SQLite's busy handler: what the store would get from a write queue.
+    for concurrency in [8, 32] {
+        let pool = pool.clone();
+        let gate = Arc::new(Mutex::new(()));
+        rows.push(
+            run("sqlite commit, queued", concurrency, requests, move |_| {
+                let (pool, gate) = (pool.clone(), gate.clone());
+                async move {
+                    let _turn = gate.lock().await;
+                    raw_commit(pool).await
+                }
             })
             .await?,
         );
@@ -479,6 +508,44 @@ fn millis(latency: Option<Duration>) -> String {
     )
 }
 
+/// User plus system time of the whole process so far.
+fn cpu_time() -> Option<Duration> {
+    /// USER_HZ, the unit of /proc times: 100 on every Linux ABI.
+    const TICKS_PER_SECOND: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may contain spaces: state is
+    // field 3, utime 14, stime 15.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    let millis = user.checked_add(system)?.checked_mul(1000)?;
+    Some(Duration::from_millis(millis / TICKS_PER_SECOND))
+}
+
+/// CPU time over wall time; 100 % is one core busy.
+fn cpu_text(cpu: Option<Duration>, elapsed: Duration) -> String {
+    let wall = elapsed.as_secs_f64();
+    match cpu {
+        Some(cpu) if wall > 0.0 => {
+            format!("{:.0}", cpu.as_secs_f64() / wall * 100.0)
+        }
+        _ => "-".to_owned(),
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "-".to_owned(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
+}
+
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
@@ -499,8 +566,8 @@ fn rss_text(kib: Option<u64>) -> String {
 }
 
 const HEADER: &str = "| scenario | concurrency | requests | seconds | req/s \
-                      | p50 ms | p99 ms | max ms | errors | peak RSS |";
-const RULE: &str = "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|";
+                      | p50 ms | p99 ms | max ms | CPU % | errors | peak RSS |";
+const RULE: &str = "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|";
 
 fn row_text(row: &Row) -> String {
     let seconds = row.elapsed.as_secs_f64();
@@ -510,7 +577,7 @@ fn row_text(row: &Row) -> String {
         0.0
     };
     format!(
-        "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {} |",
         row.scenario,
         row.concurrency,
         row.requests,
@@ -519,6 +586,7 @@ fn row_text(row: &Row) -> String {
         millis(percentile(&row.latencies, 50)),
         millis(percentile(&row.latencies, 99)),
         millis(row.latencies.last().copied()),
+        cpu_text(row.cpu, row.elapsed),
         row.errors,
         rss_text(row.peak_rss_kib),
     )

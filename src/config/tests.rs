@@ -306,3 +306,23 @@ fn audience_request_caps_are_optional() {
     );
     assert_eq!(config.auth.internal().requests_per_minute, None);
 }
+
+#[test]
+fn zero_redemption_intervals_are_rejected() {
+    for key in [
+        "poll_timeout_secs",
+        "monitor_interval_ms",
+        "reconcile_interval_secs",
+    ] {
+        let toml = format!("{}\n[redemption]\n{key} = 0\n", minimal_toml());
+        let err = load(&toml, &[]).unwrap_err().to_string();
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    let toml = format!(
+        "{}\n[redemption]\nmonitor_interval_ms = 250\n",
+        minimal_toml()
+    );
+    let config = load(&toml, &[]).unwrap();
+    assert_eq!(config.redemption.monitor_interval_ms.get(), 250);
+    assert_eq!(config.redemption.poll_timeout_secs.get(), 3600);
+}

@@ -24,6 +24,7 @@ mod api_tests;
 mod tests;
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,27 +61,33 @@ pub use view::{
 pub const AGGREGATE_TYPE: &str = "Redemption";
 
 /// `[redemption]`: cadence of the monitor, the Alpaca polling and the
-/// receipt reconciliation. Every field is optional.
+/// receipt reconciliation. Every field is optional; zero is rejected (a
+/// zero interval would spin the monitor without pause).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedemptionConfig {
     /// Give up polling Alpaca this long after the redeem call (measured
     /// from the persisted `called_at`, so it survives restarts).
-    pub poll_timeout_secs: u64,
+    pub poll_timeout_secs: NonZeroU64,
     /// Pause between transfer-monitor passes when caught up.
-    pub monitor_interval_ms: u64,
+    pub monitor_interval_ms: NonZeroU64,
     /// How often receipt balances are compared with the chain.
-    pub reconcile_interval_secs: u64,
+    pub reconcile_interval_secs: NonZeroU64,
 }
 
 impl Default for RedemptionConfig {
     fn default() -> Self {
         Self {
-            poll_timeout_secs: 3600,
-            monitor_interval_ms: 5000,
-            reconcile_interval_secs: 300,
+            poll_timeout_secs: nonzero(3600),
+            monitor_interval_ms: nonzero(5000),
+            reconcile_interval_secs: nonzero(300),
         }
     }
+}
+
+/// A compile-time default that is known to be non-zero (`MIN` is 1).
+const fn nonzero(value: u64) -> NonZeroU64 {
+    NonZeroU64::MIN.saturating_add(value.saturating_sub(1))
 }
 
 /// Managed by Rocket: the command side shared by the endpoints and the
@@ -157,7 +164,9 @@ pub fn start(
             confirmations: chain.confirmations,
             chunk_blocks: chain.log_chunk_blocks,
             start_block: chain.start_block,
-            poll_interval: Duration::from_millis(config.monitor_interval_ms),
+            poll_interval: Duration::from_millis(
+                config.monitor_interval_ms.get(),
+            ),
         },
         Arc::clone(&state.wake),
     );
@@ -169,9 +178,9 @@ pub fn start(
         state.clock.clone(),
         driver::DriverSettings {
             network: chain.network,
-            poll_timeout: Duration::from_secs(config.poll_timeout_secs),
+            poll_timeout: Duration::from_secs(config.poll_timeout_secs.get()),
             reconcile_every: Duration::from_secs(
-                config.reconcile_interval_secs,
+                config.reconcile_interval_secs.get(),
             ),
             ..driver::DriverSettings::default()
         },

@@ -408,7 +408,7 @@ mod tests {
         let alpaca = config.alpaca.unwrap();
         assert_eq!(alpaca.account_id, account);
         assert_eq!(alpaca.api_key_id, credentials.broker_key_id.as_str());
-        assert_eq!(config.redemption.monitor_interval_ms, 250);
+        assert_eq!(config.redemption.monitor_interval_ms.get(), 250);
         assert!(config.database.url.as_str().contains("issuance.db"));
     }
 

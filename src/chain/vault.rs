@@ -67,7 +67,8 @@ pub struct MintOnChain {
 pub struct Burn {
     pub receipt_id: U256,
     pub shares: U256,
-    /// The deposit's original receiptInformation, passed back unchanged.
+    /// The receiptInformation passed to `redeem` (the redemption driver
+    /// sends its own `op: redeem` record, so the burn names the redemption).
     pub receipt_information: Bytes,
 }
 

@@ -794,3 +794,23 @@ async fn reconciliation_corrects_the_inventory_from_the_chain() {
         shares("3")
     );
 }
+
+#[tokio::test]
+async fn an_expired_poll_window_still_reads_alpacas_answer_first() {
+    // The poll window is already over when the driver first polls (as after
+    // an outage longer than the timeout); Alpaca has completed meanwhile, so
+    // the redemption must burn, not fail with PollTimedOut.
+    let mut world =
+        World::start_with(Duration::from_millis(10), Duration::from_nanos(1))
+            .await;
+    world.mint("1").await;
+    let id = world.redeem(shares("1")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let state = world.run_until(&id, terminal).await;
+    assert!(
+        matches!(state, Redemption::Completed { .. }),
+        "expected completed, got {state:?}"
+    );
+    assert!(world.sim.hits(Endpoint::GetRequest) >= 1);
+    assert_eq!(world.sim.position(world.ap, "AAPL"), Decimal::ONE);
+}

@@ -524,23 +524,6 @@ impl Inner {
         detection: &Detection,
         alpaca: &AlpacaCall,
     ) -> Result<Step, StepError> {
-        let now = self.clock.now();
-        if has_elapsed(alpaca.called_at, now, self.settings.poll_timeout) {
-            let waited_secs = self.settings.poll_timeout.as_secs();
-            tracing::error!(
-                target: "redemption",
-                %id,
-                tokenization_request_id = %alpaca.tokenization_request_id,
-                waited_secs,
-                "Alpaca did not complete the redemption in time"
-            );
-            self.execute(
-                id,
-                RedemptionCommand::RecordPollTimeout { waited_secs },
-            )
-            .await?;
-            return Ok(Step::Advanced);
-        }
         let request = redeem_request(id, detection)?;
         let outcome = self
             .alpaca
@@ -550,9 +533,11 @@ impl Inner {
             Ok(Some(record)) => record,
             Ok(None) => {
                 tracing::debug!(target: "redemption", %id, "request not found yet");
-                return Ok(self.poll_again(id));
+                return self.poll_again_or_time_out(id, alpaca).await;
             }
             Err(error) => {
+                // No answer is not "still pending": an Alpaca outage never
+                // runs a redemption into the timeout.
                 tracing::warn!(target: "redemption", %id, %error, "polling Alpaca failed");
                 return Ok(self.poll_again(id));
             }
@@ -567,7 +552,7 @@ impl Inner {
                 found = %mismatch.found,
                 "Alpaca's record disagrees with the redemption; still polling"
             );
-            return Ok(self.poll_again(id));
+            return self.poll_again_or_time_out(id, alpaca).await;
         }
         match record.status {
             RequestStatus::Completed => {
@@ -593,9 +578,36 @@ impl Inner {
                 Ok(Step::Advanced)
             }
             RequestStatus::Pending | RequestStatus::Other(_) => {
-                Ok(self.poll_again(id))
+                self.poll_again_or_time_out(id, alpaca).await
             }
         }
+    }
+
+    /// Called only after Alpaca answered without a final status (pending,
+    /// 404, a disagreeing record), so an outage (ours or Alpaca's) longer
+    /// than the timeout never fails a redemption Alpaca may already have
+    /// completed: the first poll after the outage still reads the answer.
+    async fn poll_again_or_time_out(
+        &self,
+        id: &IssuerRequestId,
+        alpaca: &AlpacaCall,
+    ) -> Result<Step, StepError> {
+        let now = self.clock.now();
+        if !has_elapsed(alpaca.called_at, now, self.settings.poll_timeout) {
+            return Ok(self.poll_again(id));
+        }
+        let waited_secs = self.settings.poll_timeout.as_secs();
+        tracing::error!(
+            target: "redemption",
+            %id,
+            tokenization_request_id = %alpaca.tokenization_request_id,
+            waited_secs,
+            "Alpaca did not complete the redemption in time"
+        );
+        self.execute(id, RedemptionCommand::RecordPollTimeout { waited_secs })
+            .await?;
+        lock(&self.schedules).remove(id);
+        Ok(Step::Advanced)
     }
 
     fn poll_again(&self, id: &IssuerRequestId) -> Step {

@@ -426,10 +426,15 @@ impl TransferMonitor {
         if report.detected > 0 {
             self.detected.notify_one();
         }
-        if let Some(lag) = latest.checked_sub(safe_head) {
-            metrics::gauge!("redemption_monitor_head_lag_blocks")
-                .set(f64::from(u32::try_from(lag).unwrap_or(u32::MAX)));
-        }
+        // Every vault is now scanned up to `safe_head`; a stale value of
+        // this gauge (with `redemption_monitor_failures_total` rising) is
+        // what shows the monitor falling behind the chain.
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a block number far below 2^53 is exact as f64"
+        )]
+        metrics::gauge!("redemption_monitor_scanned_block")
+            .set(safe_head as f64);
         Ok(report)
     }
 

@@ -761,6 +761,23 @@ fn config_parses_from_toml_with_defaults_and_rejects_unknown_keys() {
 }
 
 #[test]
+fn zero_timeouts_are_rejected() {
+    for key in ["connect_timeout_secs", "request_timeout_secs"] {
+        let err = toml::from_str::<AlpacaConfig>(&format!(
+            r#"
+            base_url = "http://localhost:9000"
+            account_id = "{ACCOUNT}"
+            api_key_id = "k"
+            api_secret = "s"
+            {key} = 0
+            "#
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("greater than 0"), "{key}: {err}");
+    }
+}
+
+#[test]
 fn service_config_carries_the_alpaca_section_from_the_environment() {
     use crate::config::{Config, TEST_ALPACA_KEY, TEST_INTERNAL_KEY};
     let vars = [

@@ -55,9 +55,16 @@ pub struct AlpacaConfig {
     pub api_secret: SecretString,
     #[serde(default)]
     pub redeem_path: RedeemPath,
-    #[serde(default = "default_connect_timeout_secs")]
+    /// Non-zero: a zero timeout would fail every call.
+    #[serde(
+        default = "default_connect_timeout_secs",
+        deserialize_with = "deserialize_nonzero"
+    )]
     pub connect_timeout_secs: u64,
-    #[serde(default = "default_request_timeout_secs")]
+    #[serde(
+        default = "default_request_timeout_secs",
+        deserialize_with = "deserialize_nonzero"
+    )]
     pub request_timeout_secs: u64,
     #[serde(default = "default_max_retries")]
     pub max_retries: usize,
@@ -267,6 +274,15 @@ fn deserialize_url<'de, D: Deserializer<'de>>(
 ) -> Result<Url, D::Error> {
     let raw = String::deserialize(deserializer)?;
     Url::parse(&raw).map_err(serde::de::Error::custom)
+}
+
+fn deserialize_nonzero<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u64, D::Error> {
+    match u64::deserialize(deserializer)? {
+        0 => Err(serde::de::Error::custom("must be greater than 0")),
+        value => Ok(value),
+    }
 }
 
 const fn default_connect_timeout_secs() -> u64 {

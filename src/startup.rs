@@ -320,9 +320,12 @@ pub async fn start_service(
 
     let stop = rocket.shutdown();
     let stop_server = stop.clone();
+    // The lease outlives the drivers: it is released only after every
+    // worker has stopped, so a successor never overlaps a finishing one.
+    let (release_lease, lease_released_on) = crate::shutdown::channel();
     let heartbeat = lease.spawn_heartbeat(
         HEARTBEAT_INTERVAL,
-        deps.shutdown.subscribe(),
+        lease_released_on,
         move || stop_server.notify(),
     );
     let metrics_server =
@@ -361,6 +364,7 @@ pub async fn start_service(
                 tracing::warn!(target: "shutdown", %error, "worker failed");
             }
         }
+        release_lease.trigger();
         if let Err(error) = heartbeat.await {
             tracing::warn!(target: "shutdown", %error, "lease task failed");
         }

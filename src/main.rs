@@ -1,6 +1,7 @@
 //! The issuance-bot binary: parse the command line, load the config, set
 //! up telemetry, then hand over to the library.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,8 +39,25 @@ fn main() -> ExitCode {
         Command::ValidateConfig(args) => {
             match Config::load(args.config.as_deref()) {
                 Ok(config) => {
-                    println!("configuration is valid:\n{config:#?}");
-                    ExitCode::SUCCESS
+                    // writeln!, not println!: a closed pipe (`| head`) must
+                    // not turn a valid config into a panic.
+                    let mut out = std::io::stdout().lock();
+                    match writeln!(out, "configuration is valid:\n{config:#?}")
+                    {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(error)
+                            if error.kind()
+                                == std::io::ErrorKind::BrokenPipe =>
+                        {
+                            ExitCode::SUCCESS
+                        }
+                        Err(error) => {
+                            eprintln!(
+                                "cannot print the configuration: {error}"
+                            );
+                            ExitCode::FAILURE
+                        }
+                    }
                 }
                 Err(error) => {
                     eprintln!("{error}");

@@ -81,6 +81,32 @@ pub enum PasswordSource {
 }
 
 /// How the issuer wallet's key is obtained. Exactly one source.
+impl fmt::Debug for ChainConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origin = self.rpc_url.origin().ascii_serialization();
+        let rpc_url =
+            if self.rpc_url.path() == "/" && self.rpc_url.query().is_none() {
+                origin
+            } else {
+                format!("{origin}/[REDACTED]")
+            };
+        f.debug_struct("ChainConfig")
+            .field("rpc_url", &rpc_url)
+            .field("chain_id", &self.chain_id)
+            .field("network", &self.network)
+            .field("signer", &self.signer)
+            .field("max_fee_per_gas", &self.max_fee_per_gas)
+            .field("max_priority_fee_per_gas", &self.max_priority_fee_per_gas)
+            .field("receipt_poll_interval", &self.receipt_poll_interval)
+            .field("receipt_timeout", &self.receipt_timeout)
+            .field("confirmations", &self.confirmations)
+            .field("log_chunk_blocks", &self.log_chunk_blocks)
+            .field("start_block", &self.start_block)
+            .field("gas_limit_margin_percent", &self.gas_limit_margin_percent)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum SignerSource {
     /// Raw hex key; for development and tests only.
@@ -92,8 +118,10 @@ pub enum SignerSource {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChainConfig {
+    /// May carry a provider API key in its path or query, so Debug shows
+    /// only scheme, host and port.
     pub rpc_url: reqwest::Url,
     pub chain_id: u64,
     /// The Alpaca network this chain serves.
@@ -269,6 +297,29 @@ mod tests {
 
     fn parse(extra: &str) -> Result<ChainConfig, toml::de::Error> {
         toml::from_str(&format!("{BASE}\n{extra}"))
+    }
+
+    #[test]
+    fn debug_hides_the_rpc_path_and_the_key() {
+        let config: ChainConfig = toml::from_str(
+            r#"
+            rpc_url = "https://base-mainnet.example/v2/s3cr3t-provider-key"
+            chain_id = 8453
+            network = "base"
+            private_key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+            max_fee_per_gas_gwei = "2.5"
+            max_priority_fee_per_gas_gwei = "0.001"
+            "#,
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cr3t-provider-key"), "{debug}");
+        assert!(!debug.contains("59c6995e"), "{debug}");
+        assert!(
+            debug.contains("https://base-mainnet.example/[REDACTED]"),
+            "{debug}"
+        );
+        assert!(debug.contains("chain_id: 8453"), "{debug}");
     }
 
     #[test]

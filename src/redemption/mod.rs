@@ -388,11 +388,18 @@ impl fmt::Display for FailureReason {
             }
             Self::AlpacaRejected {
                 refusal: Some(refusal),
-            } => write!(
-                f,
-                "Alpaca refused the redeem call (HTTP {:?}): {}",
-                refusal.status, refusal.message
-            ),
+            } => match refusal.status {
+                Some(status) => write!(
+                    f,
+                    "Alpaca refused the redeem call (HTTP {status}): {}",
+                    refusal.message
+                ),
+                None => write!(
+                    f,
+                    "Alpaca refused the redeem call: {}",
+                    refusal.message
+                ),
+            },
             Self::PollTimedOut { waited_secs } => write!(
                 f,
                 "Alpaca did not complete the journal within {waited_secs} s"

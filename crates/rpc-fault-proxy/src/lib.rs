@@ -1,0 +1,1 @@
+//! Fault-injecting JSON-RPC HTTP proxy (work in progress).

@@ -435,7 +435,8 @@ async fn start_workers(
     let signer = BotSigner::from_source(&chain.signer)
         .map_err(|err| feature_error("chain signer", err))?;
     let client = ChainClient::from_parts(
-        alloy::providers::RootProvider::new_http(chain.rpc_url.clone()),
+        crate::chain::http_provider(chain)
+            .map_err(|err| feature_error("chain rpc client", err))?,
         signer,
         chain.chain_id,
         TxPolicy::from_config(chain),

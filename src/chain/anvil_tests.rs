@@ -29,6 +29,8 @@ fn policy(max_fee_gwei: &str) -> TxPolicy {
         gas_limit_margin_percent: 20,
         receipt_poll_interval: Duration::from_millis(50),
         confirmations: 0,
+        log_chunk_blocks: 2000,
+        start_block: 0,
     }
 }
 
@@ -145,7 +147,7 @@ async fn full_mint_keeps_receipt_and_forwards_shares() {
     let minted = mint(&service, &pool, &chain, "m-1", "12.5").await;
     assert_eq!(minted.receipt_id, U256::from(1));
     assert_eq!(minted.shares, shares("12.5"));
-    assert!(minted.gas_used > 0);
+    assert!(minted.gas_used.is_some_and(|gas| gas > 0));
     assert_eq!(
         ReceiptInformation::decode(&minted.receipt_information).unwrap(),
         info("m-1", "12.5")
@@ -412,15 +414,43 @@ async fn dropped_transaction_is_replaced_exactly_once() {
         serde_json::json!([original.hash]),
     )
     .await;
-    let _competitor = chain
+    let competitor = chain
         .provider()
         .send_raw_transaction(&raw_self_transfer(&chain, original.nonce))
         .await
         .unwrap();
+    let competitor = *competitor.tx_hash();
     rpc(&chain, "evm_mine", serde_json::json!([])).await;
 
+    // The node shows neither receipt nor transaction, but the nonce is
+    // used: that alone never proves ours dead (it may be a lagging node).
     let status = client.classify(&original).await.unwrap();
-    assert_eq!(status, TxStatus::Dead);
+    assert_eq!(status, TxStatus::NonceConsumed);
+    assert_eq!(
+        TxLifecycle::new(0).decide(AttemptRole::Current, &status),
+        TxAction::FindLanding
+    );
+    // The search finds no deposit for m-1 and the competitor in the
+    // block that took the nonce: a transaction that is not ours.
+    let effect = Effect::Mint {
+        tokenization_request_id: "m-1",
+    };
+    let head = original.head_at_signing.unwrap();
+    assert_eq!(
+        service.find_effect(vault, effect, head).await.unwrap(),
+        None
+    );
+    let landing = service
+        .find_landing(vault, effect, &original, head)
+        .await
+        .unwrap();
+    let Landing::NonceTakenBy { tx_hash, .. } = landing else {
+        panic!("expected the competitor, got {landing:?}");
+    };
+    assert_eq!(tx_hash, competitor);
+    let status = TxStatus::Dead {
+        consumed_by: competitor,
+    };
     // Its bytes can no longer be sent: the node refuses and does not
     // know the hash, so this is not reported as sent.
     let refused = client.broadcast(&original).await.unwrap_err();
@@ -465,9 +495,9 @@ async fn dropped_transaction_is_replaced_exactly_once() {
     let minted = VaultService::parse_mint(receipt, vault).unwrap();
     assert_eq!(minted.receipt_id, U256::from(1));
 
-    // The original stays dead and nothing more is done about it.
+    // The original stays unseen and nothing more is done about it.
     let status = client.classify(&original).await.unwrap();
-    assert_eq!(status, TxStatus::Dead);
+    assert_eq!(status, TxStatus::NonceConsumed);
     assert_eq!(
         replaced.decide(AttemptRole::Superseded, &status),
         TxAction::NothingToDo
@@ -772,4 +802,68 @@ async fn unreachable_rpc_is_uncertain_never_failed() {
         offline.classify(&foreign).await,
         Err(ChainError::ForeignTx { chain_id: 1, .. })
     ));
+}
+
+#[tokio::test]
+async fn landed_deposits_and_burns_are_found_in_the_logs_by_their_ids() {
+    let chain = LocalChain::start().await.unwrap();
+    let pool = pool().await;
+    // Tiny chunks: the search must walk several ranges.
+    let chunked = TxPolicy {
+        log_chunk_blocks: 2,
+        ..policy("100")
+    };
+    let service = VaultService::new(client_with(&chain, pool.clone(), chunked));
+    let vault = chain.stack.vault;
+    for _ in 0..5 {
+        rpc(&chain, "evm_mine", serde_json::json!([])).await;
+    }
+    let minted = mint(&service, &pool, &chain, "m-1", "3").await;
+    let _other = mint(&service, &pool, &chain, "m-2", "4").await;
+    for _ in 0..5 {
+        rpc(&chain, "evm_mine", serde_json::json!([])).await;
+    }
+
+    let found = service
+        .find_effect(
+            vault,
+            Effect::Mint {
+                tokenization_request_id: "tok-m-1",
+            },
+            0,
+        )
+        .await
+        .unwrap()
+        .expect("the deposit of m-1");
+    assert_eq!(found.receipt.block_number, minted.block);
+    // The node answers receipts, so the full receipt is used.
+    assert!(found.receipt.gas_used.is_some());
+    let parsed = VaultService::parse_mint(&found.receipt, vault).unwrap();
+    assert_eq!(parsed.receipt_id, minted.receipt_id);
+    assert_eq!(parsed.shares, shares("3"));
+    // The search starts where it is told: after the deposit, nothing.
+    assert_eq!(
+        service
+            .find_effect(
+                vault,
+                Effect::Mint {
+                    tokenization_request_id: "tok-m-1",
+                },
+                minted.block + 1,
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    // Unknown ids and the other operation do not match.
+    for effect in [
+        Effect::Mint {
+            tokenization_request_id: "tok-m-9",
+        },
+        Effect::Burn {
+            issuer_request_id: "m-1",
+        },
+    ] {
+        assert_eq!(service.find_effect(vault, effect, 0).await.unwrap(), None);
+    }
 }

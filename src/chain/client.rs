@@ -4,16 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alloy::consensus::Transaction as _;
 use alloy::consensus::{SignableTransaction as _, TxEip1559, TxEnvelope};
-use alloy::eips::BlockId;
 use alloy::eips::eip2718::Encodable2718 as _;
-use alloy::network::TxSignerSync as _;
+use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::network::{TransactionResponse as _, TxSignerSync as _};
 use alloy::primitives::{Address, Bytes, TxHash, TxKind, U256};
 use alloy::providers::{Provider, RootProvider};
+use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{
     TransactionInput, TransactionReceipt, TransactionRequest,
 };
 use alloy::transports::TransportError;
+use alloy::transports::http::Http;
 use receipt_vault::errors::VaultRevert;
 use sqlx::SqlitePool;
 use tokio::time::Instant;
@@ -54,6 +57,10 @@ pub enum ChainError {
     Sign(#[from] alloy::signers::Error),
     #[error("nonce bookkeeping failed")]
     Database(#[from] sqlx::Error),
+    #[error("the node returned a log without its transaction or block")]
+    IncompleteLog,
+    #[error("cannot build the RPC HTTP client")]
+    HttpClient(#[source] Box<alloy::transports::http::reqwest::Error>),
     #[error("broadcast of {hash} rejected: {message}")]
     BroadcastRejected { hash: TxHash, message: String },
     #[error("node returned hash {returned} for {expected}")]
@@ -72,7 +79,9 @@ pub enum ChainError {
 }
 
 impl ChainError {
-    fn rpc(operation: &'static str) -> impl FnOnce(TransportError) -> Self {
+    pub(crate) fn rpc(
+        operation: &'static str,
+    ) -> impl FnOnce(TransportError) -> Self {
         move |source| {
             count_rpc_error(operation);
             Self::Rpc {
@@ -88,11 +97,13 @@ impl ChainError {
             Self::Rpc { .. }
             | Self::FeeAboveCeiling { .. }
             | Self::Database(_)
+            | Self::IncompleteLog
             | Self::BroadcastRejected { .. } => true,
             Self::WouldRevert { revert } => !revert.is_deterministic(),
             Self::WrongChain { .. }
             | Self::GasOverflow { .. }
             | Self::Sign(_)
+            | Self::HttpClient(_)
             | Self::HashMismatch { .. }
             | Self::Undecodable(_)
             | Self::ForeignTx { .. } => false,
@@ -108,6 +119,10 @@ pub struct TxPolicy {
     pub gas_limit_margin_percent: u64,
     pub receipt_poll_interval: Duration,
     pub confirmations: u64,
+    /// `eth_getLogs` span when searching for a landed transaction.
+    pub log_chunk_blocks: u64,
+    /// Where searches start for intents that predate `head_at_signing`.
+    pub start_block: u64,
 }
 
 impl TxPolicy {
@@ -118,6 +133,8 @@ impl TxPolicy {
             gas_limit_margin_percent: config.gas_limit_margin_percent,
             receipt_poll_interval: config.receipt_poll_interval,
             confirmations: config.confirmations,
+            log_chunk_blocks: config.log_chunk_blocks,
+            start_block: config.start_block,
         }
     }
 }
@@ -157,7 +174,7 @@ impl ChainClient {
         pool: SqlitePool,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ChainError> {
-        let provider = RootProvider::new_http(config.rpc_url.clone());
+        let provider = http_provider(config)?;
         let client = Self::from_parts(
             provider,
             signer,
@@ -275,6 +292,11 @@ impl ChainClient {
             .max_priority_fee_per_gas
             .min(policy.max_priority_fee_per_gas.wei());
 
+        let head = self
+            .provider()
+            .get_block_number()
+            .await
+            .map_err(ChainError::rpc("eth_blockNumber"))?;
         let chain_next = self
             .provider()
             .get_transaction_count(from)
@@ -313,6 +335,7 @@ impl ChainClient {
             max_fee_per_gas: ceiling,
             max_priority_fee_per_gas,
             signed_at: self.inner.clock.now(),
+            head_at_signing: Some(head),
         };
         tracing::info!(
             target: "chain",
@@ -454,7 +477,107 @@ impl ChainClient {
         if known.is_some() {
             return Err(Uncertainty::KnownWithoutReceipt);
         }
-        Ok(TxStatus::Dead)
+        // Only our signer uses this wallet: whoever took the nonce is most
+        // likely ours, and this node just does not show it (yet).
+        Ok(TxStatus::NonceConsumed)
+    }
+
+    /// The settled head: the newest block deep enough to count as final.
+    pub async fn settled_head(&self) -> Result<u64, ChainError> {
+        let head = self
+            .provider()
+            .get_block_number()
+            .await
+            .map_err(ChainError::rpc("eth_blockNumber"))?;
+        Ok(head.saturating_sub(self.inner.policy.confirmations))
+    }
+
+    /// Who took `tx`'s nonce, for a transaction classified
+    /// [`TxStatus::NonceConsumed`]: the first settled block at or after
+    /// `from_block` where the wallet's nonce has passed ours is found by
+    /// bisection, and its transactions are searched for the one from our
+    /// wallet with that nonce. Needs state at those blocks (recent ones on
+    /// a pruned node); an RPC error is returned, never a guess.
+    pub async fn nonce_consumer(
+        &self,
+        tx: &SignedTx,
+        from_block: u64,
+    ) -> Result<NonceConsumer, ChainError> {
+        self.check_ownership(tx)?;
+        let provider = self.provider();
+        let nonce_at = |block: u64| async move {
+            provider
+                .get_transaction_count(tx.from)
+                .block_id(BlockId::number(block))
+                .await
+                .map_err(ChainError::rpc("eth_getTransactionCount"))
+        };
+        let mut high = self.settled_head().await?;
+        if nonce_at(high).await? <= tx.nonce {
+            return Ok(NonceConsumer::NotFound);
+        }
+        let mut low = from_block.min(high);
+        if nonce_at(low).await? > tx.nonce {
+            if low == 0 {
+                return Ok(NonceConsumer::NotFound);
+            }
+            low = 0;
+        }
+        // Invariant: nonce at `low` is ours or below, at `high` past it.
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            if nonce_at(mid).await? > tx.nonce {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        let block = provider
+            .get_block_by_number(BlockNumberOrTag::Number(high))
+            .full()
+            .await
+            .map_err(ChainError::rpc("eth_getBlockByNumber"))?;
+        let Some(block) = block else {
+            return Ok(NonceConsumer::NotFound);
+        };
+        let mut consumer = None;
+        for candidate in block.transactions.txns() {
+            if candidate.from() == tx.from && candidate.nonce() == tx.nonce {
+                consumer = Some(candidate.tx_hash());
+                break;
+            }
+        }
+        Ok(match consumer {
+            None => NonceConsumer::NotFound,
+            Some(found) if found == tx.hash => NonceConsumer::Ours {
+                tx_hash: tx.hash,
+                block: high,
+            },
+            Some(found) => NonceConsumer::Other {
+                tx_hash: found,
+                block: high,
+            },
+        })
+    }
+
+    /// A fresh receipt lookup for a hash seen in the logs: the summary if
+    /// the node returns a mined, settled receipt.
+    pub async fn settled_receipt(
+        &self,
+        hash: TxHash,
+    ) -> Result<Option<ReceiptSummary>, ChainError> {
+        let settled = self.settled_head().await?;
+        let receipt = self
+            .provider()
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(ChainError::rpc("eth_getTransactionReceipt"))?;
+        Ok(receipt.and_then(|receipt| {
+            let block_number = receipt.block_number?;
+            let block_hash = receipt.block_hash?;
+            (receipt.status() && block_number <= settled)
+                .then(|| summarize(&receipt, block_number, block_hash))
+        }))
     }
 
     async fn status_from_receipt(
@@ -472,18 +595,7 @@ impl ChainClient {
         if block_number > settled {
             return Ok(TxStatus::Unconfirmed { block_number });
         }
-        let summary = ReceiptSummary {
-            block_number,
-            block_hash,
-            gas_used: receipt.gas_used,
-            effective_gas_price: receipt.effective_gas_price,
-            logs: receipt
-                .inner
-                .logs()
-                .iter()
-                .map(|log| log.inner.clone())
-                .collect(),
-        };
+        let summary = summarize(receipt, block_number, block_hash);
         if receipt.status() {
             return Ok(TxStatus::Mined { receipt: summary });
         }
@@ -536,7 +648,8 @@ impl ChainClient {
             match status {
                 TxStatus::Mined { .. }
                 | TxStatus::Reverted { .. }
-                | TxStatus::Dead => return Ok(status),
+                | TxStatus::NonceConsumed
+                | TxStatus::Dead { .. } => return Ok(status),
                 TxStatus::Pending => {
                     let due = last_broadcast
                         .is_none_or(|at| at.elapsed() >= REBROADCAST_EVERY);
@@ -559,6 +672,53 @@ impl ChainClient {
             }
             tokio::time::sleep(self.inner.policy.receipt_poll_interval).await;
         }
+    }
+}
+
+/// Who took a nonce (see [`ChainClient::nonce_consumer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceConsumer {
+    /// Our transaction is in `block`: it landed.
+    Ours { tx_hash: TxHash, block: u64 },
+    /// Another transaction from our wallet took the nonce: ours can never
+    /// land. Unless `tx_hash` is one of the owner's own attempts, someone
+    /// else signs with our key.
+    Other { tx_hash: TxHash, block: u64 },
+    /// The node does not show the consuming transaction (yet).
+    NotFound,
+}
+
+/// An HTTP JSON-RPC provider whose every request is bounded by
+/// `rpc_timeout`: a hung node answers with an error, never with silence.
+pub fn http_provider(config: &ChainConfig) -> Result<RootProvider, ChainError> {
+    let http = alloy::transports::http::reqwest::Client::builder()
+        .timeout(config.rpc_timeout)
+        .connect_timeout(config.rpc_timeout)
+        .build()
+        .map_err(|error| ChainError::HttpClient(Box::new(error)))?;
+    let transport = Http::with_client(http, config.rpc_url.clone());
+    let is_local = config
+        .rpc_url
+        .host_str()
+        .is_some_and(|host| host == "127.0.0.1" || host == "localhost");
+    Ok(RootProvider::new(RpcClient::new(transport, is_local)))
+}
+
+fn summarize(
+    receipt: &TransactionReceipt,
+    block_number: u64,
+    block_hash: alloy::primitives::B256,
+) -> ReceiptSummary {
+    ReceiptSummary {
+        block_number,
+        block_hash,
+        gas_used: Some(receipt.gas_used),
+        logs: receipt
+            .inner
+            .logs()
+            .iter()
+            .map(|log| log.inner.clone())
+            .collect(),
     }
 }
 

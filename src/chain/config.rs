@@ -99,6 +99,9 @@ impl fmt::Debug for ChainConfig {
             .field("max_priority_fee_per_gas", &self.max_priority_fee_per_gas)
             .field("receipt_poll_interval", &self.receipt_poll_interval)
             .field("receipt_timeout", &self.receipt_timeout)
+            .field("rpc_timeout", &self.rpc_timeout)
+            .field("step_timeout", &self.step_timeout)
+            .field("unseen_landing_alert", &self.unseen_landing_alert)
             .field("confirmations", &self.confirmations)
             .field("log_chunk_blocks", &self.log_chunk_blocks)
             .field("start_block", &self.start_block)
@@ -131,6 +134,16 @@ pub struct ChainConfig {
     pub max_priority_fee_per_gas: WeiPerGas,
     pub receipt_poll_interval: Duration,
     pub receipt_timeout: Duration,
+    /// Bound on every JSON-RPC call; a hung node becomes an error that the
+    /// drivers retry instead of a stalled task.
+    pub rpc_timeout: Duration,
+    /// Bound on one driver step (all its RPC and Alpaca calls); a step
+    /// that takes longer is cancelled, reported and retried.
+    pub step_timeout: Duration,
+    /// How long a transaction whose nonce is consumed may stay without
+    /// visible evidence before it is reported as stuck (it is never
+    /// replaced for that).
+    pub unseen_landing_alert: Duration,
     /// Blocks a receipt (or a competing nonce) must be buried under before
     /// it counts as final. 0 trusts the latest block (anvil).
     pub confirmations: u64,
@@ -183,6 +196,12 @@ struct RawChainConfig {
     receipt_poll_interval_ms: u64,
     #[serde(default = "default_timeout_secs")]
     receipt_timeout_secs: u64,
+    #[serde(default = "default_rpc_timeout_ms")]
+    rpc_timeout_ms: u64,
+    #[serde(default = "default_step_timeout_ms")]
+    step_timeout_ms: u64,
+    #[serde(default = "default_unseen_landing_alert_secs")]
+    unseen_landing_alert_secs: u64,
     #[serde(default)]
     confirmations: u64,
     #[serde(default = "default_chunk")]
@@ -199,6 +218,18 @@ const fn default_poll_ms() -> u64 {
 
 const fn default_timeout_secs() -> u64 {
     120
+}
+
+const fn default_rpc_timeout_ms() -> u64 {
+    10_000
+}
+
+const fn default_step_timeout_ms() -> u64 {
+    120_000
+}
+
+const fn default_unseen_landing_alert_secs() -> u64 {
+    600
 }
 
 const fn default_chunk() -> u64 {
@@ -252,6 +283,12 @@ impl TryFrom<RawChainConfig> for ChainConfig {
         let timeout =
             nonzero(raw.receipt_timeout_secs, "receipt_timeout_secs")?;
         let chunk = nonzero(raw.log_chunk_blocks, "log_chunk_blocks")?;
+        let rpc_timeout = nonzero(raw.rpc_timeout_ms, "rpc_timeout_ms")?;
+        let step_timeout = nonzero(raw.step_timeout_ms, "step_timeout_ms")?;
+        let unseen = nonzero(
+            raw.unseen_landing_alert_secs,
+            "unseen_landing_alert_secs",
+        )?;
         if raw.max_priority_fee_per_gas_gwei > raw.max_fee_per_gas_gwei {
             return Err(ChainConfigError::PriorityAboveMax {
                 priority: raw.max_priority_fee_per_gas_gwei,
@@ -267,6 +304,9 @@ impl TryFrom<RawChainConfig> for ChainConfig {
             max_priority_fee_per_gas: raw.max_priority_fee_per_gas_gwei,
             receipt_poll_interval: Duration::from_millis(poll),
             receipt_timeout: Duration::from_secs(timeout),
+            rpc_timeout: Duration::from_millis(rpc_timeout),
+            step_timeout: Duration::from_millis(step_timeout),
+            unseen_landing_alert: Duration::from_secs(unseen),
             confirmations: raw.confirmations,
             log_chunk_blocks: chunk,
             start_block: raw.start_block,

@@ -6,6 +6,7 @@
 mod anvil_tests;
 mod client;
 mod config;
+mod landing;
 mod nonce;
 mod probe;
 mod receipt_info;
@@ -13,10 +14,13 @@ mod signer;
 mod tx;
 mod vault;
 
-pub use client::{ChainClient, ChainError, TxPolicy};
+pub use client::{
+    ChainClient, ChainError, NonceConsumer, TxPolicy, http_provider,
+};
 pub use config::{
     ChainConfig, ChainConfigError, PasswordSource, SignerSource, WeiPerGas,
 };
+pub use landing::{Effect, Landed, Landing};
 pub use nonce::{
     NonceManager, RecordedIntent, mark_intent_resolved, record_intent,
     unresolved_intents,

@@ -218,6 +218,7 @@ pub(crate) mod tests {
             max_fee_per_gas: 2,
             max_priority_fee_per_gas: 1,
             signed_at: Utc::now(),
+            head_at_signing: None,
         }
     }
 

@@ -10,7 +10,13 @@
 //! 4. [`ChainClient::classify`](super::ChainClient::classify) observes the
 //!    chain and [`TxLifecycle::decide`] turns that into one [`TxAction`].
 //!    A missing receipt or an RPC error is never a failure; only a revert
-//!    or a provably dead transaction allows a replacement.
+//!    or a nonce provably taken by a transaction that is not ours allows a
+//!    replacement.
+//! 5. A consumed nonce without a visible receipt means one of *our*
+//!    transactions landed (nobody else signs for this wallet): the owner
+//!    looks for the landed attempt's evidence in the vault's logs
+//!    ([`VaultService::find_landing`](super::VaultService::find_landing))
+//!    and never sends another transaction for it.
 
 use alloy::consensus::{Transaction as _, TxEnvelope};
 use alloy::eips::eip2718::Decodable2718;
@@ -36,6 +42,12 @@ pub struct SignedTx {
     #[serde(with = "u128_decimal")]
     pub max_priority_fee_per_gas: u128,
     pub signed_at: DateTime<Utc>,
+    /// The chain head seen just before signing: the transaction cannot be
+    /// in an earlier block, so evidence searches start here. Absent in
+    /// intents recorded before it existed (searches then start at the
+    /// configured `start_block`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_at_signing: Option<u64>,
 }
 
 /// u128 as a decimal string: cqrs-es round-trips events through
@@ -79,9 +91,9 @@ impl SignedTx {
 pub struct ReceiptSummary {
     pub block_number: u64,
     pub block_hash: B256,
-    pub gas_used: u64,
-    #[serde(with = "u128_decimal")]
-    pub effective_gas_price: u128,
+    /// `None` when the landing was proven from the vault's logs because
+    /// the node would not return the receipt itself.
+    pub gas_used: Option<u64>,
     pub logs: Vec<Log>,
 }
 
@@ -118,9 +130,16 @@ pub enum TxStatus {
     /// can still be mined. Only the identical bytes may be rebroadcast.
     Pending,
     /// No receipt, the settled nonce has passed ours, and neither a second
-    /// receipt lookup nor `eth_getTransactionByHash` finds it: it can never
-    /// be mined.
-    Dead,
+    /// receipt lookup nor `eth_getTransactionByHash` finds it. Nobody but
+    /// our signer uses this wallet, so a transaction of ours took the
+    /// nonce: missing evidence from one (lagging or lying) backend is not
+    /// evidence of absence. Never replaced; the owner looks for the
+    /// landed attempt instead.
+    NonceConsumed,
+    /// The nonce was taken by `consumed_by`, a transaction that is not one
+    /// of ours (someone else signed with this key): ours can never be
+    /// mined.
+    Dead { consumed_by: TxHash },
     /// Contradictory observations or RPC errors.
     Uncertain { reason: Uncertainty },
 }
@@ -157,6 +176,9 @@ pub enum TxAction {
     Fail {
         reason: TxFailure,
     },
+    /// The nonce is consumed but the node shows no receipt: find which of
+    /// our attempts landed (logs, then the consuming block). Never send.
+    FindLanding,
     /// A superseded attempt that is reverted or dead: nothing to do.
     NothingToDo,
     /// A superseded attempt was mined after all. Both attempts may have
@@ -202,7 +224,7 @@ impl TxLifecycle {
             },
             (
                 AttemptRole::Current,
-                TxStatus::Reverted { .. } | TxStatus::Dead,
+                TxStatus::Reverted { .. } | TxStatus::Dead { .. },
             ) => {
                 if self.replacements_used < self.max_replacements {
                     TxAction::Replace
@@ -215,6 +237,9 @@ impl TxLifecycle {
                 }
             }
             (AttemptRole::Current, TxStatus::Pending) => TxAction::Rebroadcast,
+            (AttemptRole::Current, TxStatus::NonceConsumed) => {
+                TxAction::FindLanding
+            }
             (
                 AttemptRole::Current,
                 TxStatus::Unconfirmed { .. } | TxStatus::Uncertain { .. },
@@ -232,9 +257,14 @@ mod tests {
         ReceiptSummary {
             block_number: 10,
             block_hash: B256::repeat_byte(1),
-            gas_used: 21_000,
-            effective_gas_price: 1,
+            gas_used: Some(21_000),
             logs: vec![],
+        }
+    }
+
+    fn dead() -> TxStatus {
+        TxStatus::Dead {
+            consumed_by: TxHash::repeat_byte(9),
         }
     }
 
@@ -269,7 +299,8 @@ mod tests {
                 TxAction::Replace,
             ),
             (reverted(None), TxAction::Replace),
-            (TxStatus::Dead, TxAction::Replace),
+            (dead(), TxAction::Replace),
+            (TxStatus::NonceConsumed, TxAction::FindLanding),
             (TxStatus::Pending, TxAction::Rebroadcast),
             (TxStatus::Unconfirmed { block_number: 9 }, TxAction::Wait),
             (
@@ -306,10 +337,7 @@ mod tests {
         let exhausted = TxAction::Fail {
             reason: TxFailure::ReplacementBudgetExhausted { used: 2 },
         };
-        assert_eq!(
-            spent.decide(AttemptRole::Current, &TxStatus::Dead),
-            exhausted
-        );
+        assert_eq!(spent.decide(AttemptRole::Current, &dead()), exhausted);
         assert_eq!(
             spent.decide(AttemptRole::Current, &reverted(None)),
             exhausted
@@ -324,7 +352,7 @@ mod tests {
             max_replacements: 2,
         };
         assert_eq!(
-            one_left.decide(AttemptRole::Current, &TxStatus::Dead),
+            one_left.decide(AttemptRole::Current, &dead()),
             TxAction::Replace
         );
     }
@@ -333,7 +361,8 @@ mod tests {
     fn superseded_attempts_are_never_revived() {
         let lifecycle = TxLifecycle::new(1);
         for status in [
-            TxStatus::Dead,
+            dead(),
+            TxStatus::NonceConsumed,
             TxStatus::Pending,
             reverted(None),
             TxStatus::Unconfirmed { block_number: 1 },
@@ -371,6 +400,7 @@ mod tests {
             signed_at: DateTime::parse_from_rfc3339("2026-11-28T05:31:00Z")
                 .unwrap()
                 .with_timezone(&Utc),
+            head_at_signing: Some(41),
         };
         let json = serde_json::to_string(&tx).unwrap();
         assert!(json.contains("\"max_fee_per_gas\":\"18446744073709551616\""));
@@ -379,7 +409,7 @@ mod tests {
         let value = serde_json::to_value(&tx).unwrap();
         assert_eq!(serde_json::from_value::<SignedTx>(value).unwrap(), tx);
         let summary = ReceiptSummary {
-            effective_gas_price: u128::MAX,
+            gas_used: None,
             ..receipt()
         };
         let value = serde_json::to_value(&summary).unwrap();
@@ -388,5 +418,10 @@ mod tests {
             summary
         );
         assert_eq!(tx.calldata(), Err(UndecodableTx { hash: tx.hash }));
+        // Intents recorded before `head_at_signing` existed still load.
+        let mut legacy = serde_json::to_value(&tx).unwrap();
+        legacy.as_object_mut().unwrap().remove("head_at_signing");
+        let legacy: SignedTx = serde_json::from_value(legacy).unwrap();
+        assert_eq!(legacy.head_at_signing, None);
     }
 }

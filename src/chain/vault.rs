@@ -57,7 +57,8 @@ pub struct MintOnChain {
     pub receipt_id: U256,
     pub shares: U256,
     pub block: u64,
-    pub gas_used: u64,
+    /// `None` when only the logs were visible (see [`ReceiptSummary`]).
+    pub gas_used: Option<u64>,
     /// The receiptInformation bytes recorded with the deposit.
     pub receipt_information: Bytes,
 }

@@ -34,7 +34,7 @@ pub enum MintCommand {
         receipt_id: U256,
         shares: U256,
         block: u64,
-        gas_used: u64,
+        gas_used: Option<u64>,
     },
     /// Stop: an operator must look at this mint.
     RecordFailure {

@@ -41,8 +41,9 @@ use super::{
 };
 use crate::alpaca::{AlpacaClient, MintCallback};
 use crate::chain::{
-    AttemptRole, ChainConfig, ChainError, ReceiptInformation, ReceiptOp,
-    SignedTx, TxAction, TxFailure, TxLifecycle, TxStatus, VaultService,
+    AttemptRole, ChainConfig, ChainError, Effect, Landed, Landing,
+    ReceiptInformation, ReceiptOp, SignedTx, TxAction, TxFailure, TxLifecycle,
+    TxStatus, Uncertainty, VaultService,
 };
 use crate::clock::Clock;
 use crate::shutdown::ShutdownListener;
@@ -68,6 +69,12 @@ pub struct DriverSettings {
     /// Delay after an error retrying cannot fix by itself (e.g. a final
     /// 4xx from Alpaca): long, but the mint is never given up.
     pub final_error_backoff: Duration,
+    /// A step running longer is cancelled, reported and retried, so a hung
+    /// call never holds a driver slot.
+    pub step_timeout: Duration,
+    /// A transaction whose nonce is consumed without visible evidence for
+    /// this long is reported as stuck (never replaced for that).
+    pub unseen_landing_alert: Duration,
 }
 
 impl DriverSettings {
@@ -75,6 +82,8 @@ impl DriverSettings {
     pub fn from_chain(config: &ChainConfig) -> Self {
         Self {
             tick: config.receipt_poll_interval,
+            step_timeout: config.step_timeout,
+            unseen_landing_alert: config.unseen_landing_alert,
             ..Self::default()
         }
     }
@@ -89,6 +98,8 @@ impl Default for DriverSettings {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_mins(1),
             final_error_backoff: Duration::from_mins(10),
+            step_timeout: Duration::from_mins(2),
+            unseen_landing_alert: Duration::from_mins(10),
         }
     }
 }
@@ -319,10 +330,22 @@ impl MintDriver {
             .is_some_and(|backoff| backoff.not_before > now)
     }
 
-    /// Takes steps for one mint until it waits, finishes or fails.
+    /// Takes steps for one mint until it waits, finishes or fails. Each
+    /// step is bounded by `step_timeout`: every step is safe to cut short
+    /// (its state change commits before any side effect).
     pub async fn drive(&self, id: &TokenizationRequestId) {
+        let limit = self.inner.settings.step_timeout;
         for _ in 0..MAX_STEPS_PER_RUN {
-            match self.step(id).await {
+            let outcome = tokio::time::timeout(limit, self.step(id))
+                .await
+                .unwrap_or_else(|_| {
+                    metrics::counter!("mint_step_timeouts_total").increment(1);
+                    Err(StepError::retryable(format!(
+                        "step cancelled after {} ms (a call hung)",
+                        limit.as_millis()
+                    )))
+                });
+            match outcome {
                 Ok(step) => {
                     self.succeeded(id, step).await;
                     if step != Step::Progress {
@@ -593,7 +616,7 @@ impl MintDriver {
     ) -> Result<Step, StepError> {
         let tx = &attempt.tx;
         let client = self.inner.vault.client();
-        let status = match client.classify(tx).await {
+        let mut status = match client.classify(tx).await {
             Ok(status) => status,
             Err(error) => {
                 return self
@@ -610,6 +633,16 @@ impl MintDriver {
             replacements_used: attempt.number.saturating_sub(1),
             max_replacements: MAX_TX_ATTEMPTS - 1,
         };
+        if lifecycle.decide(AttemptRole::Current, &status)
+            == TxAction::FindLanding
+        {
+            match self.find_landing(request, attempt).await? {
+                Ok(landed) => {
+                    return self.landed(id, request, attempt, landed).await;
+                }
+                Err(dead) => status = dead,
+            }
+        }
         match lifecycle.decide(AttemptRole::Current, &status) {
             TxAction::RecordSuccess => {
                 self.record_mined(id, request, tx, &status).await
@@ -621,7 +654,19 @@ impl MintDriver {
                 Ok(Step::Wait)
             }
             TxAction::Replace => {
-                let cause = if matches!(status, TxStatus::Dead) {
+                // Proof before a second transaction: an earlier attempt
+                // whose landing we missed must not be minted again.
+                let vault = self.inner.vault.clone();
+                let effect = mint_effect(request);
+                let from = self.search_from(attempt);
+                if let Some(landed) = vault
+                    .find_effect(request.vault.address(), effect, from)
+                    .await
+                    .map_err(|err| StepError::chain(&err))?
+                {
+                    return self.landed(id, request, attempt, landed).await;
+                }
+                let cause = if matches!(status, TxStatus::Dead { .. }) {
                     ReplacementCause::Dead
                 } else {
                     ReplacementCause::Reverted
@@ -644,22 +689,160 @@ impl MintDriver {
                 };
                 self.fail(id, classification, text, Some(tx.hash)).await
             }
-            TxAction::Wait => {
-                if let TxStatus::Uncertain { reason } = &status {
-                    tracing::debug!(
-                        target: "mint",
-                        tx_hash = %tx.hash,
-                        ?reason,
-                        "transaction status uncertain; waiting"
-                    );
-                }
-                Ok(Step::Wait)
-            }
-            // Only superseded attempts get these; ours is current.
-            TxAction::NothingToDo | TxAction::SupersededAttemptMined => {
-                Ok(Step::Wait)
-            }
+            TxAction::Wait => match &status {
+                // An RPC failure is not a failure of the mint, but
+                // operators must see it (a hung or down node).
+                TxStatus::Uncertain {
+                    reason: Uncertainty::Rpc { operation, message },
+                } => Err(StepError::retryable(format!(
+                    "cannot observe transaction {}: {operation}: {message}",
+                    tx.hash
+                ))),
+                _ => Ok(Step::Wait),
+            },
+            // Only superseded attempts get these; ours is current, and a
+            // consumed nonce was resolved above.
+            TxAction::FindLanding
+            | TxAction::NothingToDo
+            | TxAction::SupersededAttemptMined => Ok(Step::Wait),
         }
+    }
+
+    fn search_from(&self, attempt: &TxAttempt) -> u64 {
+        attempt
+            .since_block
+            .unwrap_or_else(|| self.inner.vault.client().policy().start_block)
+    }
+
+    /// Our nonce is consumed but the node shows no receipt: find the
+    /// landed attempt (`Ok`), or the proof that a transaction not ours
+    /// took the nonce (`Err(Dead)`, which allows a replacement). Anything
+    /// else is an error that keeps the mint waiting, never a new send.
+    async fn find_landing(
+        &self,
+        request: &MintRequest,
+        attempt: &TxAttempt,
+    ) -> Result<Result<Landed, TxStatus>, StepError> {
+        let tx = &attempt.tx;
+        let landing = self
+            .inner
+            .vault
+            .find_landing(
+                request.vault.address(),
+                mint_effect(request),
+                tx,
+                self.search_from(attempt),
+            )
+            .await
+            .map_err(|err| StepError::chain(&err))?;
+        let detail = match landing {
+            Landing::Landed(landed) => return Ok(Ok(landed)),
+            Landing::NonceTakenBy { tx_hash, block } => {
+                metrics::counter!("chain_foreign_nonce_total").increment(1);
+                tracing::error!(
+                    target: "mint",
+                    tokenization_request_id = %request.order.tokenization_request_id,
+                    ours = %tx.hash,
+                    nonce = tx.nonce,
+                    taken_by = %tx_hash,
+                    block,
+                    "ALERT: a transaction we did not sign took our nonce; \
+                     someone else is using the issuer key"
+                );
+                return Ok(Err(TxStatus::Dead {
+                    consumed_by: tx_hash,
+                }));
+            }
+            Landing::InBlockLogsUnseen { block } => format!(
+                "it is in block {block} but the node does not show its logs"
+            ),
+            Landing::NotVisible => {
+                "no node answer shows its receipt, logs or block".to_owned()
+            }
+        };
+        Err(self.unseen_landing(request, tx, &detail))
+    }
+
+    /// The error for a landing we cannot see yet: retried with backoff,
+    /// and reported as stuck once it lasts too long.
+    fn unseen_landing(
+        &self,
+        request: &MintRequest,
+        tx: &SignedTx,
+        detail: &str,
+    ) -> StepError {
+        let waited = self.inner.clock.now() - tx.signed_at;
+        let stuck = waited.to_std().is_ok_and(|waited| {
+            waited >= self.inner.settings.unseen_landing_alert
+        });
+        let message = format!(
+            "transaction {} took nonce {} but cannot be confirmed ({detail}); \
+             it is not replaced, since only our transactions use this \
+             wallet; still looking",
+            tx.hash, tx.nonce
+        );
+        if stuck {
+            metrics::counter!("chain_unseen_landing_stuck_total", "flow" => "mint")
+                .increment(1);
+            tracing::error!(
+                target: "mint",
+                tokenization_request_id = %request.order.tokenization_request_id,
+                tx_hash = %tx.hash,
+                waited_s = waited.num_seconds(),
+                "mint stuck: its transaction's landing stays invisible"
+            );
+            StepError::retryable(format!("stuck: {message}"))
+        } else {
+            StepError::retryable(message)
+        }
+    }
+
+    /// Records a landing proven by the chain: the current attempt is a
+    /// success; anything else stops the mint for an operator (both an
+    /// earlier and a later transaction may have minted).
+    async fn landed(
+        &self,
+        id: &TokenizationRequestId,
+        request: &MintRequest,
+        attempt: &TxAttempt,
+        landed: Landed,
+    ) -> Result<Step, StepError> {
+        tracing::warn!(
+            target: "mint",
+            tokenization_request_id = %id,
+            tx_hash = %landed.tx_hash,
+            block = landed.receipt.block_number,
+            receipt_visible = landed.receipt.gas_used.is_some(),
+            "landed deposit found on chain"
+        );
+        if landed.tx_hash == attempt.tx.hash {
+            let status = TxStatus::Mined {
+                receipt: landed.receipt,
+            };
+            return self.record_mined(id, request, &attempt.tx, &status).await;
+        }
+        let (classification, reason) =
+            if attempt.superseded.contains(&landed.tx_hash) {
+                (
+                    FailureClass::SupersededAttemptMined,
+                    format!(
+                        "replaced attempt {} landed after all; reconcile by \
+                         hand",
+                        landed.tx_hash
+                    ),
+                )
+            } else {
+                (
+                    FailureClass::LandedOutsideAttempts,
+                    format!(
+                        "a deposit for this mint landed in {}, which is none \
+                         of its attempts; reconcile by hand",
+                        landed.tx_hash
+                    ),
+                )
+            };
+        self.fail(id, classification, reason, Some(landed.tx_hash))
+            .await
     }
 
     async fn record_mined(
@@ -800,6 +983,12 @@ impl MintDriver {
             "mint completed; Alpaca called back"
         );
         Ok(Step::Done)
+    }
+}
+
+fn mint_effect(request: &MintRequest) -> Effect<'_> {
+    Effect::Mint {
+        tokenization_request_id: request.order.tokenization_request_id.as_str(),
     }
 }
 

@@ -63,6 +63,8 @@ async fn setup(certification: Certification) -> Setup {
             gas_limit_margin_percent: 20,
             receipt_poll_interval: Duration::from_millis(50),
             confirmations: 0,
+            log_chunk_blocks: 2000,
+            start_block: 0,
         },
         pool.clone(),
         clock,

@@ -39,7 +39,10 @@ pub enum MintEvent {
         receipt_id: U256,
         shares: U256,
         block: u64,
-        gas_used: u64,
+        /// `None` when the landing was proven from the vault's logs
+        /// because the node would not return the receipt.
+        #[serde(default)]
+        gas_used: Option<u64>,
         minted_at: DateTime<Utc>,
     },
     MintFailed {

@@ -207,6 +207,10 @@ pub struct TxAttempt {
     pub number: u32,
     /// Earlier attempts, each proven dead or reverted, oldest first.
     pub superseded: Vec<TxHash>,
+    /// The chain head when the first attempt was signed: no attempt can
+    /// have landed earlier, so evidence searches start here.
+    #[serde(default)]
+    pub since_block: Option<u64>,
 }
 
 /// What the deposit produced, from its `Deposit` log.
@@ -217,15 +221,17 @@ pub struct MintedTokens {
     pub receipt_id: U256,
     pub shares: U256,
     pub block: u64,
-    pub gas_used: u64,
+    /// `None` when the landing was proven from the vault's logs.
+    #[serde(default)]
+    pub gas_used: Option<u64>,
 }
 
 /// Why a replacement transaction was allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplacementCause {
-    /// No receipt, the nonce is used by another transaction and the node
-    /// does not know ours: it can never be mined.
+    /// Our nonce was taken by a transaction that is not ours (found in
+    /// its block): ours can never be mined.
     Dead,
     /// Mined with status 0 for a reason that may not recur.
     Reverted,
@@ -244,6 +250,9 @@ pub enum FailureClass {
     SupersededAttemptMined,
     /// Mined, but the receipt does not show the deposit we asked for.
     VaultOutcomeMismatch,
+    /// The chain shows a deposit for this mint from a transaction that is
+    /// none of its attempts: reconcile by hand, never mint again.
+    LandedOutsideAttempts,
     /// The stored transaction or request cannot be used any more.
     Unprocessable,
 }
@@ -255,6 +264,7 @@ impl FailureClass {
             Self::ReplacementBudgetExhausted => "replacement_budget_exhausted",
             Self::SupersededAttemptMined => "superseded_attempt_mined",
             Self::VaultOutcomeMismatch => "vault_outcome_mismatch",
+            Self::LandedOutsideAttempts => "landed_outside_attempts",
             Self::Unprocessable => "unprocessable",
         }
     }
@@ -483,6 +493,7 @@ impl Aggregate for Mint {
             ) => Self::MintIntended {
                 request,
                 attempt: TxAttempt {
+                    since_block: tx.head_at_signing,
                     tx,
                     number: 1,
                     superseded: Vec::new(),
@@ -500,6 +511,9 @@ impl Aggregate for Mint {
                 Self::MintIntended {
                     request,
                     attempt: TxAttempt {
+                        since_block: previous
+                            .since_block
+                            .or(tx.head_at_signing),
                         tx,
                         number: attempt,
                         superseded,

@@ -76,6 +76,7 @@ fn tx(n: u8) -> SignedTx {
         max_fee_per_gas: 100,
         max_priority_fee_per_gas: 1,
         signed_at: earlier(),
+        head_at_signing: None,
     }
 }
 
@@ -123,7 +124,7 @@ fn minted_event(n: u8) -> MintEvent {
         receipt_id: U256::from(1),
         shares: shares(),
         block: 10,
-        gas_used: 90_000,
+        gas_used: Some(90_000),
         minted_at: earlier(),
     }
 }
@@ -135,7 +136,7 @@ fn record_minted(n: u8) -> MintCommand {
         receipt_id: U256::from(1),
         shares: shares(),
         block: 10,
-        gas_used: 90_000,
+        gas_used: Some(90_000),
     }
 }
 
@@ -420,7 +421,7 @@ fn minted_needs_the_current_transaction_vault_and_amount() {
             receipt_id: U256::from(1),
             shares: shares(),
             block: 10,
-            gas_used: 90_000,
+            gas_used: Some(90_000),
             minted_at: now(),
         }]);
     // A superseded attempt cannot be recorded as the mint.

@@ -87,6 +87,8 @@ impl World {
                 gas_limit_margin_percent: 20,
                 receipt_poll_interval: Duration::from_millis(50),
                 confirmations: 0,
+                log_chunk_blocks: 2000,
+                start_block: 0,
             },
             pool.clone(),
             clock.clone(),

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use alloy::primitives::U256;
+use alloy::primitives::{TxHash, U256};
 use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
 use sqlite_es::SqliteEsError;
@@ -35,13 +35,17 @@ use super::{
 };
 use crate::alpaca::{AlpacaClient, AlpacaError, RedeemRequest, RequestStatus};
 use crate::chain::{
-    AttemptRole, Burn, ChainError, ReceiptInformation, ReceiptOp, TxAction,
-    TxFailure, TxLifecycle, TxStatus, VaultError, VaultService,
+    AttemptRole, Burn, ChainError, Effect, Landed, Landing, ReceiptInformation,
+    ReceiptOp, ReceiptSummary, SignedTx, TxAction, TxFailure, TxLifecycle,
+    TxStatus, Uncertainty, VaultError, VaultService,
 };
 use crate::clock::Clock;
 use crate::receipt_inventory::{self, RESERVATIONS_TABLE, select_burns};
 use crate::shutdown::ShutdownListener;
 use crate::tokenized_asset::{self, Network};
+
+/// How long shutdown waits for running steps before cancelling them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Steps taken on one redemption per pass before moving on.
 const MAX_STEPS_PER_PASS: usize = 8;
@@ -67,6 +71,11 @@ pub struct DriverSettings {
     pub reconcile_every: Duration,
     /// Redemptions driven at the same time.
     pub max_concurrent: usize,
+    /// A step running longer is cancelled, reported and retried.
+    pub step_timeout: Duration,
+    /// A burn whose nonce is consumed without visible evidence for this
+    /// long is reported as stuck (never replaced for that).
+    pub unseen_landing_alert: Duration,
 }
 
 impl Default for DriverSettings {
@@ -81,6 +90,8 @@ impl Default for DriverSettings {
             network: Network::Base,
             reconcile_every: Duration::from_mins(5),
             max_concurrent: 8,
+            step_timeout: Duration::from_mins(2),
+            unseen_landing_alert: Duration::from_mins(10),
         }
     }
 }
@@ -130,6 +141,31 @@ enum StepError {
     ReceiptInfo(#[from] crate::chain::ReceiptInfoError),
     #[error("redemption has no Alpaca quantity")]
     NoQuantity,
+    #[error("cannot observe burn {tx_hash}: {operation}: {message}")]
+    Observe {
+        tx_hash: TxHash,
+        operation: &'static str,
+        message: String,
+    },
+    #[error(
+        "{}burn {tx_hash} took nonce {nonce} but cannot be confirmed \
+         ({detail}); it is not replaced, since only our transactions use \
+         this wallet; still looking",
+        if *stuck { "stuck: " } else { "" }
+    )]
+    UnseenLanding {
+        tx_hash: TxHash,
+        nonce: u64,
+        detail: String,
+        stuck: bool,
+    },
+    #[error(
+        "a burn for this redemption landed in {tx_hash}, which is none of \
+         its attempts; reconcile by hand"
+    )]
+    LandedOutsideAttempts { tx_hash: TxHash },
+    #[error("step cancelled after {after_ms} ms (a call hung)")]
+    TimedOut { after_ms: u128 },
 }
 
 impl From<AggregateError<RedemptionError>> for StepError {
@@ -239,7 +275,21 @@ impl RedemptionDriver {
                     () = tokio::time::sleep(pause) => {}
                 }
             }
-            while tasks.join_next().await.is_some() {}
+            // Every step is safe to cut short (state changes commit before
+            // side effects, and the redeem call is idempotent), so a step
+            // stuck on a hung call does not hold up shutdown.
+            let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    target: "redemption",
+                    running = tasks.len(),
+                    "redemption steps still running at shutdown; cancelled"
+                );
+                tasks.shutdown().await;
+            }
             tracing::info!(target: "redemption", "redemption driver stopped");
         })
     }
@@ -357,7 +407,17 @@ impl Inner {
             if waiting {
                 return;
             }
-            match self.step(id, &state).await {
+            let limit = self.settings.step_timeout;
+            let outcome = tokio::time::timeout(limit, self.step(id, &state))
+                .await
+                .unwrap_or_else(|_| {
+                    metrics::counter!("redemption_step_timeouts_total")
+                        .increment(1);
+                    Err(StepError::TimedOut {
+                        after_ms: limit.as_millis(),
+                    })
+                });
+            match outcome {
                 Ok(Step::Waiting) => return,
                 Ok(Step::Advanced) => {}
                 Err(error) => {
@@ -412,7 +472,7 @@ impl Inner {
                 burn,
                 superseded,
                 ..
-            } => self.drive_burn(id, detection, burn, superseded.len()).await,
+            } => self.drive_burn(id, detection, burn, superseded).await,
             Redemption::NotDetected
             | Redemption::Completed { .. }
             | Redemption::Failed { .. } => Ok(Step::Waiting),
@@ -780,59 +840,71 @@ impl Inner {
         id: &IssuerRequestId,
         detection: &Detection,
         burn: &BurnAttempt,
-        replacements_used: usize,
+        superseded: &[SignedTx],
     ) -> Result<Step, StepError> {
         let client = self.vaults.client().clone();
-        let status = client.classify(&burn.tx).await?;
+        let mut status = client.classify(&burn.tx).await?;
         let lifecycle = TxLifecycle::new(
-            u32::try_from(replacements_used).unwrap_or(u32::MAX),
+            u32::try_from(superseded.len()).unwrap_or(u32::MAX),
         );
+        if lifecycle.decide(AttemptRole::Current, &status)
+            == TxAction::FindLanding
+        {
+            match self
+                .find_burn_landing(id, detection, burn, superseded)
+                .await?
+            {
+                Ok(landed) => {
+                    return self
+                        .burn_landed(id, detection, burn, superseded, landed)
+                        .await;
+                }
+                Err(dead) => status = dead,
+            }
+        }
         match lifecycle.decide(AttemptRole::Current, &status) {
             TxAction::RecordSuccess => {
                 let TxStatus::Mined { receipt } = status else {
                     return Ok(Step::Waiting);
                 };
-                let withdrawn = VaultService::parse_burn(
-                    &receipt.logs,
-                    detection.transfer.vault,
-                );
-                let burned = withdrawn
-                    .iter()
-                    .try_fold(U256::ZERO, |sum, w| sum.checked_add(w.shares));
-                if burned != Some(detection.burn_shares()) {
-                    tracing::error!(
-                        target: "redemption",
-                        %id,
-                        tx_hash = %burn.tx.hash,
-                        ?withdrawn,
-                        "burn landed with unexpected Withdraw logs"
-                    );
-                }
-                self.execute(
-                    id,
-                    RedemptionCommand::RecordBurnCompleted {
-                        burn_tx_hash: burn.tx.hash,
-                        block: receipt.block_number,
-                    },
-                )
-                .await?;
-                tracing::info!(
-                    target: "redemption",
-                    %id,
-                    tx_hash = %burn.tx.hash,
-                    block = receipt.block_number,
-                    "redemption completed"
-                );
-                Ok(Step::Advanced)
+                self.record_burn(id, detection, burn.tx.hash, &receipt)
+                    .await
             }
             TxAction::Rebroadcast => {
                 self.broadcast(id, &burn.tx).await;
                 Ok(Step::Waiting)
             }
-            TxAction::Wait
+            TxAction::Wait => match status {
+                // Not a failure of the burn, but it must be visible.
+                TxStatus::Uncertain {
+                    reason: Uncertainty::Rpc { operation, message },
+                } => Err(StepError::Observe {
+                    tx_hash: burn.tx.hash,
+                    operation,
+                    message,
+                }),
+                _ => Ok(Step::Waiting),
+            },
+            TxAction::FindLanding
             | TxAction::NothingToDo
             | TxAction::SupersededAttemptMined => Ok(Step::Waiting),
             TxAction::Replace => {
+                // Proof before a second transaction: a burn whose landing
+                // we missed must not be sent again.
+                let from = search_from(&client, burn, superseded);
+                if let Some(landed) = self
+                    .vaults
+                    .find_effect(
+                        detection.transfer.vault,
+                        burn_effect(id),
+                        from,
+                    )
+                    .await?
+                {
+                    return self
+                        .burn_landed(id, detection, burn, superseded, landed)
+                        .await;
+                }
                 let replacement = match client.replacement_for(&burn.tx).await {
                     Ok(tx) => tx,
                     Err(error) => {
@@ -861,7 +933,7 @@ impl Inner {
                     %id,
                     old = %burn.tx.hash,
                     new = %replacement.hash,
-                    "burn replaced after a revert or drop"
+                    "burn replaced after a revert or a foreign nonce"
                 );
                 self.broadcast(id, &replacement).await;
                 Ok(Step::Waiting)
@@ -895,6 +967,163 @@ impl Inner {
                 Ok(Step::Advanced)
             }
         }
+    }
+
+    /// Records the burn `tx_hash` (an attempt of this redemption) as done.
+    async fn record_burn(
+        &self,
+        id: &IssuerRequestId,
+        detection: &Detection,
+        tx_hash: TxHash,
+        receipt: &ReceiptSummary,
+    ) -> Result<Step, StepError> {
+        let withdrawn =
+            VaultService::parse_burn(&receipt.logs, detection.transfer.vault);
+        let burned = withdrawn
+            .iter()
+            .try_fold(U256::ZERO, |sum, w| sum.checked_add(w.shares));
+        if burned != Some(detection.burn_shares()) {
+            tracing::error!(
+                target: "redemption",
+                %id,
+                %tx_hash,
+                ?withdrawn,
+                "burn landed with unexpected Withdraw logs"
+            );
+        }
+        self.execute(
+            id,
+            RedemptionCommand::RecordBurnCompleted {
+                burn_tx_hash: tx_hash,
+                block: receipt.block_number,
+            },
+        )
+        .await?;
+        tracing::info!(
+            target: "redemption",
+            %id,
+            %tx_hash,
+            block = receipt.block_number,
+            "redemption completed"
+        );
+        Ok(Step::Advanced)
+    }
+
+    /// Our burn's nonce is consumed but the node shows no receipt: the
+    /// landed attempt (`Ok`), or proof that a transaction not ours took
+    /// the nonce (`Err(Dead)`). Anything else waits; nothing is sent.
+    async fn find_burn_landing(
+        &self,
+        id: &IssuerRequestId,
+        detection: &Detection,
+        burn: &BurnAttempt,
+        superseded: &[SignedTx],
+    ) -> Result<Result<Landed, TxStatus>, StepError> {
+        let tx = &burn.tx;
+        let from = search_from(self.vaults.client(), burn, superseded);
+        let landing = self
+            .vaults
+            .find_landing(detection.transfer.vault, burn_effect(id), tx, from)
+            .await?;
+        let detail = match landing {
+            Landing::Landed(landed) => return Ok(Ok(landed)),
+            Landing::NonceTakenBy { tx_hash, block } => {
+                metrics::counter!("chain_foreign_nonce_total").increment(1);
+                tracing::error!(
+                    target: "redemption",
+                    %id,
+                    ours = %tx.hash,
+                    nonce = tx.nonce,
+                    taken_by = %tx_hash,
+                    block,
+                    "ALERT: a transaction we did not sign took our nonce; \
+                     someone else is using the issuer key"
+                );
+                return Ok(Err(TxStatus::Dead {
+                    consumed_by: tx_hash,
+                }));
+            }
+            Landing::InBlockLogsUnseen { block } => format!(
+                "it is in block {block} but the node does not show its logs"
+            ),
+            Landing::NotVisible => {
+                "no node answer shows its receipt, logs or block".to_owned()
+            }
+        };
+        let waited = self.clock.now() - tx.signed_at;
+        let stuck = waited
+            .to_std()
+            .is_ok_and(|waited| waited >= self.settings.unseen_landing_alert);
+        if stuck {
+            metrics::counter!(
+                "chain_unseen_landing_stuck_total",
+                "flow" => "redemption"
+            )
+            .increment(1);
+        }
+        Err(StepError::UnseenLanding {
+            tx_hash: tx.hash,
+            nonce: tx.nonce,
+            detail,
+            stuck,
+        })
+    }
+
+    /// Records a burn proven landed by the chain's logs. A landing that is
+    /// none of this redemption's attempts is never "fixed" by sending
+    /// more: it stays an error for an operator.
+    async fn burn_landed(
+        &self,
+        id: &IssuerRequestId,
+        detection: &Detection,
+        burn: &BurnAttempt,
+        superseded: &[SignedTx],
+        landed: Landed,
+    ) -> Result<Step, StepError> {
+        tracing::warn!(
+            target: "redemption",
+            %id,
+            tx_hash = %landed.tx_hash,
+            block = landed.receipt.block_number,
+            receipt_visible = landed.receipt.gas_used.is_some(),
+            "landed burn found on chain"
+        );
+        let ours = landed.tx_hash == burn.tx.hash
+            || superseded.iter().any(|tx| tx.hash == landed.tx_hash);
+        if !ours {
+            tracing::error!(
+                target: "redemption",
+                %id,
+                tx_hash = %landed.tx_hash,
+                "a burn for this redemption landed in a transaction that is \
+                 none of its attempts; reconcile by hand"
+            );
+            return Err(StepError::LandedOutsideAttempts {
+                tx_hash: landed.tx_hash,
+            });
+        }
+        self.record_burn(id, detection, landed.tx_hash, &landed.receipt)
+            .await
+    }
+}
+
+/// Where to look for a landed burn: no attempt can be older than the
+/// first one's signing head.
+fn search_from(
+    client: &crate::chain::ChainClient,
+    burn: &BurnAttempt,
+    superseded: &[SignedTx],
+) -> u64 {
+    superseded
+        .first()
+        .unwrap_or(&burn.tx)
+        .head_at_signing
+        .unwrap_or_else(|| client.policy().start_block)
+}
+
+fn burn_effect(id: &IssuerRequestId) -> Effect<'_> {
+    Effect::Burn {
+        issuer_request_id: id.as_str(),
     }
 }
 

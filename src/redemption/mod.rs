@@ -182,6 +182,8 @@ pub fn start(
             reconcile_every: Duration::from_secs(
                 config.reconcile_interval_secs.get(),
             ),
+            step_timeout: chain.step_timeout,
+            unseen_landing_alert: chain.unseen_landing_alert,
             ..driver::DriverSettings::default()
         },
         Arc::clone(&state.wake),

@@ -357,7 +357,13 @@ impl TransferMonitor {
         tokio::spawn(async move {
             let mut failures: u32 = 0;
             loop {
-                let pause = match self.pass().await {
+                // A pass may hang on the RPC; shutdown must not wait for it
+                // (a cut pass only rescans its chunk next time).
+                let outcome = tokio::select! {
+                    () = shutdown.wait() => break,
+                    outcome = self.pass() => outcome,
+                };
+                let pause = match outcome {
                     Ok(report) => {
                         failures = 0;
                         if report.detected > 0 || report.unattributed > 0 {

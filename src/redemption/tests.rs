@@ -93,6 +93,7 @@ fn signed(nonce: u64) -> SignedTx {
         max_fee_per_gas: 10,
         max_priority_fee_per_gas: 1,
         signed_at: earlier(),
+        head_at_signing: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod driver;
 pub mod http;
 pub mod lease;
 pub mod mint;

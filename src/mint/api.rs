@@ -18,7 +18,7 @@ use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::view::{MINT_IDS, driver_status};
+use super::view::MINT_IDS;
 use super::{
     DriverStatus, IssuerRequestId, JournalOutcome, MintCommand, MintCqrs,
     MintError, MintOrder, MintRequest, MintServices, MintStatus, MintView,
@@ -32,6 +32,7 @@ use crate::account::{
 use crate::alpaca::ApRef;
 use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
+use crate::driver::{self, Flow};
 use crate::http::ApiError;
 use crate::quantity::{AlpacaQuantity, Quantity};
 use crate::tokenized_asset::{self, Network, TokenSymbol, UnderlyingSymbol};
@@ -766,8 +767,12 @@ async fn get_mint(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("mint not found"))?;
-    let last_error = driver_status(&state.pool, &mint.tokenization_request_id)
-        .await
-        .map_err(ApiError::internal)?;
+    let last_error = driver::status(
+        &state.pool,
+        Flow::Mint,
+        mint.tokenization_request_id.as_str(),
+    )
+    .await
+    .map_err(ApiError::internal)?;
     Ok(Json(MintResponse { mint, last_error }))
 }

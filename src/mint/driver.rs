@@ -18,7 +18,7 @@
 //!   Failures back off and retry forever (a 400 may have been applied).
 //!
 //! Errors that only mean "not now" (RPC down, fee above the ceiling,
-//! Alpaca unavailable) are written to `mint_driver_status` for operators
+//! Alpaca unavailable) are written to `flow_status` for operators
 //! and retried with backoff; they never fail a mint.
 
 use std::collections::{HashMap, HashSet};
@@ -33,7 +33,6 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::view::{clear_driver_error, record_driver_error};
 use super::{
     FailureClass, MAX_TX_ATTEMPTS, Mint, MintCommand, MintCqrs, MintError,
     MintRequest, MintState, MintedTokens, ReplacementCause,
@@ -46,6 +45,7 @@ use crate::chain::{
     TxStatus, Uncertainty, VaultService,
 };
 use crate::clock::Clock;
+use crate::driver::{self, Flow};
 use crate::shutdown::ShutdownListener;
 
 /// Steps one task takes for a mint before yielding to the next pass.
@@ -369,7 +369,9 @@ impl MintDriver {
             .remove(id)
             .is_some();
         if (had_errors || step != Step::Wait)
-            && let Err(error) = clear_driver_error(&self.inner.pool, id).await
+            && let Err(error) =
+                driver::clear_error(&self.inner.pool, Flow::Mint, id.as_str())
+                    .await
         {
             tracing::warn!(target: "mint", %error, "cannot clear driver status");
         }
@@ -427,8 +429,14 @@ impl MintDriver {
             );
         }
         let now = self.inner.clock.now();
-        if let Err(db) =
-            record_driver_error(&self.inner.pool, id, &error.message, now).await
+        if let Err(db) = driver::record_error(
+            &self.inner.pool,
+            Flow::Mint,
+            id.as_str(),
+            &error.message,
+            now,
+        )
+        .await
         {
             tracing::warn!(target: "mint", error = %db, "cannot record driver status");
         }

@@ -19,7 +19,6 @@ use sqlx::SqlitePool;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use super::view::driver_status;
 use super::*;
 use crate::alpaca::{AlpacaClient, AlpacaConfig};
 use crate::chain::{
@@ -155,10 +154,14 @@ impl Setup {
     }
 
     async fn last_error(&self) -> Option<String> {
-        driver_status(&self.pool, &id())
-            .await
-            .unwrap()
-            .map(|status| status.last_error)
+        crate::driver::status(
+            &self.pool,
+            crate::driver::Flow::Mint,
+            id().as_str(),
+        )
+        .await
+        .unwrap()
+        .map(|status| status.last_error)
     }
 
     /// (nonce, resolved) of every recorded intent.

@@ -37,15 +37,15 @@ use crate::clock::Clock;
 use crate::quantity::AlpacaQuantity;
 use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
 
+pub use crate::driver::DriverStatus;
 pub use crate::tokenized_asset::Vault;
 pub use api::{MintState, install, routes};
 pub use cmd::MintCommand;
 pub use driver::{DriverSettings, MintDriver};
 pub use event::MintEvent;
 pub use view::{
-    DriverStatus, MintCqrs, MintQueryError, MintView, cqrs,
-    find_by_issuer_request_id, find_by_tokenization_request_id, rebuild_views,
-    unfinished_mints,
+    MintCqrs, MintQueryError, MintView, cqrs, find_by_issuer_request_id,
+    find_by_tokenization_request_id, rebuild_views, unfinished_mints,
 };
 
 /// The stream type under which mints own `tx_intents` rows.

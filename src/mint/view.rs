@@ -2,8 +2,8 @@
 //! events: `mint_view` (one row per mint), the `mint_ids` claim table
 //! (issuer_request_id → tokenization_request_id), the chain's
 //! `tx_intents` rows and the receipt inventory row of a finished deposit.
-//! `mint_driver_status` is the one plain table the driver writes on its
-//! own: the last error of each mint, so operators see why it waits.
+//! The driver's last error per mint lives in the shared `flow_status`
+//! table ([`crate::driver`]).
 
 use std::sync::{Arc, LazyLock};
 
@@ -278,72 +278,6 @@ pub async fn unfinished_mints(
             })
         })
         .collect()
-}
-
-/// Why the driver is still waiting on a mint, if it has hit errors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DriverStatus {
-    /// Consecutive failed steps since the last progress.
-    pub failures: u32,
-    pub last_error: String,
-    pub last_error_at: DateTime<Utc>,
-}
-
-pub(super) async fn record_driver_error(
-    pool: &SqlitePool,
-    id: &TokenizationRequestId,
-    error: &str,
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO mint_driver_status \
-         (tokenization_request_id, failures, last_error, last_error_at) \
-         VALUES (?, 1, ?, ?) \
-         ON CONFLICT (tokenization_request_id) DO UPDATE SET \
-         failures = failures + 1, last_error = excluded.last_error, \
-         last_error_at = excluded.last_error_at",
-    )
-    .bind(id.as_str())
-    .bind(error)
-    .bind(at)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn clear_driver_error(
-    pool: &SqlitePool,
-    id: &TokenizationRequestId,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM mint_driver_status WHERE tokenization_request_id = ?",
-    )
-    .bind(id.as_str())
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn driver_status(
-    pool: &SqlitePool,
-    id: &TokenizationRequestId,
-) -> Result<Option<DriverStatus>, sqlx::Error> {
-    let row: Option<(i64, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT failures, last_error, last_error_at \
-         FROM mint_driver_status WHERE tokenization_request_id = ?",
-    )
-    .bind(id.as_str())
-    .fetch_optional(pool)
-    .await?;
-    row.map(|(failures, last_error, last_error_at)| {
-        Ok(DriverStatus {
-            failures: u32::try_from(failures)
-                .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
-            last_error,
-            last_error_at,
-        })
-    })
-    .transpose()
 }
 
 /// Claims the issuer_request_id on `Initiated`.

@@ -1,6 +1,7 @@
 //! Internal read endpoints: one redemption, and the unattributed inbound
 //! transfers operators must resolve by hand.
 
+use crate::driver::{self, DriverStatus, Flow};
 use rocket::serde::json::Json;
 use rocket::{Route, State};
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,11 @@ pub struct RedemptionResponse {
     pub completed_at: Option<String>,
     pub failure_reason: Option<String>,
     pub failed_at: Option<String>,
+    /// Why the driver is still waiting on this redemption, if its last
+    /// steps failed (RPC down, Alpaca unavailable, a landing no node shows
+    /// yet, ...); cleared when it makes progress.
+    #[serde(default)]
+    pub last_error: Option<DriverStatus>,
 }
 
 impl RedemptionResponse {
@@ -101,6 +107,7 @@ impl RedemptionResponse {
             completed_at: None,
             failure_reason: None,
             failed_at: None,
+            last_error: None,
         };
         match state {
             Redemption::Burning {
@@ -161,9 +168,12 @@ async fn get_redemption(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("redemption not found"))?;
-    RedemptionResponse::from_state(&id, &state)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("redemption not found"))
+    let mut response = RedemptionResponse::from_state(&id, &state)
+        .ok_or_else(|| ApiError::not_found("redemption not found"))?;
+    response.last_error = driver::status(pool, Flow::Redemption, id.as_str())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(response))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,6 +40,7 @@ use crate::chain::{
     TxStatus, Uncertainty, VaultError, VaultService,
 };
 use crate::clock::Clock;
+use crate::driver::{self, Flow};
 use crate::receipt_inventory::{self, RESERVATIONS_TABLE, select_burns};
 use crate::shutdown::ShutdownListener;
 use crate::tokenized_asset::{self, Network};
@@ -198,6 +199,8 @@ struct Inner {
     permits: Semaphore,
     schedules: Mutex<HashMap<IssuerRequestId, Schedule>>,
     in_flight: Mutex<HashSet<IssuerRequestId>>,
+    /// Redemptions with a `flow_status` row to clear on progress.
+    erroring: Mutex<HashSet<IssuerRequestId>>,
     reconciling: AtomicBool,
     last_reconcile: Mutex<Option<Instant>>,
 }
@@ -240,6 +243,7 @@ impl RedemptionDriver {
                 permits: Semaphore::new(settings.max_concurrent.max(1)),
                 schedules: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
+                erroring: Mutex::new(HashSet::new()),
                 reconciling: AtomicBool::new(false),
                 last_reconcile: Mutex::new(None),
             }),
@@ -418,16 +422,14 @@ impl Inner {
                     })
                 });
             match outcome {
-                Ok(Step::Waiting) => return,
-                Ok(Step::Advanced) => {}
+                Ok(step) => {
+                    self.clear_error(id, step == Step::Advanced).await;
+                    if step == Step::Waiting {
+                        return;
+                    }
+                }
                 Err(error) => {
-                    tracing::warn!(
-                        target: "redemption",
-                        %id,
-                        state = state.state_name(),
-                        %error,
-                        "redemption step failed; will retry"
-                    );
+                    self.record_error(id, &state, &error).await;
                     self.retry_later(id);
                     return;
                 }
@@ -444,6 +446,64 @@ impl Inner {
                     return;
                 }
             };
+        }
+    }
+
+    /// Logs a failed step and shows it as the redemption's `last_error`.
+    async fn record_error(
+        &self,
+        id: &IssuerRequestId,
+        state: &Redemption,
+        error: &StepError,
+    ) {
+        let stuck = matches!(
+            error,
+            StepError::UnseenLanding { stuck: true, .. }
+                | StepError::LandedOutsideAttempts { .. }
+        );
+        if stuck {
+            tracing::error!(
+                target: "redemption",
+                %id,
+                state = state.state_name(),
+                %error,
+                "redemption stuck; operator attention needed"
+            );
+        } else {
+            tracing::warn!(
+                target: "redemption",
+                %id,
+                state = state.state_name(),
+                %error,
+                "redemption step failed; will retry"
+            );
+        }
+        metrics::counter!("redemption_step_errors_total").increment(1);
+        lock(&self.erroring).insert(id.clone());
+        let message = crate::http::ErrorChain(error).to_string();
+        if let Err(db) = driver::record_error(
+            &self.pool,
+            Flow::Redemption,
+            id.as_str(),
+            &message,
+            self.clock.now(),
+        )
+        .await
+        {
+            tracing::warn!(target: "redemption", error = %db, "cannot record driver status");
+        }
+    }
+
+    /// Progress clears the row (always, so a row left by an earlier run
+    /// goes too); a wait clears it only after an error of this run.
+    async fn clear_error(&self, id: &IssuerRequestId, progressed: bool) {
+        if !lock(&self.erroring).remove(id) && !progressed {
+            return;
+        }
+        if let Err(db) =
+            driver::clear_error(&self.pool, Flow::Redemption, id.as_str()).await
+        {
+            tracing::warn!(target: "redemption", error = %db, "cannot clear driver status");
         }
     }
 

@@ -20,6 +20,7 @@ use itn_sim::{
 };
 use receipt_vault::OffchainAssetReceiptVault;
 use receipt_vault::testing::LocalChain;
+use rpc_fault_proxy::RpcFaultProxy;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -59,8 +60,31 @@ pub struct AffiliatedAp {
     pub wallet: PrivateKeySigner,
 }
 
+/// How to start an [`Env`].
+pub struct Options {
+    pub wire: WireVersion,
+    /// Put a fault-injecting JSON-RPC proxy between the service and anvil
+    /// ([`Env::proxy`]); tests use it to make the node lie, lag or hang.
+    pub rpc_proxy: bool,
+    /// Extra `[chain]` lines (timeouts, ...).
+    pub chain_toml: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            wire: WireVersion::Oldest,
+            rpc_proxy: false,
+            chain_toml: "",
+        }
+    }
+}
+
 pub struct Env {
     pub chain: LocalChain,
+    /// The service's view of the chain when started with
+    /// [`Options::rpc_proxy`]; the tests' own view is `chain`, direct.
+    pub proxy: Option<RpcFaultProxy>,
     pub sim: SimHandle,
     service: Option<RunningService>,
     pub base_url: String,
@@ -74,7 +98,13 @@ pub struct Env {
     _dir: TempDir,
 }
 
-fn config_toml(dir: &TempDir, chain: &LocalChain, sim: &SimHandle) -> String {
+fn config_toml(
+    dir: &TempDir,
+    chain: &LocalChain,
+    rpc_url: &str,
+    chain_toml: &str,
+    sim: &SimHandle,
+) -> String {
     let sim_config = sim.config();
     format!(
         r#"
@@ -111,6 +141,7 @@ private_key = "{private_key}"
 max_fee_per_gas_gwei = 100
 max_priority_fee_per_gas_gwei = 1
 receipt_poll_interval_ms = 50
+{chain_toml}
 
 [redemption]
 monitor_interval_ms = 100
@@ -120,7 +151,6 @@ monitor_interval_ms = 100
         account_id = sim.issuer_account_id(),
         key_id = sim_config.broker_key_id,
         secret = sim_config.broker_secret,
-        rpc_url = chain.rpc_url,
         private_key = chain.bot.to_bytes(),
     )
 }
@@ -136,7 +166,33 @@ impl Env {
 
     /// As [`Env::start`], with Alpaca speaking `wire`.
     pub async fn start_with(wire: WireVersion) -> Self {
+        Self::start_opts(Options {
+            wire,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// As [`Env::start`], as `options` say.
+    pub async fn start_opts(options: Options) -> Self {
+        let Options {
+            wire,
+            rpc_proxy,
+            chain_toml,
+        } = options;
         let chain = LocalChain::start().await.unwrap();
+        let proxy = if rpc_proxy {
+            Some(
+                RpcFaultProxy::start(&chain.rpc_url.to_string())
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            None
+        };
+        let rpc_url = proxy
+            .as_ref()
+            .map_or_else(|| chain.rpc_url.to_string(), RpcFaultProxy::url);
         let sim = Simulator::spawn(SimConfig {
             wire,
             issuer_api_key: ALPACA_KEY.into(),
@@ -148,7 +204,11 @@ impl Env {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("issuance.toml");
-        std::fs::write(&path, config_toml(&dir, &chain, &sim)).unwrap();
+        std::fs::write(
+            &path,
+            config_toml(&dir, &chain, &rpc_url, chain_toml, &sim),
+        )
+        .unwrap();
         let service = Self::launch(&path).await;
         let base_url = format!("http://{}", service.local_addr());
         sim.set_issuer_base_url(base_url.parse().unwrap());
@@ -162,6 +222,7 @@ impl Env {
                 id_mode: itn_sim::ClientIdMode::External,
             }),
             chain,
+            proxy,
             sim,
             service: Some(service),
             base_url,
@@ -429,11 +490,66 @@ impl Env {
         self.chain.provider().get_logs(&filter).await.unwrap().len()
     }
 
+    /// The fault proxy's rules (the env must have been started with
+    /// [`Options::rpc_proxy`]).
+    pub fn faults(&self) -> rpc_fault_proxy::Faults {
+        self.proxy
+            .as_ref()
+            .expect("started without the RPC proxy")
+            .faults()
+    }
+
+    /// Every `Deposit` event the vault ever emitted, with its transaction.
+    pub async fn deposit_tx_hashes(&self) -> Vec<alloy::primitives::TxHash> {
+        let filter = Filter::new()
+            .address(self.vault)
+            .event_signature(OffchainAssetReceiptVault::Deposit::SIGNATURE_HASH)
+            .from_block(0);
+        self.chain
+            .provider()
+            .get_logs(&filter)
+            .await
+            .unwrap()
+            .iter()
+            .map(|log| log.transaction_hash.unwrap())
+            .collect()
+    }
+
+    /// Every `Withdraw` event the vault ever emitted, with its transaction.
+    pub async fn withdraw_tx_hashes(&self) -> Vec<alloy::primitives::TxHash> {
+        let filter = Filter::new()
+            .address(self.vault)
+            .event_signature(
+                OffchainAssetReceiptVault::Withdraw::SIGNATURE_HASH,
+            )
+            .from_block(0);
+        self.chain
+            .provider()
+            .get_logs(&filter)
+            .await
+            .unwrap()
+            .iter()
+            .map(|log| log.transaction_hash.unwrap())
+            .collect()
+    }
+
+    /// Transactions the issuer wallet has ever sent (its nonce).
+    pub async fn bot_nonce(&self) -> u64 {
+        self.chain
+            .provider()
+            .get_transaction_count(self.chain.bot.address())
+            .await
+            .unwrap()
+    }
+
     /// Stops the service (as SIGTERM would) and the simulator.
     pub async fn stop(mut self) {
         if let Some(service) = self.service.take() {
             service.stop().await.unwrap();
         }
         self.sim.clone().shutdown().await;
+        if let Some(proxy) = self.proxy.take() {
+            proxy.shutdown().await;
+        }
     }
 }

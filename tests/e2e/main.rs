@@ -2,6 +2,7 @@
 //! anvil with the vault, the ITN simulator and the whole service.
 #![allow(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
     reason = "test helpers outside #[test] fns"
@@ -11,3 +12,4 @@ mod affiliated;
 mod harness;
 mod mint;
 mod redemption;
+mod rpc_faults;

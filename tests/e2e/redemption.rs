@@ -41,7 +41,7 @@ async fn get(env: &Env, path: &str) -> (u16, Value) {
 }
 
 /// A completed mint of `qty` to the AP; returns the receipt id.
-async fn mint(env: &Env, qty: &str) -> String {
+pub(crate) async fn mint(env: &Env, qty: &str) -> String {
     let outcome = env.request_mint(qty).await;
     let mint = env
         .wait_for_status(&outcome.issuer_request_id.unwrap(), "completed")
@@ -109,7 +109,7 @@ pub(crate) fn redemption_ids(
 }
 
 /// The AP sends `amount` to the bot; returns the redemption id.
-async fn redeem(env: &Env, amount: U256) -> String {
+pub(crate) async fn redeem(env: &Env, amount: U256) -> String {
     let receipt = send(env, &env.chain.ap, &[(bot(env), amount)]).await;
     let ids = redemption_ids(&receipt, bot(env));
     assert_eq!(ids.len(), 1);
@@ -132,7 +132,7 @@ pub(crate) async fn wait_for_state(env: &Env, id: &str, state: &str) -> Value {
     }
 }
 
-async fn receipts(env: &Env) -> Vec<Value> {
+pub(crate) async fn receipts(env: &Env) -> Vec<Value> {
     let (status, body) = get(env, "/receipts").await;
     assert_eq!(status, 200, "{body}");
     body["receipts"].as_array().unwrap().clone()

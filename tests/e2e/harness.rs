@@ -182,11 +182,7 @@ impl Env {
         } = options;
         let chain = LocalChain::start().await.unwrap();
         let proxy = if rpc_proxy {
-            Some(
-                RpcFaultProxy::start(&chain.rpc_url.to_string())
-                    .await
-                    .unwrap(),
-            )
+            Some(RpcFaultProxy::start(chain.rpc_url.as_ref()).await.unwrap())
         } else {
             None
         };

@@ -1,47 +1,38 @@
-//! Single-writer lease: one running instance per database, so two
-//! processes never drive the same aggregates or spend the same nonces
-//! (the reference issuer collided on nonces during rollouts).
+//! The `service_lease` row: who runs on this database and when it last
+//! showed life. It is information for operators, not the guard: the
+//! single-writer guarantee is the OS lock in [`crate::instance_lock`],
+//! which the kernel frees when its holder dies. A row left behind by a
+//! holder that crashed (its heartbeat may be seconds old) therefore never
+//! blocks a start: whoever holds the OS lock overwrites it.
 //!
-//! A row in `service_lease` names the holder and its last heartbeat. A new
-//! instance takes the lease only if it is free, its own, or stale (no
-//! heartbeat for [`LEASE_TTL`]); otherwise it refuses to start.
+//! The heartbeat still detects the one case the OS lock cannot: a second
+//! process that got the lock anyway (its lock file was deleted, or it
+//! reached the database under another file) takes the row over, and the
+//! older holder, finding its row gone, stops.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::SqlitePool;
 use sqlx::migrate::{MigrateError, Migrator};
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, IdGenerator};
+use crate::instance_lock::InstanceLock;
 use crate::shutdown::ShutdownListener;
 
-/// A holder whose heartbeat is older than this is considered gone.
-pub const LEASE_TTL: Duration = Duration::from_secs(30);
-/// How often the holder refreshes its heartbeat (well inside the TTL).
+/// How often the holder refreshes its heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// The migration creating `service_lease`; run on its own before the
-/// lease is taken, so the rest of the schema is only migrated by the
+/// row is written, so the rest of the schema is only migrated by the
 /// lease holder.
 pub const LEASE_MIGRATION_VERSION: i64 = 20_261_128_000_100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
-    #[error(
-        "another instance ({holder}) holds the service lease (last \
-         heartbeat {heartbeat_at}); stop it or wait {ttl_secs} s after it \
-         stopped"
-    )]
-    Held {
-        holder: String,
-        heartbeat_at: String,
-        ttl_secs: u64,
-    },
     #[error("the service lease was taken over by another instance")]
     Lost,
-    #[error("lease TTL {ttl:?} is out of range")]
-    TtlOutOfRange { ttl: Duration },
     #[error("the migration creating service_lease is missing")]
     MigrationMissing,
     #[error(transparent)]
@@ -105,60 +96,57 @@ async fn migrate_lease_table(
 }
 
 impl Lease {
-    /// Takes the lease or fails with [`LeaseError::Held`]. `migrations`
-    /// is the service's migration set (it must contain the lease table).
+    /// Writes `holder` into `service_lease`, replacing whatever row is
+    /// there. `_lock` is the proof that we hold the OS lock, the actual
+    /// guard: a row of another holder can only be left by a process that
+    /// died without deleting it (even seconds ago), so it is logged and
+    /// overwritten, never obeyed. `migrations` is the service's migration
+    /// set (it must contain the lease table).
     pub async fn acquire(
         pool: SqlitePool,
         migrations: &Migrator,
         clock: Arc<dyn Clock>,
         holder: LeaseHolder,
-        ttl: Duration,
+        _lock: &InstanceLock,
     ) -> Result<Self, LeaseError> {
         migrate_lease_table(&pool, migrations).await?;
-        let ttl_delta = TimeDelta::from_std(ttl)
-            .map_err(|_| LeaseError::TtlOutOfRange { ttl })?;
-        let now = clock.now();
-        let stale_before = now
-            .checked_sub_signed(ttl_delta)
-            .ok_or(LeaseError::TtlOutOfRange { ttl })?;
-        // One statement, so two instances starting together cannot both
-        // win: SQLite serialises the writes.
-        let taken = sqlx::query(
+        let previous: Option<(String, String)> = sqlx::query_as(
+            "SELECT holder, heartbeat_at FROM service_lease WHERE id = 1",
+        )
+        .fetch_optional(&pool)
+        .await?;
+        sqlx::query(
             "INSERT INTO service_lease (id, holder, heartbeat_at) \
              VALUES (1, ?1, ?2) \
              ON CONFLICT (id) DO UPDATE \
              SET holder = excluded.holder, \
-                 heartbeat_at = excluded.heartbeat_at \
-             WHERE service_lease.holder = excluded.holder \
-                OR service_lease.heartbeat_at < ?3",
+                 heartbeat_at = excluded.heartbeat_at",
         )
         .bind(holder.as_str())
-        .bind(timestamp(now))
-        .bind(timestamp(stale_before))
+        .bind(timestamp(clock.now()))
         .execute(&pool)
-        .await?
-        .rows_affected();
-        if taken == 1 {
-            tracing::info!(
-                target: "startup",
-                holder = holder.as_str(),
-                "service lease acquired"
-            );
-            return Ok(Self {
-                pool,
-                holder,
-                clock,
-            });
-        }
-        let (current, heartbeat_at): (String, String) = sqlx::query_as(
-            "SELECT holder, heartbeat_at FROM service_lease WHERE id = 1",
-        )
-        .fetch_one(&pool)
         .await?;
-        Err(LeaseError::Held {
-            holder: current,
-            heartbeat_at,
-            ttl_secs: ttl.as_secs(),
+        if let Some((previous, heartbeat_at)) = previous
+            && previous != holder.as_str()
+        {
+            tracing::warn!(
+                target: "startup",
+                previous_holder = previous.as_str(),
+                previous_heartbeat_at = heartbeat_at.as_str(),
+                "the previous instance did not release the service lease \
+                 (it crashed or was killed); taking over: the single-writer \
+                 lock is ours"
+            );
+        }
+        tracing::info!(
+            target: "startup",
+            holder = holder.as_str(),
+            "service lease acquired"
+        );
+        Ok(Self {
+            pool,
+            holder,
+            clock,
         })
     }
 
@@ -185,7 +173,7 @@ impl Lease {
         }
     }
 
-    /// Frees the lease so a successor can start at once.
+    /// Deletes our row: a successor then finds no leftover to report.
     pub async fn release(self) -> Result<(), LeaseError> {
         sqlx::query("DELETE FROM service_lease WHERE id = 1 AND holder = ?1")
             .bind(self.holder.as_str())
@@ -224,6 +212,8 @@ impl Lease {
                 match self.heartbeat().await {
                     Ok(()) => {}
                     Err(LeaseError::Lost) => {
+                        // Only a process that bypassed the OS lock can have
+                        // taken the row: two writers, so stop.
                         tracing::error!(
                             target: "lease",
                             holder = self.holder.as_str(),
@@ -244,8 +234,8 @@ impl Lease {
                 tracing::warn!(
                     target: "shutdown",
                     %error,
-                    "could not release the service lease; a successor \
-                     must wait for it to go stale"
+                    "could not delete the service lease row; a successor \
+                     overwrites it"
                 );
             }
         })
@@ -254,7 +244,7 @@ impl Lease {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{TimeDelta, TimeZone};
 
     use super::*;
     use crate::clock::{FixedClock, SequentialIds};
@@ -272,61 +262,63 @@ mod tests {
         clock: &Arc<FixedClock>,
         holder: &LeaseHolder,
     ) -> Result<Lease, LeaseError> {
+        // An in-memory database needs no OS lock; the lease row does not
+        // care which kind of proof it is handed.
+        let lock = InstanceLock::acquire(pool, holder, clock.now())
+            .await
+            .unwrap();
         Lease::acquire(
             pool.clone(),
             &crate::MIGRATOR,
             clock.clone(),
             holder.clone(),
-            LEASE_TTL,
+            &lock,
         )
         .await
     }
 
-    #[tokio::test]
-    async fn second_holder_is_refused_while_heartbeat_is_fresh() {
-        let pool = pool().await;
-        let clock = Arc::new(FixedClock::new(start()));
-        let ids = SequentialIds::new();
-        let first = LeaseHolder::generate(&ids);
-        let second = LeaseHolder::generate(&ids);
-        let lease = acquire(&pool, &clock, &first).await.unwrap();
-
-        clock.advance(TimeDelta::seconds(29)).unwrap();
-        let error = acquire(&pool, &clock, &second).await.unwrap_err();
-        match error {
-            LeaseError::Held { holder, .. } => {
-                assert_eq!(holder, first.as_str());
-            }
-            other => panic!("expected Held, got {other:?}"),
-        }
-
-        // A heartbeat keeps it fresh past the original TTL.
-        lease.heartbeat().await.unwrap();
-        clock.advance(TimeDelta::seconds(29)).unwrap();
-        assert!(matches!(
-            acquire(&pool, &clock, &second).await,
-            Err(LeaseError::Held { .. })
-        ));
+    async fn row(pool: &SqlitePool) -> Option<(String, String)> {
+        sqlx::query_as("SELECT holder, heartbeat_at FROM service_lease")
+            .fetch_optional(pool)
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
-    async fn stale_lease_is_taken_over_and_old_holder_learns_it() {
+    async fn a_fresh_row_of_a_dead_holder_never_blocks_the_lock_holder() {
+        let pool = pool().await;
+        let clock = Arc::new(FixedClock::new(start()));
+        let ids = SequentialIds::new();
+        let killed = LeaseHolder::generate(&ids);
+        let successor = LeaseHolder::generate(&ids);
+        // The killed process heartbeated a second ago and never deleted
+        // its row.
+        let old = acquire(&pool, &clock, &killed).await.unwrap();
+        old.heartbeat().await.unwrap();
+        clock.advance(TimeDelta::seconds(1)).unwrap();
+
+        let new = acquire(&pool, &clock, &successor).await.unwrap();
+        assert_eq!(new.holder(), &successor);
+        let (holder, heartbeat_at) = row(&pool).await.unwrap();
+        assert_eq!(holder, successor.as_str());
+        assert_eq!(heartbeat_at, timestamp(clock.now()));
+        new.heartbeat().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_holder_whose_row_was_taken_over_learns_it() {
         let pool = pool().await;
         let clock = Arc::new(FixedClock::new(start()));
         let ids = SequentialIds::new();
         let first = LeaseHolder::generate(&ids);
         let second = LeaseHolder::generate(&ids);
         let old = acquire(&pool, &clock, &first).await.unwrap();
-
-        clock.advance(TimeDelta::seconds(31)).unwrap();
-        let new = acquire(&pool, &clock, &second).await.unwrap();
-        assert_eq!(new.holder(), &second);
+        acquire(&pool, &clock, &second).await.unwrap();
         assert!(matches!(old.heartbeat().await, Err(LeaseError::Lost)));
-        new.heartbeat().await.unwrap();
     }
 
     #[tokio::test]
-    async fn released_lease_is_free_and_reacquire_by_holder_is_allowed() {
+    async fn heartbeat_moves_and_release_deletes_only_our_row() {
         let pool = pool().await;
         let clock = Arc::new(FixedClock::new(start()));
         let ids = SequentialIds::new();
@@ -334,12 +326,20 @@ mod tests {
         let second = LeaseHolder::generate(&ids);
 
         let lease = acquire(&pool, &clock, &first).await.unwrap();
-        // The same holder may re-acquire (e.g. a retried startup step).
+        clock.advance(TimeDelta::seconds(10)).unwrap();
+        lease.heartbeat().await.unwrap();
+        assert_eq!(row(&pool).await.unwrap().1, timestamp(clock.now()));
+        // The same holder may write it again (e.g. a retried startup step).
         let lease_again = acquire(&pool, &clock, &first).await.unwrap();
         drop(lease);
         lease_again.release().await.unwrap();
+        assert_eq!(row(&pool).await, None);
 
+        // A release by a holder that lost the row leaves the new row.
+        let stale = acquire(&pool, &clock, &first).await.unwrap();
         acquire(&pool, &clock, &second).await.unwrap();
+        stale.release().await.unwrap();
+        assert_eq!(row(&pool).await.unwrap().0, second.as_str());
     }
 
     #[tokio::test]
@@ -357,12 +357,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(30)).await;
         trigger.trigger();
         task.await.unwrap();
-        let rows: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM service_lease")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(rows, 0);
+        assert_eq!(row(&pool).await, None);
     }
 
     #[tokio::test]
@@ -373,7 +368,6 @@ mod tests {
         let first = LeaseHolder::generate(&ids);
         let second = LeaseHolder::generate(&ids);
         let lease = acquire(&pool, &clock, &first).await.unwrap();
-        clock.advance(TimeDelta::seconds(60)).unwrap();
         acquire(&pool, &clock, &second).await.unwrap();
 
         let (_trigger, listener) = crate::shutdown::channel();
@@ -390,11 +384,6 @@ mod tests {
             .unwrap()
             .unwrap();
         task.await.unwrap();
-        let holder: String =
-            sqlx::query_scalar("SELECT holder FROM service_lease")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(holder, second.as_str());
+        assert_eq!(row(&pool).await.unwrap().0, second.as_str());
     }
 }

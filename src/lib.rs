@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod http;
+pub mod instance_lock;
 pub mod lease;
 pub mod mint;
 pub mod quantity;

@@ -68,12 +68,14 @@ fn main() -> ExitCode {
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                // Before telemetry is up (bad config) only stderr works.
+                // Logged for the log pipeline (when telemetry is up), and
+                // always on stderr: whoever started the process (a person
+                // at a terminal, a script) reads why it refused there,
+                // e.g. which pid holds the single-writer lock.
                 if tracing::dispatcher::has_been_set() {
                     tracing::error!(target: "startup", "{error:#}");
-                } else {
-                    eprintln!("issuance-bot: {error:#}");
                 }
+                eprintln!("issuance-bot: {error:#}");
                 ExitCode::FAILURE
             }
         },

@@ -1,6 +1,7 @@
 //! Composition root. Startup order in [`serve`]: open the database → take
-//! the single-writer lease → migrate → build feature state (rebuilding
-//! views) → serve until SIGTERM/Ctrl-C → release the lease.
+//! the single-writer OS lock → record the lease row → migrate → build
+//! feature state (rebuilding views) → serve until SIGTERM/Ctrl-C → stop
+//! the workers → delete the lease row → release the lock.
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -24,9 +25,8 @@ use crate::clock::{Clock, IdGenerator, RandomIds, SystemClock};
 use crate::config::{Config, DatabaseConfig, ServerConfig};
 use crate::http::health::{DatabaseProbe, MigrationsProbe, Readiness};
 use crate::http::request_log::RequestTelemetry;
-use crate::lease::{
-    HEARTBEAT_INTERVAL, LEASE_TTL, Lease, LeaseError, LeaseHolder,
-};
+use crate::instance_lock::{InstanceLock, InstanceLockError};
+use crate::lease::{HEARTBEAT_INTERVAL, Lease, LeaseError, LeaseHolder};
 use crate::mint::{DriverSettings, MintDriver, MintState};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::telemetry::{self, TelemetryError};
@@ -41,6 +41,8 @@ pub enum StartupError {
     Database(#[from] sqlite_es::SqliteEsError),
     #[error("database migration failed: {0}")]
     Migrate(#[from] MigrateError),
+    #[error(transparent)]
+    InstanceLock(#[from] InstanceLockError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
     #[error(transparent)]
@@ -261,13 +263,14 @@ impl RunningService {
 }
 
 /// Everything [`serve`] does up to and including binding the listener:
-/// open the database, take the lease, migrate, build the features,
-/// connect the chain and Alpaca, start the background drivers, listen.
+/// open the database, take the single-writer lock, record the lease,
+/// migrate, build the features, connect the chain and Alpaca, start the
+/// background drivers, listen.
 /// Returns once the server accepts connections.
 pub async fn start_service(
     config: Config,
 ) -> Result<RunningService, StartupError> {
-    // Everything that can fail on config alone comes before the lease.
+    // Everything that can fail on config alone comes before the lock.
     let metrics = match config.metrics.bind {
         Some(bind) => {
             let handle = telemetry::install_metrics_recorder()?;
@@ -281,14 +284,26 @@ pub async fn start_service(
     };
     let pool = open_database(&config.database).await?;
     let deps = Deps::production(pool.clone());
-    let lease = Lease::acquire(
+    let holder = LeaseHolder::generate(deps.ids.as_ref());
+    // The guard: refused at once if another live process holds it, free
+    // at once if its holder died. No row or schema of ours is written
+    // before it is ours.
+    let lock = InstanceLock::acquire(&pool, &holder, deps.clock.now()).await?;
+    let lease = match Lease::acquire(
         pool.clone(),
         &MIGRATOR,
         deps.clock.clone(),
-        LeaseHolder::generate(deps.ids.as_ref()),
-        LEASE_TTL,
+        holder,
+        &lock,
     )
-    .await?;
+    .await
+    {
+        Ok(lease) => lease,
+        Err(error) => {
+            lock.release();
+            return Err(error.into());
+        }
+    };
     let (bound_tx, bound_rx) = oneshot::channel();
     let prepared = async {
         migrate(&pool).await?;
@@ -314,14 +329,17 @@ pub async fn start_service(
                     "lease not released"
                 );
             }
+            lock.release();
             return Err(error);
         }
     };
 
     let stop = rocket.shutdown();
     let stop_server = stop.clone();
-    // The lease outlives the drivers: it is released only after every
-    // worker has stopped, so a successor never overlaps a finishing one.
+    // The lease row and the lock outlive the drivers: the row is deleted
+    // only after every worker has stopped, and the lock (the guard a
+    // successor needs) is released after that, last, so a successor
+    // never overlaps a finishing one.
     let (release_lease, lease_released_on) = crate::shutdown::channel();
     let heartbeat = lease.spawn_heartbeat(
         HEARTBEAT_INTERVAL,
@@ -368,6 +386,7 @@ pub async fn start_service(
         if let Err(error) = heartbeat.await {
             tracing::warn!(target: "shutdown", %error, "lease task failed");
         }
+        lock.release();
         tracing::info!(target: "shutdown", "stopped");
         result
             .map(drop)

@@ -247,3 +247,51 @@ async fn build_rocket_opens_and_migrates_a_file_database() {
     .unwrap();
     assert_eq!(lease_table, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_service_on_one_database_is_refused_until_the_first_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/issuance.db", dir.path().display());
+    let mut config = Config::for_tests(&url);
+    config.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let first = start_service(config.clone()).await.unwrap();
+    let lease_row = || async {
+        let pool = open_database(&config.database).await.unwrap();
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT holder FROM service_lease")
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        holder
+    };
+    let first_holder = lease_row().await.unwrap();
+
+    let error = start_service(config.clone()).await.unwrap_err();
+    match &error {
+        StartupError::InstanceLock(InstanceLockError::Held {
+            path,
+            holder,
+        }) => {
+            assert_eq!(
+                path,
+                &std::fs::canonicalize(dir.path())
+                    .unwrap()
+                    .join("issuance.db.lock")
+            );
+            assert_eq!(holder.pid, Some(std::process::id()));
+            assert_eq!(holder.holder.as_deref(), Some(first_holder.as_str()));
+        }
+        other => panic!("expected a held lock, got {other:?}"),
+    }
+    // The refused start wrote nothing: the first still owns the row.
+    assert_eq!(lease_row().await, Some(first_holder.clone()));
+
+    // A clean stop deletes the row, then frees the lock: a successor
+    // starts at once.
+    first.stop().await.unwrap();
+    assert_eq!(lease_row().await, None);
+    let successor = start_service(config.clone()).await.unwrap();
+    let successor_holder = lease_row().await.unwrap();
+    assert_ne!(successor_holder, first_holder);
+    successor.stop().await.unwrap();
+}

@@ -240,7 +240,7 @@ async fn a_hung_log_scan_holds_neither_mints_nor_shutdown_nor_the_lease() {
     env.pause().await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
-    // The lease was released: a successor starts at once and serves.
+    // The lock was released: a successor starts at once and serves.
     faults.clear();
     env.resume().await;
     let (status, body) = env.get("/health").await;

@@ -40,6 +40,20 @@ pub enum QuantityError {
     SharesUnrepresentable { shares: U256 },
 }
 
+/// A decimal exponent's digits as an `i64`, saturating: any exponent
+/// beyond ±10^18 puts every digit string out of range anyway.
+fn saturating_exponent(digits: &str) -> i64 {
+    digits.bytes().fold(0i64, |acc, digit| {
+        acc.saturating_mul(10)
+            .saturating_add(i64::from(digit - b'0'))
+    })
+}
+
+/// A text length as an `i64` (lengths are bounded by the body limit).
+fn len_i64(text: &str) -> i64 {
+    i64::try_from(text.len()).unwrap_or(i64::MAX)
+}
+
 /// A strictly positive amount with at most 18 fractional digits.
 ///
 /// The share value (amount × 10^18) is computed with checked arithmetic at
@@ -90,6 +104,102 @@ impl Quantity {
                 .ok_or(QuantityError::Overflow)?;
         }
         Self::from_mantissa(mantissa, decimals)
+    }
+
+    /// Parses the literal text of a JSON number (RFC 8259 §6:
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`) exactly: the
+    /// exponent only moves the decimal point, so the value is the one the
+    /// text denotes or an error, never a rounded neighbour
+    /// (`1.00000000000000000000000000000001e0` has 32 decimals and is
+    /// refused, not read as 1). Trailing zeros do not count as decimals
+    /// (`1.50e1` is 15, `15e-1` is 1.5). A minus sign is `NotPositive`;
+    /// anything outside the grammar is `Malformed`. Work is bounded by the
+    /// text's length whatever the exponent (`1e999999999999` is `Overflow`,
+    /// `1e-999999999999` `TooManyDecimals`).
+    pub fn parse_json_number(input: &str) -> Result<Self, QuantityError> {
+        if input.is_empty() {
+            return Err(QuantityError::Empty);
+        }
+        let malformed = || QuantityError::Malformed {
+            input: input.chars().take(64).collect(),
+        };
+        let (negative, unsigned) = match input.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, input),
+        };
+        let (mantissa_text, exponent_text) =
+            match unsigned.split_once(['e', 'E']) {
+                Some((mantissa, exponent)) => (mantissa, Some(exponent)),
+                None => (unsigned, None),
+            };
+        let (int_part, frac_part) = match mantissa_text.split_once('.') {
+            Some((int_part, frac_part)) => (int_part, Some(frac_part)),
+            None => (mantissa_text, None),
+        };
+        let all_digits = |text: &str| {
+            !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+        };
+        let int_ok = all_digits(int_part)
+            && (int_part == "0" || !int_part.starts_with('0'));
+        let frac_ok = frac_part.is_none_or(all_digits);
+        let exponent = match exponent_text {
+            None => Some(0),
+            Some(text) => {
+                let (sign, digits) = if let Some(rest) = text.strip_prefix('-')
+                {
+                    (-1, rest)
+                } else {
+                    (1, text.strip_prefix('+').unwrap_or(text))
+                };
+                all_digits(digits).then(|| sign * saturating_exponent(digits))
+            }
+        };
+        let (true, true, Some(exponent)) = (int_ok, frac_ok, exponent) else {
+            return Err(malformed());
+        };
+        if negative {
+            return Err(QuantityError::NotPositive);
+        }
+        // value = digits × 10^(exponent − fraction length); leading zeros
+        // carry nothing, each trailing zero moves the point one place.
+        let frac_part = frac_part.unwrap_or("");
+        let digits = format!("{int_part}{frac_part}");
+        let significant = digits.trim_start_matches('0');
+        let trimmed = significant.trim_end_matches('0');
+        if trimmed.is_empty() {
+            return Err(QuantityError::NotPositive);
+        }
+        let power = exponent
+            .saturating_sub(len_i64(frac_part))
+            .saturating_add(len_i64(&significant[trimmed.len()..]));
+        // Too precise is decided before too large, as in `parse`.
+        if power < -i64::from(SHARE_DECIMALS) {
+            return Err(QuantityError::TooManyDecimals {
+                decimals: u32::try_from(power.unsigned_abs())
+                    .unwrap_or(u32::MAX),
+                max: SHARE_DECIMALS,
+            });
+        }
+        let mut mantissa: u128 = 0;
+        for digit in trimmed.bytes() {
+            mantissa = mantissa
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(u128::from(digit - b'0')))
+                .ok_or(QuantityError::Overflow)?;
+        }
+        if power < 0 {
+            // -18 ≤ power < 0 here.
+            let decimals = u32::try_from(power.unsigned_abs())
+                .map_err(|_| QuantityError::Overflow)?;
+            return Self::from_mantissa(mantissa, decimals);
+        }
+        let scale = u32::try_from(power)
+            .ok()
+            .and_then(|power| 10u128.checked_pow(power))
+            .ok_or(QuantityError::Overflow)?;
+        let mantissa =
+            mantissa.checked_mul(scale).ok_or(QuantityError::Overflow)?;
+        Self::from_mantissa(mantissa, 0)
     }
 
     /// Builds from an integer mantissa and a scale (value = m / 10^scale).
@@ -219,6 +329,11 @@ impl AlpacaQuantity {
 
     pub fn parse(input: &str) -> Result<Self, QuantityError> {
         Self::new(Quantity::parse(input)?)
+    }
+
+    /// [`Quantity::parse_json_number`], then at most 9 decimals.
+    pub fn parse_json_number(input: &str) -> Result<Self, QuantityError> {
+        Self::new(Quantity::parse_json_number(input)?)
     }
 
     pub fn quantity(&self) -> Quantity {
@@ -381,6 +496,127 @@ mod tests {
     }
 
     #[test]
+    fn json_numbers_are_parsed_exactly() {
+        let cases = [
+            ("1", "1"),
+            ("1.5", "1.5"),
+            ("15e-1", "1.5"),
+            ("1.50e1", "15"),
+            ("0.000000001", "0.000000001"),
+            ("1e-9", "0.000000001"),
+            ("1E-9", "0.000000001"),
+            ("1e+2", "100"),
+            ("1e2", "100"),
+            ("0.1e1", "1"),
+            ("100e-2", "1"),
+            ("1.000000000000000000000000000000000e0", "1"),
+            ("123456789.123456789", "123456789.123456789"),
+            ("0.000000000000000001", "0.000000000000000001"),
+            ("1e-18", "0.000000000000000001"),
+            ("1000000000000000000000e-21", "1"),
+            ("79228162514264e0", "79228162514264"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                Quantity::parse_json_number(input),
+                Quantity::parse(expected),
+                "input {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_numbers_are_refused_never_rounded() {
+        let malformed = |input: &str| QuantityError::Malformed {
+            input: input.into(),
+        };
+        let cases = [
+            // The campaign's case: 32 decimals, not "about 1".
+            (
+                "1.00000000000000000000000000000001e0",
+                QuantityError::TooManyDecimals {
+                    decimals: 32,
+                    max: 18,
+                },
+            ),
+            (
+                "1.00000000000000000000000000000001",
+                QuantityError::TooManyDecimals {
+                    decimals: 32,
+                    max: 18,
+                },
+            ),
+            (
+                "1e-19",
+                QuantityError::TooManyDecimals {
+                    decimals: 19,
+                    max: 18,
+                },
+            ),
+            (
+                // The trailing zero does not count: 39 decimals.
+                "12345678901234567890123456789012345678901234567890e-40",
+                QuantityError::TooManyDecimals {
+                    decimals: 39,
+                    max: 18,
+                },
+            ),
+            (
+                "1e-999999999999",
+                QuantityError::TooManyDecimals {
+                    decimals: u32::MAX,
+                    max: 18,
+                },
+            ),
+            ("1e29", QuantityError::Overflow),
+            ("1e39", QuantityError::Overflow),
+            ("1e999999999999999999999999", QuantityError::Overflow),
+            ("0", QuantityError::NotPositive),
+            ("0.0e5", QuantityError::NotPositive),
+            ("0e-999999999999", QuantityError::NotPositive),
+            ("-1", QuantityError::NotPositive),
+            ("-0", QuantityError::NotPositive),
+            ("", QuantityError::Empty),
+            ("01", malformed("01")),
+            ("1.", malformed("1.")),
+            (".5", malformed(".5")),
+            ("1e", malformed("1e")),
+            ("1e+", malformed("1e+")),
+            ("1e5e3", malformed("1e5e3")),
+            ("+1", malformed("+1")),
+            ("--1", malformed("--1")),
+            (" 1", malformed(" 1")),
+            ("\"1\"", malformed("\"1\"")),
+            ("null", malformed("null")),
+            ("true", malformed("true")),
+            ("NaN", malformed("NaN")),
+            ("Infinity", malformed("Infinity")),
+            ("1_000", malformed("1_000")),
+            ("0x10", malformed("0x10")),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                Quantity::parse_json_number(input),
+                Err(expected),
+                "input {input:?}"
+            );
+        }
+        assert_eq!(
+            AlpacaQuantity::parse_json_number("1.0000000001"),
+            Err(QuantityError::TooManyDecimals {
+                decimals: 10,
+                max: 9
+            })
+        );
+        assert_eq!(
+            AlpacaQuantity::parse_json_number("1234567891e-9")
+                .unwrap()
+                .to_string(),
+            "1.234567891"
+        );
+    }
+
+    #[test]
     fn from_decimal_rejects_negative_and_overprecise() {
         let neg = Decimal::from_str_exact("-1.5").unwrap();
         assert_eq!(
@@ -483,6 +719,24 @@ mod tests {
         assert!(split_for_alpaca(U256::MAX).is_err());
     }
 
+    /// `int.frac × 10^exp` written without an exponent, by moving the
+    /// decimal point in the text (the oracle of the exponent tests).
+    fn shift_point(int: &str, frac: &str, exp: i64) -> String {
+        let digits = format!("{int}{frac}");
+        let point = i64::try_from(int.len()).unwrap() + exp;
+        let len = i64::try_from(digits.len()).unwrap();
+        if point <= 0 {
+            let zeros = "0".repeat(usize::try_from(-point).unwrap());
+            format!("0.{zeros}{digits}")
+        } else if point >= len {
+            let zeros = "0".repeat(usize::try_from(point - len).unwrap());
+            format!("{digits}{zeros}")
+        } else {
+            let point = usize::try_from(point).unwrap();
+            format!("{}.{}", &digits[..point], &digits[point..])
+        }
+    }
+
     /// Any representable share amount (below 2^96).
     fn share_amount() -> impl Strategy<Value = u128> {
         1..(1u128 << 96)
@@ -535,6 +789,80 @@ mod tests {
                 prop_assert!(a.quantity().has_at_most_decimals(9));
             } else {
                 prop_assert!(total < U256::from(1_000_000_000u64));
+            }
+        }
+
+        /// Exponent form against an oracle that only moves the decimal
+        /// point in the text: both must give the same result, value or
+        /// error, so an exponent never rounds.
+        #[test]
+        fn json_exponent_only_moves_the_point(
+            int in "0|[1-9][0-9]{0,20}",
+            frac in proptest::option::of("[0-9]{1,40}"),
+            exp in -60i64..60,
+            marker in prop::sample::select(vec!["e", "E", "e+", "E+"]),
+        ) {
+            let frac_text = frac.as_deref().map_or(String::new(), |f| format!(".{f}"));
+            let input = if exp < 0 {
+                format!("{int}{frac_text}e{exp}")
+            } else {
+                format!("{int}{frac_text}{marker}{exp}")
+            };
+            let plain = shift_point(&int, frac.as_deref().unwrap_or(""), exp);
+            prop_assert_eq!(
+                Quantity::parse_json_number(&input),
+                Quantity::parse(&plain),
+                "{} vs {}", input, plain
+            );
+        }
+
+        /// Plain JSON numbers (no exponent) mean what `parse` reads.
+        #[test]
+        fn plain_json_numbers_agree_with_parse(
+            int in "0|[1-9][0-9]{0,30}",
+            frac in proptest::option::of("[0-9]{1,30}"),
+        ) {
+            let input = match &frac {
+                Some(frac) => format!("{int}.{frac}"),
+                None => int.clone(),
+            };
+            prop_assert_eq!(Quantity::parse_json_number(&input), Quantity::parse(&input));
+        }
+
+        /// Every quantity's text and its scientific spellings read back
+        /// as the same quantity.
+        #[test]
+        fn json_numbers_round_trip(raw in share_amount(), extra_zeros in 0usize..5) {
+            let q = Quantity::from_shares(U256::from(raw)).unwrap();
+            prop_assert_eq!(Quantity::parse_json_number(&q.to_string()).unwrap(), q);
+            let decimal = q.as_decimal();
+            let zeros = "0".repeat(extra_zeros);
+            let scale = i64::from(decimal.scale()) + i64::try_from(extra_zeros).unwrap();
+            let scientific = format!("{}{zeros}e-{scale}", decimal.mantissa());
+            prop_assert_eq!(Quantity::parse_json_number(&scientific).unwrap(), q);
+        }
+
+        /// The grammar is JSON's: serde_json accepts the text as a number
+        /// exactly when we do not call it malformed.
+        #[test]
+        fn json_grammar_matches_serde_json(input in "-?[0-9.]{0,4}([eE][-+]?[0-9]{0,3})?") {
+            // RawValue, not Value: it keeps numbers beyond f64's range.
+            // The input has only digits, signs, dots and e, so any JSON
+            // value it parses as is a number.
+            let serde_number =
+                serde_json::from_str::<Box<serde_json::value::RawValue>>(&input).is_ok();
+            let ours = Quantity::parse_json_number(&input);
+            let malformed = matches!(ours, Err(QuantityError::Malformed { .. } | QuantityError::Empty));
+            prop_assert_eq!(serde_number, !malformed, "{:?}: {:?}", input, ours);
+        }
+
+        /// Arbitrary text never panics and is never a quantity unless it
+        /// is a JSON number.
+        #[test]
+        fn arbitrary_text_is_handled(input in "\\PC{0,40}") {
+            if let Ok(q) = Quantity::parse_json_number(&input) {
+                prop_assert!(serde_json::from_str::<Box<serde_json::value::RawValue>>(&input).is_ok());
+                prop_assert!(q.to_shares() > U256::ZERO);
             }
         }
 

@@ -23,6 +23,7 @@ use super::{
 use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
 use crate::http::ApiError;
+use crate::http::body::{BodyError, JsonBody};
 
 /// How often a command is retried after losing an optimistic-lock race
 /// (two requests on one account at once). The retry re-reads the state,
@@ -58,6 +59,17 @@ impl AccountState {
         client_id: ClientId,
         command: AccountCommand,
     ) -> Result<(), ApiError> {
+        self.try_execute(client_id, command)
+            .await
+            .map_err(command_error)
+    }
+
+    /// [`Self::execute`] with the domain error left for the caller.
+    async fn try_execute(
+        &self,
+        client_id: ClientId,
+        command: AccountCommand,
+    ) -> Result<(), AggregateError<AccountError>> {
         let id = client_id.to_string();
         let mut attempt = 0;
         loop {
@@ -67,7 +79,7 @@ impl AccountState {
                 {
                     attempt += 1;
                 }
-                other => return other.map_err(command_error),
+                other => return other,
             }
         }
     }
@@ -188,6 +200,14 @@ async fn register(
 }
 
 /// Links the account registered under `email` to Alpaca's account number.
+///
+/// A repeat of a link that already happened (same email, same account
+/// number: Alpaca retrying after losing our answer) gets the same
+/// `client_id` and writes nothing; an account linked to another number
+/// stays 409 `account already linked`. The aggregate refuses every second
+/// `Link`; the repeat is recognised here from the number it reports, so
+/// the answer is race-free (of two concurrent identical links one
+/// commits, the other reloads and is answered as a repeat).
 async fn link(
     state: &AccountState,
     email: &Email,
@@ -197,15 +217,51 @@ async fn link(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("email not found"))?;
-    state
-        .execute(account.client_id, AccountCommand::Link { alpaca_account })
-        .await?;
-    tracing::info!(
-        target: "account",
-        client_id = %account.client_id,
-        "account linked to Alpaca"
-    );
-    Ok(account.client_id)
+    let client_id = account.client_id;
+    let command = AccountCommand::Link {
+        alpaca_account: alpaca_account.clone(),
+    };
+    match state.try_execute(client_id, command).await {
+        Ok(()) => {
+            tracing::info!(
+                target: "account",
+                %client_id,
+                "account linked to Alpaca"
+            );
+        }
+        Err(AggregateError::UserError(AccountError::AlreadyLinked {
+            alpaca_account: linked,
+            ..
+        })) if linked == alpaca_account => {
+            tracing::info!(
+                target: "account",
+                %client_id,
+                "repeated link answered with the existing client id"
+            );
+        }
+        Err(error) => {
+            if let AggregateError::UserError(AccountError::AlreadyLinked {
+                ..
+            }) = &error
+            {
+                tracing::warn!(
+                    target: "account",
+                    %client_id,
+                    "link refused: already linked to another Alpaca account"
+                );
+            }
+            return Err(command_error(error));
+        }
+    }
+    Ok(client_id)
+}
+
+/// The link endpoints' body errors: 415 for a non-JSON `Content-Type`,
+/// 413, 400 unreadable, 422 for a body that is not UTF-8 JSON of the
+/// expected shape (see [`crate::http::body`]).
+fn link_body_error(error: &BodyError) -> ApiError {
+    tracing::warn!(target: "account", reason = %error, "link request refused");
+    ApiError::from_body_error(error)
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,9 +276,9 @@ struct ConnectOldestRequest {
 async fn connect_oldest(
     _auth: AlpacaAuth,
     state: &State<AccountState>,
-    body: Result<Json<ConnectOldestRequest>, json::Error<'_>>,
+    body: Result<JsonBody<ConnectOldestRequest>, BodyError>,
 ) -> Result<Json<ClientIdResponse>, ApiError> {
-    let Json(request) = body.map_err(|err| ApiError::from_json_error(&err))?;
+    let JsonBody(request) = body.map_err(|err| link_body_error(&err))?;
     let client_id = link(state, &request.email, request.account).await?;
     Ok(Json(ClientIdResponse { client_id }))
 }
@@ -256,9 +312,9 @@ enum ConnectResponse {
 async fn connect(
     _auth: AlpacaAuth,
     state: &State<AccountState>,
-    body: Result<Json<ConnectRequest>, json::Error<'_>>,
+    body: Result<JsonBody<ConnectRequest>, BodyError>,
 ) -> Result<Json<ConnectResponse>, ApiError> {
-    let Json(request) = body.map_err(|err| ApiError::from_json_error(&err))?;
+    let JsonBody(request) = body.map_err(|err| link_body_error(&err))?;
     match (request.client_account_number, request.account) {
         (Some(number), None) => {
             let client_id = link(state, &request.email, number).await?;

@@ -91,6 +91,42 @@ impl Harness {
         (status, value)
     }
 
+    /// POSTs raw bytes with the given `Content-Type` (`None`: no header).
+    async fn post_bytes(
+        &self,
+        path: &str,
+        key: Key,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (Status, Value) {
+        let mut request = self
+            .client
+            .post(path)
+            .remote(SocketAddr::from(([127, 0, 0, 1], 40_000)))
+            .body(body);
+        match key {
+            Key::Alpaca => {
+                request =
+                    request.header(Header::new("X-API-KEY", TEST_ALPACA_KEY));
+            }
+            Key::Internal => {
+                request =
+                    request.header(Header::new("X-API-KEY", TEST_INTERNAL_KEY));
+            }
+            Key::Missing => {}
+        }
+        if let Some(content_type) = content_type {
+            request = request
+                .header(Header::new("Content-Type", content_type.to_owned()));
+        }
+        let response = request.dispatch().await;
+        let status = response.status();
+        let text = response.into_string().await.unwrap_or_default();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON body {text:?} ({status})"));
+        (status, value)
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -280,8 +316,18 @@ async fn connect_oldest_wire_links_once() {
             .is_linked()
     );
 
+    // Alpaca retrying after a lost answer: the identical body gets the
+    // identical answer, and nothing is written.
     let (status, response) =
         h.post("/accounts/connect", Key::Alpaca, &body).await;
+    assert_eq!(status, Status::Ok, "{response}");
+    assert_eq!(response, json!({"client_id": client_id.to_string()}));
+    assert_eq!(h.event_count().await, 2);
+
+    // Another Alpaca account for the same email is a real conflict.
+    let other = json!({"email": "ap@example.com", "account": "5505-9999"});
+    let (status, response) =
+        h.post("/accounts/connect", Key::Alpaca, &other).await;
     assert_error(
         status,
         &response,
@@ -289,6 +335,8 @@ async fn connect_oldest_wire_links_once() {
         "account already linked",
     );
     assert_eq!(h.event_count().await, 2);
+    let (_, view) = h.get_account(client_id).await;
+    assert_eq!(view["alpaca_account"], "5505-1234");
 }
 
 #[rocket::async_test]
@@ -326,6 +374,7 @@ async fn connect_current_wire_answers_client_external_account_id() {
         response,
         json!({"client_external_account_id": client_id.to_string()})
     );
+    // The identical repeat: the same answer, nothing written.
     let (status, response) = h
         .post(
             "/tokenization/accounts/connect",
@@ -336,12 +385,188 @@ async fn connect_current_wire_answers_client_external_account_id() {
             }),
         )
         .await;
+    assert_eq!(status, Status::Ok, "{response}");
+    assert_eq!(
+        response,
+        json!({"client_external_account_id": client_id.to_string()})
+    );
+    assert_eq!(h.event_count().await, 2);
+    // A different account number: 409.
+    let (status, response) = h
+        .post(
+            "/tokenization/accounts/connect",
+            Key::Alpaca,
+            &json!({
+                "email": "ap@example.com",
+                "client_account_number": "5505-1234-ABC-4G46",
+            }),
+        )
+        .await;
     assert_error(
         status,
         &response,
         Status::Conflict,
         "account already linked",
     );
+    assert_eq!(h.event_count().await, 2);
+}
+
+#[rocket::async_test]
+async fn a_repeated_link_is_answered_in_the_shape_of_each_wire() {
+    let h = Harness::start().await;
+    let client_id = h.register("ap@example.com").await;
+    let id = client_id.to_string();
+    h.post(
+        "/accounts/connect",
+        Key::Alpaca,
+        &json!({"email": "ap@example.com", "account": "ACC-1"}),
+    )
+    .await;
+    // The same link repeated on the other wires (email in another case:
+    // emails are compared normalised) answers in each wire's shape.
+    let repeats = [
+        (
+            "/tokenization/accounts/connect",
+            json!({"email": "AP@Example.com", "account": "ACC-1"}),
+            json!({"client_id": id}),
+        ),
+        (
+            "/tokenization/accounts/connect",
+            json!({"email": "ap@example.com", "client_account_number": "ACC-1"}),
+            json!({"client_external_account_id": id}),
+        ),
+    ];
+    for (path, body, expected) in repeats {
+        let (status, response) = h.post(path, Key::Alpaca, &body).await;
+        assert_eq!(status, Status::Ok, "{path} {body}: {response}");
+        assert_eq!(response, expected);
+    }
+    // Account numbers are compared exactly: another spelling is another
+    // account.
+    for number in ["acc-1", "ACC-2"] {
+        let (status, response) = h
+            .post(
+                "/tokenization/accounts/connect",
+                Key::Alpaca,
+                &json!({"email": "ap@example.com", "client_account_number": number}),
+            )
+            .await;
+        assert_error(
+            status,
+            &response,
+            Status::Conflict,
+            "account already linked",
+        );
+    }
+    assert_eq!(h.event_count().await, 2);
+}
+
+#[rocket::async_test]
+async fn concurrent_identical_links_all_get_the_client_id() {
+    let h = Harness::start().await;
+    let client_id = h.register("ap@example.com").await;
+    let body =
+        json!({"email": "ap@example.com", "account": "ACC-1"}).to_string();
+    let requests = (0..8).map(|_| {
+        h.send(Method::Post, "/accounts/connect", Key::Alpaca, Some(&body))
+    });
+    for (status, response) in futures::future::join_all(requests).await {
+        assert_eq!(status, Status::Ok, "{response}");
+        assert_eq!(response, json!({"client_id": client_id.to_string()}));
+    }
+    // One Registered, one Linked.
+    assert_eq!(h.event_count().await, 2);
+}
+
+#[rocket::async_test]
+async fn link_bodies_that_are_not_utf8_are_refused_as_invalid() {
+    let h = Harness::start().await;
+    h.register("ap@example.com").await;
+    let bodies: [&[u8]; 3] = [
+        b"{\"email\": \"ap@example.com\", \"account\": \"A\xff\"}",
+        b"\xc3\x28",
+        b"{\"email\": \"ap@example.com\", \"account\": \"\xed\xa0\x80\"}",
+    ];
+    for path in ["/accounts/connect", "/tokenization/accounts/connect"] {
+        for body in bodies {
+            let (status, response) = h
+                .post_bytes(path, Key::Alpaca, Some("application/json"), body)
+                .await;
+            assert_error(
+                status,
+                &response,
+                Status::UnprocessableEntity,
+                "invalid request body: request body is not valid UTF-8",
+            );
+        }
+    }
+    assert_eq!(h.event_count().await, 1);
+}
+
+#[rocket::async_test]
+async fn link_content_type_must_be_json_when_sent() {
+    let h = Harness::start().await;
+    let client_id = h.register("ap@example.com").await;
+    let body = json!({"email": "ap@example.com", "account": "ACC-1"});
+    let bytes = body.to_string();
+    for path in ["/accounts/connect", "/tokenization/accounts/connect"] {
+        for content_type in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/json",
+            "application/jsonx",
+            "json",
+            "",
+        ] {
+            let (status, response) = h
+                .post_bytes(
+                    path,
+                    Key::Alpaca,
+                    Some(content_type),
+                    bytes.as_bytes(),
+                )
+                .await;
+            assert_error(
+                status,
+                &response,
+                Status::UnsupportedMediaType,
+                "unsupported media type: send application/json",
+            );
+        }
+        // Authentication comes first.
+        let (status, _) = h
+            .post_bytes(
+                path,
+                Key::Missing,
+                Some("text/plain"),
+                bytes.as_bytes(),
+            )
+            .await;
+        assert_eq!(status, Status::Unauthorized);
+    }
+    assert_eq!(h.event_count().await, 1);
+    // JSON with parameters, another letter case, a +json subtype, or no
+    // Content-Type at all are read as JSON.
+    let accepted = [
+        Some("application/json; charset=utf-8"),
+        Some("Application/JSON"),
+        Some("application/vnd.alpaca+json"),
+        None,
+    ];
+    for content_type in accepted {
+        let (status, response) = h
+            .post_bytes(
+                "/accounts/connect",
+                Key::Alpaca,
+                content_type,
+                bytes.as_bytes(),
+            )
+            .await;
+        assert_eq!(status, Status::Ok, "{content_type:?}: {response}");
+        assert_eq!(response, json!({"client_id": client_id.to_string()}));
+    }
+    assert_eq!(h.event_count().await, 2);
 }
 
 #[rocket::async_test]

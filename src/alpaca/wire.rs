@@ -30,6 +30,27 @@ pub enum ApRef {
 }
 
 impl ApRef {
+    /// Whether two references name the same AP. `client_id` is the
+    /// deprecated alias of `client_external_account_id`, so `Legacy(x)`
+    /// and `External(x)` are the same AP; an affiliated id (an Alpaca
+    /// account UUID) is never the same as a handshake id, even when the
+    /// texts coincide. Derived `==` compares the field names too: use this
+    /// wherever a repeat or a confirmation is matched against a record.
+    #[must_use]
+    pub fn names_same_ap(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Self::Legacy(a) | Self::External(a),
+                Self::Legacy(b) | Self::External(b),
+            ) => a == b,
+            (Self::Affiliated(a), Self::Affiliated(b)) => a == b,
+            (Self::Legacy(_) | Self::External(_), Self::Affiliated(_))
+            | (Self::Affiliated(_), Self::Legacy(_) | Self::External(_)) => {
+                false
+            }
+        }
+    }
+
     /// The reference as it goes out on a call we make: a handshake-flow id
     /// is named by `field` whichever alias Alpaca used with us; the
     /// affiliated id is sent unchanged.
@@ -625,6 +646,31 @@ mod tests {
             network: "base".into(),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn client_id_and_client_external_account_id_name_the_same_ap() {
+        let uuid = Uuid::from_u128(7);
+        let text = uuid.to_string();
+        let legacy = ApRef::Legacy(text.clone());
+        let external = ApRef::External(text.clone());
+        let affiliated = ApRef::Affiliated(uuid);
+        for (a, b) in [(&legacy, &external), (&external, &legacy)] {
+            assert!(a.names_same_ap(b));
+            assert_ne!(a, b, "derived == still tells the field names apart");
+        }
+        for same in [&legacy, &external, &affiliated] {
+            assert!(same.names_same_ap(same));
+        }
+        // An Alpaca account UUID is never one of our handshake ids.
+        for handshake in [&legacy, &external] {
+            assert!(!handshake.names_same_ap(&affiliated));
+            assert!(!affiliated.names_same_ap(handshake));
+        }
+        assert!(!legacy.names_same_ap(&ApRef::External("other".into())));
+        assert!(
+            !affiliated.names_same_ap(&ApRef::Affiliated(Uuid::from_u128(8)))
+        );
     }
 
     #[test]

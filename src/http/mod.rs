@@ -1,6 +1,8 @@
-//! HTTP plumbing shared by every feature: the JSON error envelope, JSON
-//! catchers, liveness/readiness endpoints and per-request telemetry.
+//! HTTP plumbing shared by every feature: the JSON error envelope, the
+//! JSON body guard of Alpaca's POSTs, JSON catchers, liveness/readiness
+//! endpoints and per-request telemetry.
 
+pub mod body;
 pub mod catchers;
 pub mod health;
 pub mod request_log;

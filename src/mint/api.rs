@@ -8,9 +8,8 @@
 use std::sync::Arc;
 
 use cqrs_es::AggregateError;
-use rocket::serde::json::{self, Json};
+use rocket::serde::json::Json;
 use rocket::{Build, Rocket, Route, State};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlite_es::SqliteEsError;
@@ -34,7 +33,8 @@ use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
 use crate::driver::{self, Flow};
 use crate::http::ApiError;
-use crate::quantity::{AlpacaQuantity, Quantity};
+use crate::http::body::{BodyError, JsonBody};
+use crate::quantity::AlpacaQuantity;
 use crate::tokenized_asset::{self, Network, TokenSymbol, UnderlyingSymbol};
 
 /// Alpaca's documented 400 strings (itn-wire.md §4.5), verbatim.
@@ -167,12 +167,16 @@ fn invalid_payload(reason: &str) -> ApiError {
     ApiError::bad_request(INVALID_PAYLOAD)
 }
 
-/// An unreadable body is Alpaca's "invalid data payload"; an oversized
-/// one keeps its 413.
-fn body_error(error: &json::Error<'_>) -> ApiError {
-    match error {
-        json::Error::Parse(_, parse) => invalid_payload(&parse.to_string()),
-        json::Error::Io(_) => ApiError::from_json_error(error),
+/// A body that arrived but is not UTF-8 JSON of the right shape is
+/// Alpaca's "invalid data payload" (400); a non-JSON `Content-Type` (415),
+/// an oversized body (413) and a transport failure (400 `request body
+/// could not be read`) keep their own answers. Not logged here: the
+/// caller logs with its own level.
+fn body_error(error: &BodyError) -> ApiError {
+    if error.is_malformed() {
+        ApiError::bad_request(INVALID_PAYLOAD)
+    } else {
+        ApiError::from_body_error(error)
     }
 }
 
@@ -215,26 +219,27 @@ fn required(
     value.ok_or_else(|| format!("{field} is missing"))
 }
 
+/// `qty` as a decimal string (plain digits only: no sign or exponent) or
+/// a JSON number, each parsed exactly from its text. A number's exponent
+/// only moves the decimal point (serde_json writes 1e-9 for 0.000000001),
+/// so `1.00000000000000000000000000000001e0` is refused for its 32
+/// decimals instead of being rounded to 1.
 fn parse_qty(raw: Option<&RawValue>) -> Result<AlpacaQuantity, String> {
     let raw = raw.ok_or("qty is missing")?.get();
-    if raw.starts_with('"') {
+    let parsed = if raw.starts_with('"') {
         let text = serde_json::from_str::<String>(raw)
             .map_err(|err| err.to_string())?;
-        return AlpacaQuantity::parse(&text).map_err(|err| err.to_string());
-    }
-    // A JSON number, from its literal text: exact, exponent included
-    // (serde_json writes 1e-9 for 0.000000001).
-    if !raw.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(format!("qty {raw:?} is not a positive number"));
-    }
-    let value = if raw.contains(['e', 'E']) {
-        Decimal::from_scientific(raw).map_err(|err| err.to_string())?
+        AlpacaQuantity::parse(&text)
     } else {
-        Decimal::from_str_exact(raw).map_err(|err| err.to_string())?
+        // `null`, `true`, objects and arrays are `Malformed` here.
+        AlpacaQuantity::parse_json_number(raw)
     };
-    Quantity::from_decimal(value)
-        .and_then(AlpacaQuantity::new)
-        .map_err(|err| err.to_string())
+    parsed.map_err(|err| format!("qty {}: {err}", truncated(raw)))
+}
+
+/// At most 64 characters of `text`, for log lines.
+fn truncated(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 fn parse_ap(
@@ -327,13 +332,38 @@ fn order_of(view: &MintView) -> MintOrder {
     }
 }
 
+/// Whether two orders ask for the same mint: every field equal, `qty` as
+/// a number (`"1.50"` = `1.5`), the wallet as an address (any letter
+/// case), and the AP compared by [`ApRef::names_same_ap`], so `client_id`
+/// and its alias `client_external_account_id` naming one id are the same
+/// AP. The stored order keeps the field name of the first request.
+fn same_order(stored: &MintOrder, sent: &MintOrder) -> bool {
+    // Destructured so that a new field cannot be forgotten here.
+    let MintOrder {
+        tokenization_request_id,
+        qty,
+        underlying,
+        token,
+        network,
+        ap,
+        wallet,
+    } = sent;
+    stored.tokenization_request_id == *tokenization_request_id
+        && stored.qty == *qty
+        && stored.underlying == *underlying
+        && stored.token == *token
+        && stored.network == *network
+        && stored.ap.names_same_ap(ap)
+        && stored.wallet == *wallet
+}
+
 /// A repeated `tokenization_request_id`: the same order gets the same
 /// answer, a different one a 409.
 fn answer_repeat(
     existing: &MintView,
     order: &MintOrder,
 ) -> Result<Json<InitiateResponse>, ApiError> {
-    if order_of(existing) == *order {
+    if same_order(&order_of(existing), order) {
         tracing::info!(
             target: "mint",
             tokenization_request_id = %order.tokenization_request_id,
@@ -426,9 +456,12 @@ async fn resolve(
 
 async fn handle_initiate(
     state: &MintState,
-    body: Result<Json<RawMintRequest>, json::Error<'_>>,
+    body: Result<JsonBody<RawMintRequest>, BodyError>,
 ) -> Result<Json<InitiateResponse>, ApiError> {
-    let Json(raw) = body.map_err(|err| body_error(&err))?;
+    let JsonBody(raw) = body.map_err(|err| {
+        tracing::warn!(target: "mint", reason = %err, "mint request refused");
+        body_error(&err)
+    })?;
     let order = raw
         .into_order()
         .map_err(|reason| invalid_payload(&reason))?;
@@ -471,7 +504,7 @@ async fn handle_initiate(
 async fn initiate_oldest(
     _auth: AlpacaAuth,
     state: &State<MintState>,
-    body: Result<Json<RawMintRequest>, json::Error<'_>>,
+    body: Result<JsonBody<RawMintRequest>, BodyError>,
 ) -> Result<Json<InitiateResponse>, ApiError> {
     handle_initiate(state, body).await
 }
@@ -481,7 +514,7 @@ async fn initiate_oldest(
 async fn initiate(
     _auth: AlpacaAuth,
     state: &State<MintState>,
-    body: Result<Json<RawMintRequest>, json::Error<'_>>,
+    body: Result<JsonBody<RawMintRequest>, BodyError>,
 ) -> Result<Json<InitiateResponse>, ApiError> {
     handle_initiate(state, body).await
 }
@@ -598,19 +631,6 @@ impl RawConfirm {
     }
 }
 
-/// `client_id` is the deprecated alias of `client_external_account_id`,
-/// so the two name the same id.
-fn same_ap(stored: &ApRef, sent: &ApRef) -> bool {
-    match (stored, sent) {
-        (
-            ApRef::Legacy(a) | ApRef::External(a),
-            ApRef::Legacy(b) | ApRef::External(b),
-        ) => a == b,
-        (ApRef::Affiliated(a), ApRef::Affiliated(b)) => a == b,
-        _ => false,
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfirmResponse {
     pub tokenization_request_id: TokenizationRequestId,
@@ -634,9 +654,10 @@ fn confirm_refused(status: ApiError, reason: &str) -> ApiError {
 
 async fn handle_confirm(
     state: &MintState,
-    body: Result<Json<RawConfirm>, json::Error<'_>>,
+    body: Result<JsonBody<RawConfirm>, BodyError>,
 ) -> Result<Json<ConfirmResponse>, ApiError> {
-    let Json(raw) = body.map_err(|err| body_error(&err))?;
+    let JsonBody(raw) = body
+        .map_err(|err| confirm_refused(body_error(&err), &err.to_string()))?;
     let confirmation = raw.parse().map_err(|reason| {
         confirm_refused(ApiError::bad_request(INVALID_PAYLOAD), &reason)
     })?;
@@ -677,7 +698,7 @@ async fn handle_confirm(
         ));
     };
     if let Some(ap) = &confirmation.ap
-        && !same_ap(&view.ap, ap)
+        && !view.ap.names_same_ap(ap)
     {
         return Err(confirm_refused(
             ApiError::bad_request("client id does not match the mint"),
@@ -729,7 +750,7 @@ async fn handle_confirm(
 async fn confirm_oldest(
     _auth: AlpacaAuth,
     state: &State<MintState>,
-    body: Result<Json<RawConfirm>, json::Error<'_>>,
+    body: Result<JsonBody<RawConfirm>, BodyError>,
 ) -> Result<Json<ConfirmResponse>, ApiError> {
     handle_confirm(state, body).await
 }
@@ -739,7 +760,7 @@ async fn confirm_oldest(
 async fn confirm(
     _auth: AlpacaAuth,
     state: &State<MintState>,
-    body: Result<Json<RawConfirm>, json::Error<'_>>,
+    body: Result<JsonBody<RawConfirm>, BodyError>,
 ) -> Result<Json<ConfirmResponse>, ApiError> {
     handle_confirm(state, body).await
 }

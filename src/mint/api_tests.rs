@@ -17,7 +17,7 @@ use super::api::{
     NOT_ELIGIBLE,
 };
 use crate::clock::{FixedClock, SequentialIds};
-use crate::config::{Config, TEST_ALPACA_KEY, TEST_INTERNAL_KEY};
+use crate::config::{BodyLimit, Config, TEST_ALPACA_KEY, TEST_INTERNAL_KEY};
 use crate::{Deps, build_rocket_with, migrate};
 
 const WALLET: &str = "0x1111111111111111111111111111111111111111";
@@ -43,6 +43,10 @@ struct Seed {
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("bot.db").display());
         let pool = sqlite_es::open_pool(&url, 4).await.unwrap();
@@ -57,9 +61,9 @@ impl Harness {
             ids: Arc::new(SequentialIds::new()),
             shutdown: crate::shutdown::channel().0,
         };
-        let rocket = build_rocket_with(Config::for_tests(&url), deps)
-            .await
-            .unwrap();
+        let mut config = Config::for_tests(&url);
+        configure(&mut config);
+        let rocket = build_rocket_with(config, deps).await.unwrap();
         let client = Client::tracked(rocket).await.unwrap();
         Self { client, _dir: dir }
     }
@@ -120,6 +124,39 @@ impl Harness {
     async fn post_raw(&self, path: &str, body: &str) -> (Status, Value) {
         self.send(Method::Post, path, Key::Alpaca, Some(body.to_owned()))
             .await
+    }
+
+    /// POSTs raw bytes with Alpaca's key and the given `Content-Type`
+    /// (`None`: no header) or another key.
+    async fn post_bytes(
+        &self,
+        path: &str,
+        key: Option<Key>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (Status, Value) {
+        let mut request = self
+            .client
+            .post(path)
+            .remote(SocketAddr::from(([127, 0, 0, 1], 40_000)))
+            .body(body);
+        if let Some(key) = key {
+            let key = match key {
+                Key::Alpaca => TEST_ALPACA_KEY,
+                Key::Internal => TEST_INTERNAL_KEY,
+            };
+            request = request.header(Header::new("X-API-KEY", key));
+        }
+        if let Some(content_type) = content_type {
+            request = request
+                .header(Header::new("Content-Type", content_type.to_owned()));
+        }
+        let response = request.dispatch().await;
+        let status = response.status();
+        let text = response.into_string().await.unwrap_or_default();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON body {text:?} ({status})"));
+        (status, value)
     }
 
     async fn get_mint(&self, issuer_request_id: &str) -> (Status, Value) {
@@ -780,4 +817,312 @@ async fn the_driver_query_uses_the_status_index() {
             .any(|(_, _, _, detail)| detail.contains("mint_view_by_status")),
         "{plan:?}"
     );
+}
+
+/// The oldest-wire request as JSON text with `qty` spelled exactly as
+/// given: a `serde_json::Value` would round a long number through f64.
+fn oldest_text(seed: &Seed, qty: &str) -> String {
+    let mut body = oldest(seed);
+    body["qty"] = json!("QTY");
+    body.to_string().replace("\"QTY\"", qty)
+}
+
+/// Every Alpaca mint route (request and confirmation, every wire).
+const MINT_ROUTES: [&str; 4] = [
+    "/inkind/issuance",
+    "/tokenization/mint",
+    "/inkind/issuance/confirm",
+    "/tokenization/mint/confirm",
+];
+
+#[rocket::async_test]
+async fn bodies_that_are_not_utf8_get_the_validation_string() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let valid = oldest(&seed).to_string();
+    // A stray byte inside a string, a lone continuation byte, an encoded
+    // surrogate, an overlong '/', Latin-1 text, and a body that is
+    // nothing but garbage.
+    let spliced = |bad: &[u8]| {
+        let mut bytes = valid.clone().into_bytes();
+        let at = valid.find("tAAPL").unwrap() + 1;
+        bytes.splice(at..at, bad.iter().copied());
+        bytes
+    };
+    let bodies = [
+        spliced(b"\xff"),
+        spliced(b"\x80"),
+        spliced(b"\xed\xa0\x80"),
+        spliced(b"\xc0\xaf"),
+        spliced(b"\xe9"),
+        b"\xfe\xff\x00{".to_vec(),
+    ];
+    for path in MINT_ROUTES {
+        for body in &bodies {
+            let (status, response) = h
+                .post_bytes(
+                    path,
+                    Some(Key::Alpaca),
+                    Some("application/json"),
+                    body,
+                )
+                .await;
+            assert_error(
+                status,
+                &response,
+                Status::BadRequest,
+                INVALID_PAYLOAD,
+            );
+        }
+    }
+    assert_eq!(h.mint_events().await, 0);
+}
+
+#[rocket::async_test]
+async fn an_oversized_body_is_413_even_when_the_limit_splits_a_character() {
+    let h = Harness::start_with(|config| {
+        config.server.body_limit = BodyLimit::new(64).unwrap();
+    })
+    .await;
+    // The 64th byte is the first half of a two-byte 'é': reading only up
+    // to the limit would look like invalid UTF-8, but the body is too
+    // large.
+    let body =
+        format!("{{\"tokenization_request_id\":\"x{}\"}}", "é".repeat(40));
+    assert!(!body.is_char_boundary(64));
+    for path in MINT_ROUTES {
+        let (status, response) = h
+            .post_bytes(
+                path,
+                Some(Key::Alpaca),
+                Some("application/json"),
+                body.as_bytes(),
+            )
+            .await;
+        assert_error(
+            status,
+            &response,
+            Status::PayloadTooLarge,
+            "request body exceeds the size limit",
+        );
+    }
+}
+
+#[rocket::async_test]
+async fn numeric_qty_is_read_exactly_or_refused_never_rounded() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    // Exact values in every JSON spelling are accepted...
+    let first = h
+        .post_raw("/inkind/issuance", &oldest_text(&seed, "15e-1"))
+        .await;
+    assert_eq!(first.0, Status::Ok, "{}", first.1);
+    let id = first.1["issuer_request_id"].as_str().unwrap().to_owned();
+    let (_, mint) = h.get_mint(&id).await;
+    assert_eq!(mint["qty"], "1.5");
+    // ...and a repeat that spells the same number differently is the
+    // same order.
+    for same in [
+        "1.5",
+        "1.50",
+        "1.5e0",
+        "0.15E+1",
+        "1500000000e-9",
+        "\"1.5\"",
+    ] {
+        let (status, response) = h
+            .post_raw("/inkind/issuance", &oldest_text(&seed, same))
+            .await;
+        assert_eq!(status, Status::Ok, "{same}: {response}");
+        assert_eq!(response["issuer_request_id"], id.as_str(), "{same}");
+    }
+    // One part in 10^32 more is not 1.5 and not rounded to it: it has
+    // more than 9 decimals, so the payload is invalid (checked before the
+    // repeat, so not a 409 either).
+    let refused = [
+        "1.50000000000000000000000000000001",
+        "1.50000000000000000000000000000001e0",
+        "150000000000000000000000000000001e-32",
+        "1.0000000001",
+        "1e-10",
+        "1e999999999999999999",
+        "1e-999999999999999999",
+        "-1.5",
+        "-0",
+        "0e5",
+        "\"1.5e0\"",
+        "\" 1.5\"",
+    ];
+    for qty in refused {
+        let (status, response) = h
+            .post_raw("/inkind/issuance", &oldest_text(&seed, qty))
+            .await;
+        assert_error(status, &response, Status::BadRequest, INVALID_PAYLOAD);
+    }
+    assert_eq!(h.mint_events().await, 1);
+}
+
+#[rocket::async_test]
+async fn the_campaigns_qty_is_refused_on_every_wire() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let body = oldest_text(&seed, "1.00000000000000000000000000000001e0");
+    for path in ["/inkind/issuance", "/tokenization/mint"] {
+        let (status, response) = h.post_raw(path, &body).await;
+        assert_error(status, &response, Status::BadRequest, INVALID_PAYLOAD);
+    }
+    assert_eq!(h.mint_events().await, 0);
+    // The same order with qty 1 is a fresh mint: nothing was recorded
+    // under this id.
+    let response = h
+        .post_raw("/inkind/issuance", &oldest_text(&seed, "1"))
+        .await;
+    assert_eq!(response.0, Status::Ok, "{}", response.1);
+}
+
+#[rocket::async_test]
+async fn a_repeat_naming_the_ap_by_its_alias_gets_the_same_answer() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let first = h.initiate(&oldest(&seed)).await;
+    let by_current_name = with(
+        without(oldest(&seed), "client_id"),
+        "client_external_account_id",
+        json!(seed.client_id),
+    );
+    for path in ["/inkind/issuance", "/tokenization/mint"] {
+        let response = h.ok(path, Key::Alpaca, &by_current_name).await;
+        assert_eq!(response["issuer_request_id"], first.as_str(), "{path}");
+        assert_eq!(response["status"], "created");
+    }
+    // The mint keeps the name the first request used (the callback
+    // follows `[alpaca] send_legacy_client_id`, not this).
+    let (_, mint) = h.get_mint(&first).await;
+    assert_eq!(mint["ap"], json!({ "client_id": seed.client_id }));
+
+    // The other way round, on a second mint.
+    let second_external =
+        with(by_current_name, "tokenization_request_id", json!("second"));
+    let second = h
+        .ok("/tokenization/mint", Key::Alpaca, &second_external)
+        .await["issuer_request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second_legacy =
+        with(oldest(&seed), "tokenization_request_id", json!("second"));
+    let response = h.ok("/inkind/issuance", Key::Alpaca, &second_legacy).await;
+    assert_eq!(response["issuer_request_id"], second.as_str());
+    assert_eq!(h.mint_events().await, 2);
+}
+
+#[rocket::async_test]
+async fn a_repeat_naming_another_ap_is_409_whatever_the_field() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    // The linked AP also has an Alpaca account id: the affiliated name of
+    // the same AP is still a different reference (the callback would name
+    // the AP differently), so it is a different order.
+    h.set_alpaca_account_id(&seed.client_id, AP_ACCOUNT).await;
+    h.initiate(&oldest(&seed)).await;
+    let other_ap = "9b2d3c4e-0000-4000-8000-000000000000";
+    let changed = [
+        with(oldest(&seed), "client_id", json!(other_ap)),
+        with(
+            without(oldest(&seed), "client_id"),
+            "client_external_account_id",
+            json!(other_ap),
+        ),
+        with(
+            without(oldest(&seed), "client_id"),
+            "client_account_id",
+            json!(AP_ACCOUNT),
+        ),
+    ];
+    for body in changed {
+        let (status, response) =
+            h.post("/tokenization/mint", Key::Alpaca, &body).await;
+        assert_error(status, &response, Status::Conflict, DIFFERENT_CONTENT);
+    }
+    assert_eq!(h.mint_events().await, 1);
+}
+
+#[rocket::async_test]
+async fn a_non_json_content_type_is_415_and_a_missing_one_is_json() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let request = oldest(&seed).to_string();
+    let refused = [
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "text/json",
+        "application/jsonp",
+        "json",
+        "not a media type",
+        "",
+    ];
+    for path in MINT_ROUTES {
+        for content_type in refused {
+            let (status, response) = h
+                .post_bytes(
+                    path,
+                    Some(Key::Alpaca),
+                    Some(content_type),
+                    request.as_bytes(),
+                )
+                .await;
+            assert_error(
+                status,
+                &response,
+                Status::UnsupportedMediaType,
+                "unsupported media type: send application/json",
+            );
+        }
+        // The key is checked before the body.
+        let (status, _) = h
+            .post_bytes(path, None, Some("text/plain"), request.as_bytes())
+            .await;
+        assert_eq!(status, Status::Unauthorized, "{path}");
+    }
+    assert_eq!(h.mint_events().await, 0);
+
+    // JSON in any letter case, with parameters, as a +json subtype, or no
+    // Content-Type at all: read as JSON, and a repeat of the same order.
+    let accepted = [
+        None,
+        Some("application/json"),
+        Some("application/json; charset=utf-8"),
+        Some("APPLICATION/JSON"),
+        Some("application/problem+json"),
+    ];
+    let mut ids = Vec::new();
+    for path in ["/inkind/issuance", "/tokenization/mint"] {
+        for content_type in accepted {
+            let (status, response) = h
+                .post_bytes(
+                    path,
+                    Some(Key::Alpaca),
+                    content_type,
+                    request.as_bytes(),
+                )
+                .await;
+            assert_eq!(status, Status::Ok, "{content_type:?}: {response}");
+            ids.push(response["issuer_request_id"].clone());
+        }
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let confirm =
+        confirm_body(ids[0].as_str().unwrap(), "completed").to_string();
+    for path in ["/inkind/issuance/confirm", "/tokenization/mint/confirm"] {
+        let (status, response) = h
+            .post_bytes(path, Some(Key::Alpaca), None, confirm.as_bytes())
+            .await;
+        assert_eq!(status, Status::Ok, "{path}: {response}");
+        assert_eq!(response["status"], "journal_confirmed");
+    }
+    assert_eq!(h.mint_events().await, 2);
 }

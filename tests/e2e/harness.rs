@@ -68,6 +68,8 @@ pub struct Options {
     pub rpc_proxy: bool,
     /// Extra `[chain]` lines (timeouts, ...).
     pub chain_toml: &'static str,
+    /// Adjusts the simulator's configuration before it starts.
+    pub tune_sim: fn(&mut SimConfig),
 }
 
 impl Default for Options {
@@ -76,6 +78,7 @@ impl Default for Options {
             wire: WireVersion::Oldest,
             rpc_proxy: false,
             chain_toml: "",
+            tune_sim: |_| {},
         }
     }
 }
@@ -179,6 +182,7 @@ impl Env {
             wire,
             rpc_proxy,
             chain_toml,
+            tune_sim,
         } = options;
         let chain = LocalChain::start().await.unwrap();
         let proxy = if rpc_proxy {
@@ -189,15 +193,15 @@ impl Env {
         let rpc_url = proxy
             .as_ref()
             .map_or_else(|| chain.rpc_url.to_string(), RpcFaultProxy::url);
-        let sim = Simulator::spawn(SimConfig {
+        let mut sim_config = SimConfig {
             wire,
             issuer_api_key: ALPACA_KEY.into(),
             journal_delay: Duration::from_millis(10),
             confirm_retry_delay: Duration::from_millis(10),
             ..SimConfig::default()
-        })
-        .await
-        .unwrap();
+        };
+        tune_sim(&mut sim_config);
+        let sim = Simulator::spawn(sim_config).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("issuance.toml");
         std::fs::write(
@@ -231,6 +235,12 @@ impl Env {
         };
         env.set_up_issuer().await;
         env
+    }
+
+    /// The service's configuration file (to start it another way).
+    #[allow(dead_code, reason = "used by the crash campaign target")]
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
     }
 
     async fn launch(config_path: &std::path::Path) -> RunningService {

@@ -212,8 +212,9 @@ async fn run(seed: u64, steps: usize) -> Report {
     // From here on the service runs as a process that can be killed.
     env.pause().await;
     let port = free_port();
-    env.sim
-        .set_issuer_base_url(format!("http://127.0.0.1:{port}").parse().unwrap());
+    env.sim.set_issuer_base_url(
+        format!("http://127.0.0.1:{port}").parse().unwrap(),
+    );
     let mut service = Service {
         config: env.config_path().to_owned(),
         port,
@@ -228,7 +229,15 @@ async fn run(seed: u64, steps: usize) -> Report {
     let ap_vault = env.chain.vault_as(&env.chain.ap);
     let mut accepted: Vec<(uuid::Uuid, String)> = Vec::new();
     let mut redemptions: Vec<String> = Vec::new();
-    for _ in 0..steps {
+    // While down, steps go on: Alpaca's requests are refused and the
+    // chain moves without us.
+    let mut down_until: Option<usize> = None;
+    for step in 0..steps {
+        if down_until.is_some_and(|until| step >= until) {
+            down_until = None;
+            let took = service.start().await;
+            report.worst_restart = report.worst_restart.max(took);
+        }
         match rng.random_range(0..100) {
             0..35 => {
                 let spec = env.mint_spec(&random_qty(&mut rng));
@@ -247,7 +256,8 @@ async fn run(seed: u64, steps: usize) -> Report {
                 let held = env.share_balance(env.ap_wallet).await;
                 if held > U256::ZERO {
                     let share = U256::from(rng.random_range(1..=50_u64));
-                    let amount = (held * share / U256::from(100)).max(U256::from(1));
+                    let amount =
+                        (held * share / U256::from(100)).max(U256::from(1));
                     let receipt = ap_vault
                         .transfer(bot, amount)
                         .send()
@@ -273,14 +283,12 @@ async fn run(seed: u64, steps: usize) -> Report {
                     ));
                 }
             }
-            55..75 => {
+            55..75 if down_until.is_none() => {
                 service.kill();
                 report.kills += 1;
-                tokio::time::sleep(Duration::from_millis(rng.random_range(0..300)))
-                    .await;
-                let took = service.start().await;
-                report.worst_restart = report.worst_restart.max(took);
+                down_until = Some(step + rng.random_range(1..4));
             }
+            55..75 => {}
             75..85 => {
                 faults.set_unreachable(true);
                 report.rpc_outages += 1;
@@ -291,8 +299,11 @@ async fn run(seed: u64, steps: usize) -> Report {
                 faults.set_unreachable(false);
             }
             _ => {
-                let endpoint = [Endpoint::MintCallback, Endpoint::Redeem, Endpoint::GetByIssuerRequestId]
-                    [rng.random_range(0..3)];
+                let endpoint = [
+                    Endpoint::MintCallback,
+                    Endpoint::Redeem,
+                    Endpoint::GetByIssuerRequestId,
+                ][rng.random_range(0..3)];
                 env.sim.inject(Fault::BrokerStatus {
                     endpoint,
                     status: [500, 502, 503][rng.random_range(0..3)],
@@ -301,7 +312,8 @@ async fn run(seed: u64, steps: usize) -> Report {
                 report.alpaca_faults += 1;
             }
         }
-        tokio::time::sleep(Duration::from_millis(rng.random_range(20..300))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(20..300)))
+            .await;
     }
 
     // Calm: no more faults; everything must finish.
@@ -315,18 +327,22 @@ async fn run(seed: u64, steps: usize) -> Report {
     loop {
         unfinished.clear();
         for (_, issuer_request_id) in &accepted {
-            let mint = service.get(&format!("/mints/{issuer_request_id}")).await;
+            let mint =
+                service.get(&format!("/mints/{issuer_request_id}")).await;
             let status = mint.as_ref().map(|m| m["status"].clone());
-            let done = status.as_ref().is_some_and(|s| {
-                s == "completed" || s == "journal_rejected"
-            });
+            let done = status
+                .as_ref()
+                .is_some_and(|s| s == "completed" || s == "journal_rejected");
             if !done {
                 unfinished.push(format!("mint {issuer_request_id}: {mint:?}"));
             }
         }
         for id in &redemptions {
             let redemption = service.get(&format!("/redemptions/{id}")).await;
-            if redemption.as_ref().is_none_or(|r| r["state"] != "completed") {
+            if redemption
+                .as_ref()
+                .is_none_or(|r| r["state"] != "completed")
+            {
                 unfinished.push(format!("redemption {id}: {redemption:?}"));
             }
         }
@@ -382,7 +398,8 @@ async fn check_chain(
     let mut burned = U256::ZERO;
     let mut burns: BTreeMap<String, BTreeSet<TxHash>> = BTreeMap::new();
     for log in logs(Vault::Withdraw::SIGNATURE_HASH).await {
-        let withdraw = Vault::Withdraw::decode_log_data(&log.inner.data).unwrap();
+        let withdraw =
+            Vault::Withdraw::decode_log_data(&log.inner.data).unwrap();
         burned += withdraw.shares;
         let info = ReceiptInformation::decode(&withdraw.receiptInformation)
             .expect("every burn carries our receipt information");
@@ -397,11 +414,21 @@ async fn check_chain(
 
     // No flow was ever deposited or burned twice.
     for (id, txs) in &deposits {
-        assert_eq!(txs.len(), 1, "seed {}: mint {id} deposited {txs:?}", report.seed);
+        assert_eq!(
+            txs.len(),
+            1,
+            "seed {}: mint {id} deposited {txs:?}",
+            report.seed
+        );
     }
     report.invariants += 1;
     for (id, txs) in &burns {
-        assert_eq!(txs.len(), 1, "seed {}: redemption {id} burned in {txs:?}", report.seed);
+        assert_eq!(
+            txs.len(),
+            1,
+            "seed {}: redemption {id} burned in {txs:?}",
+            report.seed
+        );
     }
     report.invariants += 1;
     // Every accepted mint that completed has its deposit and a callback
@@ -431,7 +458,11 @@ async fn check_chain(
     report.invariants += 1;
     // Every redemption burned exactly once.
     for id in redemptions {
-        assert!(burns.contains_key(id), "seed {}: redemption {id} never burned", report.seed);
+        assert!(
+            burns.contains_key(id),
+            "seed {}: redemption {id} never burned",
+            report.seed
+        );
     }
     report.invariants += 1;
     // Supply = minted − burned.
@@ -447,7 +478,12 @@ async fn check_chain(
     // The bot holds exactly what is redeemed and not yet burned: nothing.
     let bot: Address = env.chain.bot.address();
     let held = env.share_balance(bot).await;
-    assert_eq!(held, U256::ZERO, "seed {}: shares left with the issuer", report.seed);
+    assert_eq!(
+        held,
+        U256::ZERO,
+        "seed {}: shares left with the issuer",
+        report.seed
+    );
     report.invariants += 1;
 }
 
@@ -455,10 +491,9 @@ async fn check_chain(
 fn parse_seeds(text: &str) -> Vec<u64> {
     text.split(',')
         .flat_map(|part| match part.split_once('-') {
-            Some((from, to)) => {
-                (from.trim().parse::<u64>().unwrap()..=to.trim().parse().unwrap())
-                    .collect::<Vec<_>>()
-            }
+            Some((from, to)) => (from.trim().parse::<u64>().unwrap()
+                ..=to.trim().parse().unwrap())
+                .collect::<Vec<_>>(),
             None => vec![part.trim().parse().unwrap()],
         })
         .collect()

@@ -194,6 +194,8 @@ pub struct ServerConfig {
     /// Only when set is the client IP taken from this header (set by a
     /// trusted reverse proxy); otherwise the TCP peer is the client.
     pub client_ip_header: Option<ClientIpHeader>,
+    /// `[server.connections]`: caps and timeouts of client connections.
+    pub connections: crate::http::front::ConnectionLimits,
 }
 
 impl Default for ServerConfig {
@@ -202,6 +204,7 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit: BodyLimit::DEFAULT,
             client_ip_header: None,
+            connections: crate::http::front::ConnectionLimits::default(),
         }
     }
 }

@@ -3,9 +3,11 @@
 //! feature state (rebuilding views) → serve until SIGTERM/Ctrl-C → stop
 //! the workers → delete the lease row → release the lock.
 
+use crate::http::front::FrontSecret;
 use std::error::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 
 use rocket::data::{ByteUnit, Limits};
 use rocket::fairing::AdHoc;
@@ -56,6 +58,11 @@ pub enum StartupError {
     },
     #[error("the HTTP server stopped before it was listening")]
     NotListening,
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What the service is built from besides its config; tests substitute
@@ -305,19 +312,32 @@ pub async fn start_service(
         }
     };
     let (bound_tx, bound_rx) = oneshot::channel();
+    let secret = FrontSecret::generate();
     let prepared = async {
+        // The public port is ours before anything runs; Rocket itself
+        // listens on loopback only, behind the front door.
+        let public =
+            TcpListener::bind(config.server.bind)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    bind: config.server.bind,
+                    source,
+                })?;
         migrate(&pool).await?;
-        let rocket = build_rocket_with(config.clone(), deps.clone())
+        let mut behind = config.clone();
+        behind.server.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        let rocket = build_rocket_with(behind, deps.clone())
             .await?
+            .manage(secret.clone())
             .attach(report_bound_address(bound_tx))
             .ignite()
             .await
             .map_err(Box::new)?;
         let workers = start_workers(&config, &rocket, &deps).await?;
-        Ok::<_, StartupError>((rocket, workers))
+        Ok::<_, StartupError>((rocket, workers, public))
     }
     .await;
-    let (rocket, workers) = match prepared {
+    let (rocket, workers, public) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => {
             // Drivers that did start stop with the signal.
@@ -364,13 +384,20 @@ pub async fn start_service(
             (stop_metrics, task)
         });
 
-    let bind = config.server.bind;
+    let bind = public.local_addr().unwrap_or(config.server.bind);
     tracing::info!(target: "startup", %bind, "serving");
     let shutdown = deps.shutdown.clone();
+    let (front_tx, front_rx) = oneshot::channel::<JoinHandle<()>>();
     let mut server = tokio::spawn(async move {
         let result = rocket.launch().await;
-        // Launch may fail before Rocket's own shutdown hook runs.
+        // Rocket stopped (launch may even fail before Rocket's own
+        // shutdown hook runs); the front door follows the signal.
         shutdown.trigger();
+        if let Ok(front) = front_rx.await
+            && let Err(error) = front.await
+        {
+            tracing::warn!(target: "shutdown", %error, "front door task failed");
+        }
         if let Some((stop_metrics, task)) = metrics_server {
             stop_metrics.notify();
             if let Err(error) = task.await {
@@ -394,7 +421,18 @@ pub async fn start_service(
     });
     tokio::select! {
         bound = bound_rx => match bound {
-            Ok(addr) => Ok(RunningService { addr, stop, server }),
+            Ok(upstream) => {
+                let front = crate::http::front::spawn(
+                    public,
+                    upstream,
+                    config.server.connections,
+                    secret,
+                    deps.shutdown.subscribe(),
+                );
+                // Only fails if the server task is already gone.
+                let _ = front_tx.send(front);
+                Ok(RunningService { addr: bind, stop, server })
+            }
             // The fairing was dropped unused: launch failed (e.g. bind).
             Err(_) => RunningService {
                 addr: bind,

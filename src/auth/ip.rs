@@ -152,7 +152,11 @@ impl ClientIpSource {
 
     pub fn resolve(&self, request: &Request<'_>) -> Option<IpAddr> {
         match self {
-            Self::Peer => request.remote().map(|peer| peer.ip().to_canonical()),
+            // Through the front door the TCP peer is the door itself; it
+            // vouches for the real one.
+            Self::Peer => crate::http::front::peer_ip(request).or_else(|| {
+                request.remote().map(|peer| peer.ip().to_canonical())
+            }),
             Self::Header(header) => request
                 .headers()
                 .get(header.as_str())

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod catchers;
+pub mod front;
 pub mod health;
 pub mod request_log;
 

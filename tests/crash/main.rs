@@ -24,6 +24,7 @@
 mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -159,8 +160,9 @@ fn table(reports: &[Report]) -> String {
         "| seed | kills | RPC outages | Alpaca faults | mints accepted | mint requests refused | redemptions | deposits | burn txs | slowest restart | invariants checked |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in reports {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ms | {} |\n",
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ms | {} |",
             r.seed,
             r.kills,
             r.rpc_outages,
@@ -172,7 +174,7 @@ fn table(reports: &[Report]) -> String {
             r.burns,
             r.worst_restart.as_millis(),
             r.invariants,
-        ));
+        );
     }
     out
 }
@@ -509,7 +511,7 @@ async fn money_invariants_survive_kills_rpc_outages_and_alpaca_faults() {
         .map_or(30, |steps| steps.parse().unwrap());
     let mut reports = Vec::new();
     for seed in seeds {
-        reports.push(run(seed, steps).await);
+        reports.push(Box::pin(run(seed, steps)).await);
     }
     let table = table(&reports);
     println!("{table}");

@@ -730,7 +730,15 @@ async fn receipts_wait_for_the_configured_confirmations() {
         .unwrap();
     record(&pool, "m-1", &tx).await;
     service.client().broadcast(&tx).await.unwrap();
-    let status = service.client().classify(&tx).await.unwrap();
+    // Automine may answer the broadcast before the block is visible.
+    let mut status = service.client().classify(&tx).await.unwrap();
+    for _ in 0..100 {
+        if status != TxStatus::Pending {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = service.client().classify(&tx).await.unwrap();
+    }
     let TxStatus::Unconfirmed { block_number } = status else {
         panic!("expected Unconfirmed, got {status:?}");
     };

@@ -21,15 +21,21 @@ use tokio::task::JoinHandle;
 use crate::alpaca::AlpacaClient;
 use crate::auth::{Authenticator, ClientIpSource};
 use crate::chain::{
-    BotSigner, ChainClient, ChainError, ChainProbe, TxPolicy, VaultService,
+    BotSigner, ChainClient, ChainError, ChainProbe, TxPipeline, TxPolicy,
+    VaultService,
 };
 use crate::clock::{Clock, IdGenerator, RandomIds, SystemClock};
 use crate::config::{Config, DatabaseConfig, ServerConfig};
+use crate::driver::EngineSettings;
 use crate::http::health::{DatabaseProbe, MigrationsProbe, Readiness};
 use crate::http::request_log::RequestTelemetry;
 use crate::instance_lock::{InstanceLock, InstanceLockError};
 use crate::lease::{HEARTBEAT_INTERVAL, Lease, LeaseError, LeaseHolder};
-use crate::mint::{DriverSettings, MintDriver, MintState};
+use crate::mint::MintState;
+
+/// A pending transaction is re-sent at most this often.
+const REBROADCAST_EVERY: std::time::Duration =
+    std::time::Duration::from_secs(5);
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::telemetry::{self, TelemetryError};
 
@@ -527,15 +533,25 @@ async fn start_workers(
     );
     let alpaca = AlpacaClient::new(alpaca)
         .map_err(|err| feature_error("alpaca", err))?;
-    let vault = VaultService::new(client);
+    // One pipeline for every flow: one rebroadcast cadence, one nonce
+    // manager, one evidence rule.
+    let pipeline = TxPipeline::new(
+        VaultService::new(client),
+        REBROADCAST_EVERY,
+        chain.unseen_landing_alert,
+    );
     let mut workers = Vec::new();
     if let Some(mints) = rocket.state::<MintState>() {
         workers.push(
-            MintDriver::new(
+            crate::mint::engine(
                 mints,
-                vault.clone(),
+                pipeline.clone(),
                 alpaca.clone(),
-                DriverSettings::from_chain(chain),
+                EngineSettings {
+                    tick: chain.receipt_poll_interval,
+                    step_timeout: chain.step_timeout,
+                    ..EngineSettings::default()
+                },
             )
             .spawn(deps.shutdown.subscribe()),
         );
@@ -547,7 +563,7 @@ async fn start_workers(
             redemptions,
             chain,
             config.redemption,
-            vault.clone(),
+            pipeline.clone(),
             alpaca.clone(),
             &deps.shutdown,
         );

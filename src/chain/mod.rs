@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod landing;
 mod nonce;
+mod pipeline;
 mod probe;
 mod receipt_info;
 mod signer;
@@ -24,6 +25,9 @@ pub use landing::{Effect, Landed, Landing};
 pub use nonce::{
     NonceManager, RecordedIntent, mark_intent_resolved, record_intent,
     unresolved_intents,
+};
+pub use pipeline::{
+    Advance, Attempts, ReplaceCause, SubmitError, TxPipeline, Whose,
 };
 pub use probe::ChainProbe;
 pub use receipt_info::{

@@ -8,12 +8,12 @@ use sqlx::SqlitePool;
 
 /// The flows whose items have a status row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+pub enum FlowName {
     Mint,
     Redemption,
 }
 
-impl Flow {
+impl FlowName {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Mint => "mint",
@@ -33,7 +33,7 @@ pub struct DriverStatus {
 
 pub async fn record_error(
     pool: &SqlitePool,
-    flow: Flow,
+    flow: FlowName,
     id: &str,
     error: &str,
     at: DateTime<Utc>,
@@ -56,7 +56,7 @@ pub async fn record_error(
 
 pub async fn clear_error(
     pool: &SqlitePool,
-    flow: Flow,
+    flow: FlowName,
     id: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM flow_status WHERE flow = ? AND id = ?")
@@ -69,7 +69,7 @@ pub async fn clear_error(
 
 pub async fn status(
     pool: &SqlitePool,
-    flow: Flow,
+    flow: FlowName,
     id: &str,
 ) -> Result<Option<DriverStatus>, sqlx::Error> {
     let row: Option<(i64, String, DateTime<Utc>)> = sqlx::query_as(
@@ -107,28 +107,28 @@ mod tests {
         let pool = pool().await;
         let t1 = Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).unwrap();
         let t2 = Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 5).unwrap();
-        assert_eq!(status(&pool, Flow::Mint, "a").await.unwrap(), None);
-        record_error(&pool, Flow::Mint, "a", "rpc down", t1)
+        assert_eq!(status(&pool, FlowName::Mint, "a").await.unwrap(), None);
+        record_error(&pool, FlowName::Mint, "a", "rpc down", t1)
             .await
             .unwrap();
-        record_error(&pool, Flow::Mint, "a", "rpc hung", t2)
+        record_error(&pool, FlowName::Mint, "a", "rpc hung", t2)
             .await
             .unwrap();
         // Same id, other flow: a separate row.
-        record_error(&pool, Flow::Redemption, "a", "alpaca 503", t1)
+        record_error(&pool, FlowName::Redemption, "a", "alpaca 503", t1)
             .await
             .unwrap();
         assert_eq!(
-            status(&pool, Flow::Mint, "a").await.unwrap(),
+            status(&pool, FlowName::Mint, "a").await.unwrap(),
             Some(DriverStatus {
                 failures: 2,
                 last_error: "rpc hung".into(),
                 last_error_at: t2,
             })
         );
-        clear_error(&pool, Flow::Mint, "a").await.unwrap();
-        assert_eq!(status(&pool, Flow::Mint, "a").await.unwrap(), None);
-        let other = status(&pool, Flow::Redemption, "a").await.unwrap();
+        clear_error(&pool, FlowName::Mint, "a").await.unwrap();
+        assert_eq!(status(&pool, FlowName::Mint, "a").await.unwrap(), None);
+        let other = status(&pool, FlowName::Redemption, "a").await.unwrap();
         assert_eq!(other.map(|s| s.failures), Some(1));
     }
 }

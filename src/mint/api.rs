@@ -31,7 +31,7 @@ use crate::account::{
 use crate::alpaca::ApRef;
 use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
-use crate::driver::{self, Flow};
+use crate::driver::{self, FlowName};
 use crate::http::ApiError;
 use crate::http::body::{BodyError, JsonBody};
 use crate::quantity::AlpacaQuantity;
@@ -790,7 +790,7 @@ async fn get_mint(
         .ok_or_else(|| ApiError::not_found("mint not found"))?;
     let last_error = driver::status(
         &state.pool,
-        Flow::Mint,
+        FlowName::Mint,
         mint.tokenization_request_id.as_str(),
     )
     .await

@@ -22,8 +22,8 @@ use uuid::Uuid;
 use super::*;
 use crate::alpaca::{AlpacaClient, AlpacaConfig};
 use crate::chain::{
-    BotSigner, ChainClient, ReceiptInformation, ReceiptOp, TxPolicy,
-    VaultService, WeiPerGas,
+    BotSigner, ChainClient, ReceiptInformation, ReceiptOp, TxPipeline,
+    TxPolicy, VaultService, WeiPerGas,
 };
 use crate::clock::{SequentialIds, SystemClock};
 use crate::migrate;
@@ -77,9 +77,13 @@ async fn setup(certification: Certification) -> Setup {
         SecretString::from("secret"),
     );
     alpaca.max_retries = 0;
-    let driver = MintDriver::new(
+    let driver = engine(
         &state,
-        vault.clone(),
+        TxPipeline::new(
+            vault.clone(),
+            Duration::from_secs(5),
+            Duration::from_mins(10),
+        ),
         AlpacaClient::new(&alpaca).unwrap(),
         DriverSettings::default(),
     );
@@ -156,7 +160,7 @@ impl Setup {
     async fn last_error(&self) -> Option<String> {
         crate::driver::status(
             &self.pool,
-            crate::driver::Flow::Mint,
+            crate::driver::FlowName::Mint,
             id().as_str(),
         )
         .await

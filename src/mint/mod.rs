@@ -9,8 +9,8 @@
 
 mod api;
 mod cmd;
-pub mod driver;
 mod event;
+mod flow;
 mod view;
 
 #[cfg(test)]
@@ -41,8 +41,8 @@ pub use crate::driver::DriverStatus;
 pub use crate::tokenized_asset::Vault;
 pub use api::{MintState, install, routes};
 pub use cmd::MintCommand;
-pub use driver::{DriverSettings, MintDriver};
 pub use event::MintEvent;
+pub use flow::{DriverSettings, MintDriver, MintFlow, engine};
 pub use view::{
     MintCqrs, MintQueryError, MintView, cqrs, find_by_issuer_request_id,
     find_by_tokenization_request_id, rebuild_views, unfinished_mints,

@@ -24,7 +24,7 @@ use serde_json::json;
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
-use super::driver::{DriverSettings, RedemptionDriver};
+use super::flow::{DriverSettings, RedemptionDriver};
 use super::monitor::{
     MonitorSettings, TransferMonitor, list_unattributed, load_checkpoint,
 };
@@ -33,6 +33,7 @@ use crate::account::{
     self, AccountCommand, AccountServices, AlpacaAccountNumber, Email, Wallet,
 };
 use crate::alpaca::{AlpacaClient, AlpacaConfig};
+use crate::chain::VaultService;
 use crate::chain::{
     BotSigner, ChainClient, ReceiptInformation, ReceiptOp, TxPolicy, TxStatus,
     WeiPerGas,
@@ -197,11 +198,15 @@ impl World {
             Self::monitor_settings(&chain),
             Arc::clone(&wake),
         );
-        let driver = RedemptionDriver::new(
+        let driver = super::flow::engine(
             pool.clone(),
             cqrs,
             alpaca,
-            vaults.clone(),
+            crate::chain::TxPipeline::new(
+                vaults.clone(),
+                Duration::from_secs(5),
+                Duration::from_mins(10),
+            ),
             clock,
             DriverSettings {
                 poll_first: Duration::from_millis(10),
@@ -377,7 +382,7 @@ impl World {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             self.monitor.pass().await.unwrap();
-            self.driver.pass().await.unwrap();
+            self.driver.pass().await;
             if let Some(state) = find(&self.pool, id).await.unwrap()
                 && done(&state)
             {
@@ -452,7 +457,7 @@ async fn mint_then_redeem_burns_returns_dust_and_restores_the_position() {
     assert_eq!(held[0].reserved, U256::ZERO);
     // Re-running everything changes nothing.
     world.monitor.pass().await.unwrap();
-    world.driver.pass().await.unwrap();
+    world.driver.pass().await;
     assert_eq!(world.sim.redeem_calls().len(), 1);
     assert_eq!(find(&world.pool, &id).await.unwrap().unwrap(), state);
 }

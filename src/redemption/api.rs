@@ -1,7 +1,7 @@
 //! Internal read endpoints: one redemption, and the unattributed inbound
 //! transfers operators must resolve by hand.
 
-use crate::driver::{self, DriverStatus, Flow};
+use crate::driver::{self, DriverStatus, FlowName};
 use rocket::serde::json::Json;
 use rocket::{Route, State};
 use serde::{Deserialize, Serialize};
@@ -170,9 +170,10 @@ async fn get_redemption(
         .ok_or_else(|| ApiError::not_found("redemption not found"))?;
     let mut response = RedemptionResponse::from_state(&id, &state)
         .ok_or_else(|| ApiError::not_found("redemption not found"))?;
-    response.last_error = driver::status(pool, Flow::Redemption, id.as_str())
-        .await
-        .map_err(ApiError::internal)?;
+    response.last_error =
+        driver::status(pool, FlowName::Redemption, id.as_str())
+            .await
+            .map_err(ApiError::internal)?;
     Ok(Json(response))
 }
 

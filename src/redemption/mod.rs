@@ -11,8 +11,8 @@
 
 mod api;
 mod cmd;
-pub mod driver;
 mod event;
+pub mod flow;
 pub mod monitor;
 mod view;
 
@@ -42,8 +42,9 @@ use tokio::task::JoinHandle;
 
 use crate::account::ClientId;
 use crate::alpaca::{AlpacaClient, ApRef};
-use crate::chain::{ChainConfig, SignedTx, TxLifecycle, VaultService};
+use crate::chain::{ChainConfig, SignedTx, TxLifecycle, TxPipeline};
 use crate::clock::Clock;
+use crate::driver::EngineSettings;
 use crate::quantity::{AlpacaQuantity, split_for_alpaca};
 use crate::receipt_inventory::ReceiptBurn;
 use crate::shutdown::ShutdownTrigger;
@@ -148,14 +149,14 @@ pub fn start(
     state: &RedemptionState,
     chain: &ChainConfig,
     config: RedemptionConfig,
-    vaults: VaultService,
+    pipeline: TxPipeline,
     alpaca: AlpacaClient,
     shutdown: &ShutdownTrigger,
 ) -> RedemptionTasks {
-    let bot = vaults.client().address();
+    let bot = pipeline.client().address();
     let monitor = monitor::TransferMonitor::new(
         state.pool.clone(),
-        vaults.client().provider().clone(),
+        pipeline.client().provider().clone(),
         Arc::clone(&state.cqrs),
         state.clock.clone(),
         monitor::MonitorSettings {
@@ -170,21 +171,24 @@ pub fn start(
         },
         Arc::clone(&state.wake),
     );
-    let driver = driver::RedemptionDriver::new(
+    let defaults = flow::DriverSettings::default();
+    let driver = flow::engine(
         state.pool.clone(),
         Arc::clone(&state.cqrs),
         alpaca,
-        vaults,
+        pipeline,
         state.clock.clone(),
-        driver::DriverSettings {
+        flow::DriverSettings {
             network: chain.network,
             poll_timeout: Duration::from_secs(config.poll_timeout_secs.get()),
             reconcile_every: Duration::from_secs(
                 config.reconcile_interval_secs.get(),
             ),
-            step_timeout: chain.step_timeout,
-            unseen_landing_alert: chain.unseen_landing_alert,
-            ..driver::DriverSettings::default()
+            engine: EngineSettings {
+                step_timeout: chain.step_timeout,
+                ..defaults.engine
+            },
+            ..defaults
         },
         Arc::clone(&state.wake),
     );

@@ -726,17 +726,8 @@ async fn handle_confirm(
         outcome = %confirmation.outcome,
         "journal outcome recorded"
     );
-    match confirmation.outcome {
-        JournalOutcome::Completed => state.waker.notify_one(),
-        // Counted once: a repeat finds the mint already rejected.
-        JournalOutcome::Rejected if view.status == MintStatus::Initiated => {
-            metrics::counter!(
-                "mints_finished_total",
-                "outcome" => "journal_rejected"
-            )
-            .increment(1);
-        }
-        JournalOutcome::Rejected => {}
+    if confirmation.outcome == JournalOutcome::Completed {
+        state.waker.notify_one();
     }
     Ok(Json(ConfirmResponse {
         tokenization_request_id: id,

@@ -10,11 +10,10 @@ use std::sync::{Arc, LazyLock};
 use alloy::primitives::TxHash;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cqrs_es::{CqrsFramework, EventEnvelope, View};
+use cqrs_es::{CqrsFramework, EventEnvelope, Query, View};
 use serde::{Deserialize, Serialize};
 use sqlite_es::{
     ProjectionError, SqliteEsError, SqliteStore, TxProjection, ViewProjection,
-    sqlite_cqrs,
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -46,7 +45,28 @@ pub fn cqrs(pool: SqlitePool, services: MintServices) -> MintCqrs {
         .with_projection(Arc::new(MintIds))
         .with_projection(Arc::new(MintTxIntents))
         .with_projection(Arc::new(ReceiptDeposits));
-    sqlite_cqrs(store, services)
+    CqrsFramework::new(store, vec![Box::new(Outcomes)], services)
+}
+
+/// `mints_finished_total{outcome}`, counted from the terminal events as
+/// they commit, whoever commits them (a driver step, an HTTP handler), so
+/// no outcome is missed or counted twice (a repeat commits nothing).
+struct Outcomes;
+
+#[async_trait]
+impl Query<Mint> for Outcomes {
+    async fn dispatch(&self, _id: &str, events: &[EventEnvelope<Mint>]) {
+        for envelope in events {
+            let outcome = match envelope.payload {
+                MintEvent::CallbackDelivered { .. } => "completed",
+                MintEvent::MintFailed { .. } => "failed",
+                MintEvent::JournalRejected { .. } => "journal_rejected",
+                _ => continue,
+            };
+            metrics::counter!("mints_finished_total", "outcome" => outcome)
+                .increment(1);
+        }
+    }
 }
 
 /// Rewrites `mint_view` from the event log (startup keeps it derivable).

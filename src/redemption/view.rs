@@ -6,11 +6,10 @@
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use cqrs_es::{CqrsFramework, EventEnvelope, View};
+use cqrs_es::{CqrsFramework, EventEnvelope, Query, View};
 use serde::{Deserialize, Serialize};
 use sqlite_es::{
     ProjectionError, SqliteEsError, SqliteStore, TxProjection, ViewProjection,
-    sqlite_cqrs,
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -35,7 +34,41 @@ pub fn cqrs(pool: SqlitePool, services: RedemptionServices) -> RedemptionCqrs {
             ViewProjection::<RedemptionView, Redemption>::new(VIEW_TABLE),
         ))
         .with_projection(Arc::new(BurnBookkeeping));
-    sqlite_cqrs(store, services)
+    CqrsFramework::new(store, vec![Box::new(Outcomes)], services)
+}
+
+/// `redemptions_finished_total{outcome}`, counted from the terminal events
+/// as they commit (including a detection that fails at once, e.g. below
+/// Alpaca's minimum quantity), so no outcome is missed.
+struct Outcomes;
+
+#[async_trait]
+impl Query<Redemption> for Outcomes {
+    async fn dispatch(&self, _id: &str, events: &[EventEnvelope<Redemption>]) {
+        for envelope in events {
+            let outcome = match &envelope.payload {
+                RedemptionEvent::Completed { .. } => "completed",
+                RedemptionEvent::Failed { reason, .. } => match reason {
+                    super::FailureReason::AlpacaRejected { .. } => {
+                        "alpaca_rejected"
+                    }
+                    super::FailureReason::PollTimedOut { .. } => {
+                        "poll_timed_out"
+                    }
+                    super::FailureReason::BelowMinimumQuantity { .. } => {
+                        "below_minimum_quantity"
+                    }
+                    super::FailureReason::UnrepresentableQuantity {
+                        ..
+                    } => "unrepresentable_quantity",
+                    super::FailureReason::BurnFailed { .. } => "burn_failed",
+                },
+                _ => continue,
+            };
+            metrics::counter!("redemptions_finished_total", "outcome" => outcome)
+                .increment(1);
+        }
+    }
 }
 
 /// Rewrites `redemption_view` from the event log.

@@ -32,7 +32,23 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::SqlitePool;
 
-use crate::lease::LeaseHolder;
+use crate::clock::IdGenerator;
+
+/// Identifies one running instance (in the lock file and the lease row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder(String);
+
+impl LeaseHolder {
+    /// Process id plus a fresh uuid: unique even across restarts that
+    /// reuse a pid.
+    pub fn generate(ids: &dyn IdGenerator) -> Self {
+        Self(format!("pid{}-{}", std::process::id(), ids.uuid()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Appended to the database file's path to name the lock file.
 pub const LOCK_FILE_SUFFIX: &str = ".lock";

@@ -18,7 +18,8 @@ use sqlx::SqlitePool;
 use sqlx::migrate::{MigrateError, Migrator};
 use tokio::task::JoinHandle;
 
-use crate::clock::{Clock, IdGenerator};
+use crate::clock::Clock;
+pub use crate::instance_lock::LeaseHolder;
 use crate::instance_lock::InstanceLock;
 use crate::shutdown::ShutdownListener;
 
@@ -39,22 +40,6 @@ pub enum LeaseError {
     Migrate(#[from] MigrateError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-/// Identifies one running instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseHolder(String);
-
-impl LeaseHolder {
-    /// Process id plus a fresh uuid: unique even across restarts that
-    /// reuse a pid.
-    pub fn generate(ids: &dyn IdGenerator) -> Self {
-        Self(format!("pid{}-{}", std::process::id(), ids.uuid()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// The held lease.

@@ -620,7 +620,35 @@ mod bookkeeping {
                 .iter()
                 .all(|(open, _)| *open != id)
         );
-        assert_eq!(non_terminal(&pool).await.unwrap().len(), 1);
+        let open = non_terminal(&pool).await.unwrap();
+        assert_eq!(open.len(), 1);
+        // The indexed state column agrees with the aggregate, row by row,
+        // and the open-work query is served by its index.
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT view_id, state FROM redemption_view")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        for (view_id, column) in rows {
+            let state = find(&pool, &view_id.parse().unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(column, state.state_name(), "{view_id}");
+        }
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "EXPLAIN QUERY PLAN SELECT view_id, payload FROM redemption_view \
+             WHERE state IN ('detected', 'alpaca_called', \
+             'journal_completed', 'burning') ORDER BY view_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert!(
+            plan.iter()
+                .any(|row| row.3.contains("redemption_view_by_state")),
+            "{plan:?}"
+        );
         let response = RedemptionResponse::from_state(&id, &state).unwrap();
         assert_eq!(response.burn_tx_hash, Some(signed(1).hash.to_string()));
         assert_eq!(response.dust, "123");

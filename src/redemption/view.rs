@@ -115,8 +115,12 @@ pub async fn find(
 pub async fn non_terminal(
     pool: &SqlitePool,
 ) -> Result<Vec<(IssuerRequestId, Redemption)>, RedemptionQueryError> {
+    // Served by the `redemption_view_by_state` index: only open rows are
+    // read and parsed.
     let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT view_id, payload FROM redemption_view ORDER BY view_id",
+        "SELECT view_id, payload FROM redemption_view \
+         WHERE state IN ('detected', 'alpaca_called', 'journal_completed', \
+         'burning') ORDER BY view_id",
     )
     .fetch_all(pool)
     .await?;
@@ -124,6 +128,11 @@ pub async fn non_terminal(
     for (view_id, payload) in rows {
         let RedemptionView(state) = serde_json::from_str(&payload)?;
         if state.is_terminal() || state == Redemption::NotDetected {
+            tracing::error!(
+                target: "redemption",
+                %view_id,
+                "redemption_view state column disagrees with its payload"
+            );
             continue;
         }
         match view_id.parse::<IssuerRequestId>() {

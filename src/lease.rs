@@ -19,8 +19,8 @@ use sqlx::migrate::{MigrateError, Migrator};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-pub use crate::instance_lock::LeaseHolder;
 use crate::instance_lock::InstanceLock;
+pub use crate::instance_lock::LeaseHolder;
 use crate::shutdown::ShutdownListener;
 
 /// How often the holder refreshes its heartbeat.

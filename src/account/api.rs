@@ -11,7 +11,7 @@ use cqrs_es::AggregateError;
 use rocket::serde::json::{self, Json};
 use rocket::{Route, State};
 use serde::{Deserialize, Serialize};
-use sqlite_es::SqliteEsError;
+use sqlite_es::{claim_conflict, execute_retrying};
 use sqlx::SqlitePool;
 
 use super::view::{ALPACA_ID_CLAIMS, EMAIL_CLAIMS, WALLET_CLAIMS};
@@ -24,11 +24,6 @@ use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
 use crate::http::ApiError;
 use crate::http::body::{BodyError, JsonBody};
-
-/// How often a command is retried after losing an optimistic-lock race
-/// (two requests on one account at once). The retry re-reads the state,
-/// so it either succeeds or fails with the real domain error.
-const CONFLICT_RETRIES: usize = 3;
 
 /// Everything the account endpoints need, managed by Rocket.
 pub struct AccountState {
@@ -70,18 +65,7 @@ impl AccountState {
         client_id: ClientId,
         command: AccountCommand,
     ) -> Result<(), AggregateError<AccountError>> {
-        let id = client_id.to_string();
-        let mut attempt = 0;
-        loop {
-            match self.cqrs.execute(&id, command.clone()).await {
-                Err(AggregateError::AggregateConflict)
-                    if attempt < CONFLICT_RETRIES =>
-                {
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        execute_retrying(&self.cqrs, &client_id.to_string(), command).await
     }
 }
 
@@ -111,28 +95,18 @@ fn command_error(error: AggregateError<AccountError>) -> ApiError {
         AggregateError::AggregateConflict => ApiError::conflict(
             "the account is being changed concurrently; retry",
         ),
-        AggregateError::UnexpectedError(cause) => {
-            match cause.downcast_ref::<SqliteEsError>() {
-                Some(SqliteEsError::ProjectionConflict { table, .. })
-                    if table == EMAIL_CLAIMS =>
-                {
+        error @ AggregateError::UnexpectedError(_) => {
+            match claim_conflict(&error) {
+                Some(EMAIL_CLAIMS) => {
                     ApiError::conflict("email already registered")
                 }
-                Some(SqliteEsError::ProjectionConflict { table, .. })
-                    if table == WALLET_CLAIMS =>
-                {
+                Some(WALLET_CLAIMS) => {
                     ApiError::conflict("wallet belongs to another account")
                 }
-                Some(SqliteEsError::ProjectionConflict { table, .. })
-                    if table == ALPACA_ID_CLAIMS =>
-                {
-                    ApiError::conflict(
-                        "Alpaca account id belongs to another account",
-                    )
-                }
-                _ => ApiError::internal(
-                    AggregateError::<AccountError>::UnexpectedError(cause),
+                Some(ALPACA_ID_CLAIMS) => ApiError::conflict(
+                    "Alpaca account id belongs to another account",
                 ),
+                _ => ApiError::internal(error),
             }
         }
         AggregateError::DatabaseConnectionError(cause) => {

@@ -12,7 +12,7 @@ use rocket::serde::json::Json;
 use rocket::{Build, Rocket, Route, State};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sqlite_es::SqliteEsError;
+use sqlite_es::{SqliteEsError, claim_conflict, execute_retrying};
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -46,10 +46,6 @@ pub const INVALID_WALLET: &str =
     "Invalid Wallet: Wallet does not belong to client";
 pub const DIFFERENT_CONTENT: &str =
     "tokenization_request_id already used with different content";
-
-/// How often a command is retried after losing an optimistic-lock race;
-/// each retry re-reads the state and so ends in the real answer.
-const CONFLICT_RETRIES: usize = 3;
 
 /// Everything the mint endpoints and the driver share, managed by Rocket.
 pub struct MintState {
@@ -107,17 +103,7 @@ impl MintState {
         id: &TokenizationRequestId,
         command: MintCommand,
     ) -> Result<(), AggregateError<MintError>> {
-        let mut attempt = 0;
-        loop {
-            match self.cqrs.execute(id.as_str(), command.clone()).await {
-                Err(AggregateError::AggregateConflict)
-                    if attempt < CONFLICT_RETRIES =>
-                {
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        execute_retrying(&self.cqrs, id.as_str(), command).await
     }
 
     async fn find(
@@ -551,12 +537,8 @@ fn command_error(error: AggregateError<MintError>) -> ApiError {
         AggregateError::DatabaseConnectionError(cause) => {
             storage_error(SqliteCause(cause))
         }
-        AggregateError::UnexpectedError(cause)
-            if matches!(
-                cause.downcast_ref::<SqliteEsError>(),
-                Some(SqliteEsError::ProjectionConflict { table, .. })
-                    if table == MINT_IDS
-            ) =>
+        error @ AggregateError::UnexpectedError(_)
+            if claim_conflict(&error) == Some(MINT_IDS) =>
         {
             // Only an issuer_request_id collision can get here.
             ApiError::unavailable("issuer_request_id collision; retry")

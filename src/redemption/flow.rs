@@ -22,7 +22,7 @@ use std::time::Duration;
 use alloy::primitives::{TxHash, U256};
 use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
-use sqlite_es::SqliteEsError;
+use sqlite_es::claim_conflict;
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -832,14 +832,7 @@ fn is_refusal(error: &AlpacaError) -> bool {
 }
 
 fn is_reservation_conflict(error: &AggregateError<RedemptionError>) -> bool {
-    let AggregateError::UnexpectedError(cause) = error else {
-        return false;
-    };
-    matches!(
-        cause.downcast_ref::<SqliteEsError>(),
-        Some(SqliteEsError::ProjectionConflict { table, .. })
-            if table == RESERVATIONS_TABLE
-    )
+    claim_conflict(error) == Some(RESERVATIONS_TABLE)
 }
 
 #[cfg(test)]

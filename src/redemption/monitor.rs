@@ -28,6 +28,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use cqrs_es::AggregateError;
 use receipt_vault::OffchainAssetReceiptVault as Vault;
 use serde::{Deserialize, Serialize};
+use sqlite_es::execute_retrying;
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
 
@@ -47,9 +48,6 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 const RETRY_INTERVAL: Duration = Duration::from_secs(10);
 /// Consecutive failed passes before the monitor logs at ERROR.
 const FAILURES_BEFORE_ERROR: u32 = 3;
-/// Optimistic-lock retries for one Detect.
-const CONFLICT_RETRIES: usize = 3;
-
 /// The next block range to scan, or `None` when caught up.
 ///
 /// `last_scanned` is the checkpoint (inclusive); without one the scan
@@ -557,33 +555,25 @@ impl TransferMonitor {
         };
         let id = detected.issuer_request_id();
         let command = RedemptionCommand::Detect { transfer: detected };
-        let mut attempt = 0;
-        loop {
-            match self.cqrs.execute(id.as_str(), command.clone()).await {
-                Ok(()) => break,
-                Err(AggregateError::AggregateConflict)
-                    if attempt < CONFLICT_RETRIES =>
-                {
-                    attempt += 1;
-                }
-                Err(AggregateError::UserError(
-                    RedemptionError::DetectedDifferently { .. },
-                )) => {
-                    // Same (tx, log index) with other data: the sender's
-                    // owner changed since. The first detection stands.
-                    tracing::warn!(
-                        target: "redemption",
-                        %id,
-                        "transfer already detected with other attribution"
-                    );
-                    return Ok(());
-                }
-                Err(source) => {
-                    return Err(MonitorError::Detect {
-                        id: id.to_string(),
-                        source: Box::new(source),
-                    });
-                }
+        match execute_retrying(&self.cqrs, id.as_str(), command).await {
+            Ok(()) => {}
+            Err(AggregateError::UserError(
+                RedemptionError::DetectedDifferently { .. },
+            )) => {
+                // Same (tx, log index) with other data: the sender's owner
+                // changed since. The first detection stands.
+                tracing::warn!(
+                    target: "redemption",
+                    %id,
+                    "transfer already detected with other attribution"
+                );
+                return Ok(());
+            }
+            Err(source) => {
+                return Err(MonitorError::Detect {
+                    id: id.to_string(),
+                    source: Box::new(source),
+                });
             }
         }
         report.detected = report.detected.saturating_add(1);

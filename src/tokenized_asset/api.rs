@@ -8,7 +8,7 @@ use cqrs_es::AggregateError;
 use rocket::serde::json::{self, Json};
 use rocket::{Route, State};
 use serde::{Deserialize, Serialize};
-use sqlite_es::SqliteEsError;
+use sqlite_es::{claim_conflict, execute_retrying};
 use sqlx::SqlitePool;
 
 use super::view::VAULT_CLAIMS;
@@ -20,10 +20,6 @@ use super::{
 use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::Clock;
 use crate::http::ApiError;
-
-/// Retries after losing an optimistic-lock race on one listing; the retry
-/// re-reads the state and either succeeds or yields the domain error.
-const CONFLICT_RETRIES: usize = 3;
 
 /// Everything the tokenized-asset endpoints need, managed by Rocket.
 pub struct TokenizedAssetState {
@@ -48,18 +44,9 @@ impl TokenizedAssetState {
         key: &AssetKey,
         command: TokenizedAssetCommand,
     ) -> Result<(), ApiError> {
-        let id = key.to_string();
-        let mut attempt = 0;
-        loop {
-            match self.cqrs.execute(&id, command.clone()).await {
-                Err(AggregateError::AggregateConflict)
-                    if attempt < CONFLICT_RETRIES =>
-                {
-                    attempt += 1;
-                }
-                other => return other.map_err(command_error),
-            }
-        }
+        execute_retrying(&self.cqrs, &key.to_string(), command)
+            .await
+            .map_err(command_error)
     }
 
     async fn load(&self, key: &AssetKey) -> Result<AssetView, ApiError> {
@@ -93,20 +80,13 @@ fn command_error(error: AggregateError<TokenizedAssetError>) -> ApiError {
         AggregateError::AggregateConflict => ApiError::conflict(
             "the tokenized asset is being changed concurrently; retry",
         ),
-        AggregateError::UnexpectedError(cause) => {
-            match cause.downcast_ref::<SqliteEsError>() {
-                Some(SqliteEsError::ProjectionConflict { table, .. })
-                    if table == VAULT_CLAIMS =>
-                {
-                    ApiError::conflict(
-                        "vault already backs another tokenized asset",
-                    )
-                }
-                _ => ApiError::internal(
-                    AggregateError::<TokenizedAssetError>::UnexpectedError(
-                        cause,
-                    ),
-                ),
+        error @ AggregateError::UnexpectedError(_) => {
+            if claim_conflict(&error) == Some(VAULT_CLAIMS) {
+                ApiError::conflict(
+                    "vault already backs another tokenized asset",
+                )
+            } else {
+                ApiError::internal(error)
             }
         }
         AggregateError::DatabaseConnectionError(cause) => {

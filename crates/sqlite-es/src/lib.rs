@@ -3,6 +3,7 @@
 //! One SQLite transaction per command: the events, a due snapshot and
 //! every [`TxProjection`] commit together or not at all. See README.md.
 
+mod command;
 mod error;
 mod event_repository;
 mod pool;
@@ -10,6 +11,7 @@ mod projection;
 mod store;
 mod view_repository;
 
+pub use command::{CONFLICT_RETRIES, claim_conflict, execute_retrying};
 pub use error::{SqliteEsError, is_unique_violation};
 pub use event_repository::{STREAM_BUFFER, SqliteEventRepository};
 pub use pool::{BUSY_TIMEOUT, MIGRATOR, open_pool, run_migrations};

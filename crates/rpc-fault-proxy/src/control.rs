@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::faults::{Fault, Faults, Match, Rule, RuleId};
-use crate::server::{Body, empty, json_response, json_with_status};
+use crate::response::{Body, empty, json_response, json_with_status};
 
 pub(crate) const PREFIX: &str = "/_proxy";
 

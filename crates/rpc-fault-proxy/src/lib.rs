@@ -27,6 +27,7 @@
 
 mod control;
 mod faults;
+mod response;
 mod rpc;
 mod server;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderMap};
 use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -26,7 +26,7 @@ use crate::control;
 use crate::faults::{Applied, Fault, Faults};
 use crate::rpc;
 
-pub(crate) type Body = Full<Bytes>;
+use crate::response::{Body, empty, json_response, text};
 
 /// How long `shutdown` lets open connections finish their current call.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -523,40 +523,6 @@ fn bad_gateway(error: &reqwest::Error) -> Response<Body> {
         StatusCode::BAD_GATEWAY,
         &format!("upstream failed: {error}"),
     )
-}
-
-pub(crate) fn empty(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = status;
-    response
-}
-
-pub(crate) fn text(status: StatusCode, message: &str) -> Response<Body> {
-    let mut response =
-        Response::new(Full::new(Bytes::from(message.to_owned())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-pub(crate) fn json_response(value: &Value) -> Response<Body> {
-    json_with_status(StatusCode::OK, value)
-}
-
-pub(crate) fn json_with_status(
-    status: StatusCode,
-    value: &Value,
-) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// A TCP stream that, once flagged, is closed with a reset (SO_LINGER 0)

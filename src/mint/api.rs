@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::view::MINT_IDS;
 use super::{
-    DriverStatus, IssuerRequestId, JournalOutcome, MintCommand, MintCqrs,
-    MintError, MintOrder, MintRequest, MintServices, MintStatus, MintView,
+    DriverStatus, JournalOutcome, MintCommand, MintCqrs, MintError, MintId,
+    MintOrder, MintRequest, MintServices, MintStatus, MintView,
     TokenizationRequestId, Vault, cqrs, find_by_issuer_request_id,
     find_by_tokenization_request_id, rebuild_views,
 };
@@ -293,12 +293,12 @@ impl RawMintRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitiateResponse {
-    pub issuer_request_id: IssuerRequestId,
+    pub issuer_request_id: MintId,
     pub status: String,
 }
 
 impl InitiateResponse {
-    fn created(issuer_request_id: IssuerRequestId) -> Json<Self> {
+    fn created(issuer_request_id: MintId) -> Json<Self> {
         Json(Self {
             issuer_request_id,
             status: "created".to_owned(),
@@ -434,7 +434,7 @@ async fn resolve(
     let client_id = account.client_id;
     Ok(MintRequest {
         order,
-        issuer_request_id: IssuerRequestId::new(state.ids.uuid()),
+        issuer_request_id: MintId::new(state.ids.uuid()),
         client_id,
         vault,
     })
@@ -567,7 +567,7 @@ struct RawConfirm {
 struct Confirmation {
     tokenization_request_id: TokenizationRequestId,
     /// `None` when the text is not a UUID: it can match no mint.
-    issuer_request_id: Option<IssuerRequestId>,
+    issuer_request_id: Option<MintId>,
     outcome: JournalOutcome,
     reason: Option<String>,
     ap: Option<ApRef>,
@@ -616,7 +616,7 @@ impl RawConfirm {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfirmResponse {
     pub tokenization_request_id: TokenizationRequestId,
-    pub issuer_request_id: IssuerRequestId,
+    pub issuer_request_id: MintId,
     /// The mint's state right after the journal outcome was recorded
     /// (`journal_confirmed` or `journal_rejected`), so every repeat gets
     /// the same answer as the first.
@@ -752,11 +752,12 @@ async fn get_mint(
     state: &State<MintState>,
     issuer_request_id: &str,
 ) -> Result<Json<MintResponse>, ApiError> {
-    let issuer_request_id: IssuerRequestId = issuer_request_id
-        .parse()
-        .map_err(|err: super::InvalidIssuerRequestId| {
-            ApiError::unprocessable(err.to_string())
-        })?;
+    let issuer_request_id: MintId =
+        issuer_request_id
+            .parse()
+            .map_err(|err: super::InvalidMintId| {
+                ApiError::unprocessable(err.to_string())
+            })?;
     let mint = find_by_issuer_request_id(&state.pool, &issuer_request_id)
         .await
         .map_err(ApiError::internal)?

@@ -1,8 +1,6 @@
 use alloy::primitives::{TxHash, U256};
 
-use super::{
-    FailureClass, IssuerRequestId, MintRequest, ReplacementCause, Vault,
-};
+use super::{FailureClass, MintId, MintRequest, ReplacementCause, Vault};
 use crate::chain::SignedTx;
 
 /// Commands carry already-validated values: parsing happens at the edge
@@ -12,10 +10,10 @@ pub enum MintCommand {
     /// Alpaca's mint request, validated and resolved (client, vault).
     Initiate { request: MintRequest },
     /// Alpaca journaled the shares to us (`status: completed`).
-    ConfirmJournal { issuer_request_id: IssuerRequestId },
+    ConfirmJournal { issuer_request_id: MintId },
     /// Alpaca did not journal the shares (`status: rejected`).
     RejectJournal {
-        issuer_request_id: IssuerRequestId,
+        issuer_request_id: MintId,
         reason: Option<String>,
     },
     /// The first mint transaction is signed; persist it before sending.

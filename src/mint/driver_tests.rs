@@ -97,7 +97,7 @@ async fn setup(certification: Certification) -> Setup {
             ap: ApRef::Legacy("ap".into()),
             wallet: Wallet::new(chain.ap.address()).unwrap(),
         },
-        issuer_request_id: IssuerRequestId::new(Uuid::from_u128(42)),
+        issuer_request_id: MintId::new(Uuid::from_u128(42)),
         client_id: ClientId::new(Uuid::from_u128(7)),
         vault: Vault::new(chain.stack.vault).unwrap(),
     };
@@ -108,7 +108,7 @@ async fn setup(certification: Certification) -> Setup {
     cqrs.execute(
         TOK,
         MintCommand::ConfirmJournal {
-            issuer_request_id: IssuerRequestId::new(Uuid::from_u128(42)),
+            issuer_request_id: MintId::new(Uuid::from_u128(42)),
         },
     )
     .await
@@ -194,7 +194,7 @@ impl Setup {
         let info = ReceiptInformation::new(
             ReceiptOp::Mint,
             TOK.into(),
-            IssuerRequestId::new(Uuid::from_u128(42)).to_string(),
+            MintId::new(Uuid::from_u128(42)).to_string(),
             "AAPL".into(),
             AlpacaQuantity::parse("2.5").unwrap().quantity(),
             Utc::now(),

@@ -138,9 +138,9 @@ pub struct InvalidTokenizationRequestId {
     Deserialize,
 )]
 #[serde(transparent)]
-pub struct IssuerRequestId(Uuid);
+pub struct MintId(Uuid);
 
-impl IssuerRequestId {
+impl MintId {
     pub const fn new(id: Uuid) -> Self {
         Self(id)
     }
@@ -150,27 +150,25 @@ impl IssuerRequestId {
     }
 }
 
-impl fmt::Display for IssuerRequestId {
+impl fmt::Display for MintId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
 }
 
-impl FromStr for IssuerRequestId {
-    type Err = InvalidIssuerRequestId;
+impl FromStr for MintId {
+    type Err = InvalidMintId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s)
-            .map(Self)
-            .map_err(|_| InvalidIssuerRequestId {
-                value: s.chars().take(64).collect(),
-            })
+        Uuid::parse_str(s).map(Self).map_err(|_| InvalidMintId {
+            value: s.chars().take(64).collect(),
+        })
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid issuer_request_id {value:?}: expected a UUID")]
-pub struct InvalidIssuerRequestId {
+pub struct InvalidMintId {
     pub value: String,
 }
 
@@ -194,7 +192,7 @@ pub struct MintOrder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MintRequest {
     pub order: MintOrder,
-    pub issuer_request_id: IssuerRequestId,
+    pub issuer_request_id: MintId,
     pub client_id: ClientId,
     pub vault: Vault,
 }
@@ -418,14 +416,11 @@ impl Mint {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MintError {
     #[error("mint is already initiated as {issuer_request_id}")]
-    AlreadyInitiated { issuer_request_id: IssuerRequestId },
+    AlreadyInitiated { issuer_request_id: MintId },
     #[error("mint is not initiated")]
     NotInitiated,
     #[error("issuer_request_id {found} does not match this mint's {expected}")]
-    IssuerRequestIdMismatch {
-        expected: IssuerRequestId,
-        found: IssuerRequestId,
-    },
+    IssuerRequestIdMismatch { expected: MintId, found: MintId },
     #[error(
         "journal already recorded as {recorded}, cannot become {requested}"
     )]
@@ -771,10 +766,7 @@ impl Mint {
     }
 }
 
-fn check_id(
-    request: &MintRequest,
-    found: IssuerRequestId,
-) -> Result<(), MintError> {
+fn check_id(request: &MintRequest, found: MintId) -> Result<(), MintError> {
     if request.issuer_request_id == found {
         Ok(())
     } else {

@@ -31,12 +31,12 @@ const VAULT: Address = address!("0x2222222222222222222222222222222222222222");
 const OTHER_VAULT: Address =
     address!("0x3333333333333333333333333333333333333333");
 
-fn issuer_id() -> IssuerRequestId {
-    IssuerRequestId::new(Uuid::from_u128(0xabc))
+fn issuer_id() -> MintId {
+    MintId::new(Uuid::from_u128(0xabc))
 }
 
-fn other_issuer_id() -> IssuerRequestId {
-    IssuerRequestId::new(Uuid::from_u128(0xdef))
+fn other_issuer_id() -> MintId {
+    MintId::new(Uuid::from_u128(0xdef))
 }
 
 fn order() -> MintOrder {
@@ -615,11 +615,11 @@ fn tokenization_request_ids_are_printable_ascii_up_to_128() {
     for bad in ["", "has space", "tab\t", "é", &"x".repeat(129)] {
         assert!(TokenizationRequestId::new(bad).is_err(), "{bad:?}");
     }
-    let parsed: IssuerRequestId =
+    let parsed: MintId =
         "00000000-0000-0000-0000-000000000abc".parse().unwrap();
     assert_eq!(parsed, issuer_id());
     assert_eq!(parsed.to_string(), "00000000-0000-0000-0000-000000000abc");
-    assert!("not-a-uuid".parse::<IssuerRequestId>().is_err());
+    assert!("not-a-uuid".parse::<MintId>().is_err());
 }
 
 #[test]

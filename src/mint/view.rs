@@ -18,8 +18,8 @@ use sqlite_es::{
 use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{
-    IssuerRequestId, Mint, MintEvent, MintFailure, MintServices, MintStatus,
-    OWNER_TYPE, TokenizationRequestId, Vault,
+    Mint, MintEvent, MintFailure, MintId, MintServices, MintStatus, OWNER_TYPE,
+    TokenizationRequestId, Vault,
 };
 use crate::account::{ClientId, Wallet};
 use crate::alpaca::ApRef;
@@ -79,7 +79,7 @@ pub async fn rebuild_views(pool: &SqlitePool) -> Result<u64, SqliteEsError> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MintView {
     pub tokenization_request_id: TokenizationRequestId,
-    pub issuer_request_id: IssuerRequestId,
+    pub issuer_request_id: MintId,
     pub status: MintStatus,
     pub qty: AlpacaQuantity,
     pub underlying: UnderlyingSymbol,
@@ -255,7 +255,7 @@ pub async fn find_by_tokenization_request_id(
 
 pub async fn find_by_issuer_request_id(
     pool: &SqlitePool,
-    id: &IssuerRequestId,
+    id: &MintId,
 ) -> Result<Option<MintView>, MintQueryError> {
     let owner: Option<String> = sqlx::query_scalar(
         "SELECT tokenization_request_id FROM mint_ids \

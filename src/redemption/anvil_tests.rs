@@ -341,11 +341,11 @@ impl World {
         receipt.transaction_hash
     }
 
-    async fn redeem(&self, amount: U256) -> IssuerRequestId {
+    async fn redeem(&self, amount: U256) -> RedemptionId {
         let hash = self
             .send_from(&self.chain.ap, &[(self.bot(), amount)])
             .await;
-        IssuerRequestId::for_transfer(hash, self.transfer_log_index(hash).await)
+        RedemptionId::for_transfer(hash, self.transfer_log_index(hash).await)
     }
 
     /// The log index of the (single) Transfer to the bot in `hash`.
@@ -376,7 +376,7 @@ impl World {
     /// Runs monitor and driver passes until `id` satisfies `done`.
     async fn run_until(
         &mut self,
-        id: &IssuerRequestId,
+        id: &RedemptionId,
         done: impl Fn(&Redemption) -> bool,
     ) -> Redemption {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -530,7 +530,7 @@ async fn two_transfers_in_one_transaction_are_two_redemptions() {
     let deadline = tokio::time::Instant::now() + WAIT;
     let ids = loop {
         world.monitor.pass().await.unwrap();
-        let open: Vec<IssuerRequestId> = non_terminal(&world.pool)
+        let open: Vec<RedemptionId> = non_terminal(&world.pool)
             .await
             .unwrap()
             .into_iter()

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
 use super::monitor::{UnattributedTransfer, list_unattributed};
-use super::{IssuerRequestId, Redemption, find};
+use super::{Redemption, RedemptionId, find};
 use crate::auth::InternalAuth;
 use crate::http::ApiError;
 use crate::receipt_inventory::ReceiptBurn;
@@ -74,10 +74,7 @@ pub struct RedemptionResponse {
 
 impl RedemptionResponse {
     /// `None` for [`Redemption::NotDetected`].
-    pub fn from_state(
-        id: &IssuerRequestId,
-        state: &Redemption,
-    ) -> Option<Self> {
+    pub fn from_state(id: &RedemptionId, state: &Redemption) -> Option<Self> {
         let detection = state.detection()?;
         let transfer = &detection.transfer;
         let alpaca = state.alpaca();
@@ -159,8 +156,8 @@ async fn get_redemption(
     pool: &State<SqlitePool>,
     issuer_request_id: &str,
 ) -> Result<Json<RedemptionResponse>, ApiError> {
-    let id: IssuerRequestId = issuer_request_id.parse().map_err(
-        |err: super::InvalidIssuerRequestId| {
+    let id: RedemptionId = issuer_request_id.parse().map_err(
+        |err: super::InvalidRedemptionId| {
             ApiError::unprocessable(err.to_string())
         },
     )?;

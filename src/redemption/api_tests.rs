@@ -126,7 +126,7 @@ async fn a_redemption_is_shown_to_operators_only() {
 #[tokio::test]
 async fn unknown_and_malformed_ids() {
     let harness = Harness::start().await;
-    let unknown = IssuerRequestId::for_transfer(TxHash::repeat_byte(1), 0);
+    let unknown = RedemptionId::for_transfer(TxHash::repeat_byte(1), 0);
     let (status, body) = harness
         .get(&format!("/redemptions/{unknown}"), Some(TEST_INTERNAL_KEY))
         .await;

@@ -28,8 +28,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    AlpacaCall, BurnAttempt, BurnFailure, Detection, IssuerRequestId,
-    Redemption, RedemptionCommand, RedemptionCqrs, RedemptionError, Refusal,
+    AlpacaCall, BurnAttempt, BurnFailure, Detection, Redemption,
+    RedemptionCommand, RedemptionCqrs, RedemptionError, RedemptionId, Refusal,
     find, non_terminal,
 };
 use crate::alpaca::{AlpacaClient, AlpacaError, RedeemRequest, RequestStatus};
@@ -135,7 +135,7 @@ impl From<FlowError> for StepError {
     }
 }
 
-impl AsRef<str> for IssuerRequestId {
+impl AsRef<str> for RedemptionId {
     fn as_ref(&self) -> &str {
         self.as_str()
     }
@@ -181,7 +181,7 @@ pub struct RedemptionFlow {
     clock: Arc<dyn Clock>,
     settings: DriverSettings,
     /// The next poll delay of each redemption waiting on Alpaca.
-    poll_delays: Mutex<HashMap<IssuerRequestId, Duration>>,
+    poll_delays: Mutex<HashMap<RedemptionId, Duration>>,
     last_reconcile: Mutex<Option<Instant>>,
 }
 
@@ -191,16 +191,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Flow for RedemptionFlow {
     const NAME: FlowName = FlowName::Redemption;
-    type Id = IssuerRequestId;
+    type Id = RedemptionId;
 
-    async fn open(&self) -> Result<Vec<IssuerRequestId>, StepError> {
+    async fn open(&self) -> Result<Vec<RedemptionId>, StepError> {
         let open = non_terminal(&self.pool)
             .await
             .map_err(|error| StepError::from_error(&error, Retry::Soon))?;
         Ok(open.into_iter().map(|(id, _)| id).collect())
     }
 
-    async fn step(&self, id: &IssuerRequestId) -> Result<Step, StepError> {
+    async fn step(&self, id: &RedemptionId) -> Result<Step, StepError> {
         let Some(state) =
             find(&self.pool, id).await.map_err(FlowError::from)?
         else {
@@ -294,7 +294,7 @@ impl RedemptionFlow {
 
     async fn execute(
         &self,
-        id: &IssuerRequestId,
+        id: &RedemptionId,
         command: RedemptionCommand,
     ) -> Result<(), AggregateError<RedemptionError>> {
         self.cqrs.execute(id.as_str(), command).await
@@ -306,7 +306,7 @@ impl RedemptionFlow {
 
     async fn call_alpaca(
         &self,
-        id: &IssuerRequestId,
+        id: &RedemptionId,
         detection: &Detection,
     ) -> Result<Step, FlowError> {
         let request = redeem_request(id, detection)?;
@@ -383,7 +383,7 @@ impl RedemptionFlow {
 
     async fn poll(
         &self,
-        id: &IssuerRequestId,
+        id: &RedemptionId,
         detection: &Detection,
         alpaca: &AlpacaCall,
     ) -> Result<Step, FlowError> {
@@ -450,7 +450,7 @@ impl RedemptionFlow {
     /// completed: the first poll after the outage still reads the answer.
     async fn poll_again_or_time_out(
         &self,
-        id: &IssuerRequestId,
+        id: &RedemptionId,
         alpaca: &AlpacaCall,
     ) -> Result<Step, FlowError> {
         let now = self.clock.now();
@@ -470,7 +470,7 @@ impl RedemptionFlow {
         Ok(Step::Progress)
     }
 
-    fn poll_again(&self, id: &IssuerRequestId) -> Step {
+    fn poll_again(&self, id: &RedemptionId) -> Step {
         let mut delays = lock(&self.poll_delays);
         let delay = delays.get(id).copied().unwrap_or(self.settings.poll_first);
         delays
@@ -480,7 +480,7 @@ impl RedemptionFlow {
 
     async fn start_burn(
         &self,
-        id: &IssuerRequestId,
+        id: &RedemptionId,
         detection: &Detection,
         alpaca: &AlpacaCall,
         journal_completed_at: DateTime<Utc>,
@@ -621,7 +621,7 @@ impl RedemptionFlow {
 
     async fn drive_burn(
         &self,
-        id: &IssuerRequestId,
+        id: &RedemptionId,
         detection: &Detection,
         burn: &BurnAttempt,
         superseded: &[SignedTx],
@@ -762,7 +762,7 @@ impl RedemptionFlow {
     /// Records the burn `tx_hash` (an attempt of this redemption) as done.
     async fn record_burn(
         &self,
-        id: &IssuerRequestId,
+        id: &RedemptionId,
         detection: &Detection,
         tx_hash: TxHash,
         receipt: &ReceiptSummary,
@@ -803,7 +803,7 @@ impl RedemptionFlow {
 /// The redeem call for a detection (rebuilt identically on every attempt,
 /// which the `Idempotency-Key` replay relies on).
 fn redeem_request(
-    id: &IssuerRequestId,
+    id: &RedemptionId,
     detection: &Detection,
 ) -> Result<RedeemRequest, FlowError> {
     let transfer = &detection.transfer;

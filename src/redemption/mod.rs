@@ -212,9 +212,9 @@ pub fn start(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
 #[serde(try_from = "String", into = "String")]
-pub struct IssuerRequestId(String);
+pub struct RedemptionId(String);
 
-impl IssuerRequestId {
+impl RedemptionId {
     pub fn for_transfer(tx_hash: TxHash, log_index: u64) -> Self {
         Self(format!("{tx_hash:#x}-{log_index}"))
     }
@@ -224,7 +224,7 @@ impl IssuerRequestId {
     }
 }
 
-impl fmt::Display for IssuerRequestId {
+impl fmt::Display for RedemptionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -232,15 +232,15 @@ impl fmt::Display for IssuerRequestId {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid issuer request id {value:?}: expected 0x<64 hex>-<log index>")]
-pub struct InvalidIssuerRequestId {
+pub struct InvalidRedemptionId {
     pub value: String,
 }
 
-impl FromStr for IssuerRequestId {
-    type Err = InvalidIssuerRequestId;
+impl FromStr for RedemptionId {
+    type Err = InvalidRedemptionId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = || InvalidIssuerRequestId {
+        let invalid = || InvalidRedemptionId {
             value: s.chars().take(200).collect(),
         };
         let (hash, index) = s.split_once('-').ok_or_else(invalid)?;
@@ -262,16 +262,16 @@ impl FromStr for IssuerRequestId {
     }
 }
 
-impl TryFrom<String> for IssuerRequestId {
-    type Error = InvalidIssuerRequestId;
+impl TryFrom<String> for RedemptionId {
+    type Error = InvalidRedemptionId;
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
         value.parse()
     }
 }
 
-impl From<IssuerRequestId> for String {
-    fn from(value: IssuerRequestId) -> Self {
+impl From<RedemptionId> for String {
+    fn from(value: RedemptionId) -> Self {
         value.0
     }
 }
@@ -297,8 +297,8 @@ pub struct DetectedTransfer {
 }
 
 impl DetectedTransfer {
-    pub fn issuer_request_id(&self) -> IssuerRequestId {
-        IssuerRequestId::for_transfer(self.tx_hash, self.log_index)
+    pub fn issuer_request_id(&self) -> RedemptionId {
+        RedemptionId::for_transfer(self.tx_hash, self.log_index)
     }
 }
 

@@ -131,15 +131,15 @@ fn intend(nonce: u64, replaces: Option<TxHash>) -> RedemptionCommand {
 
 #[test]
 fn issuer_request_id_is_the_transfer_identity() {
-    let id = IssuerRequestId::for_transfer(TxHash::repeat_byte(0xab), 12);
+    let id = RedemptionId::for_transfer(TxHash::repeat_byte(0xab), 12);
     assert_eq!(
         id.as_str(),
         "0xabababababababababababababababababababababababababababababababab-12"
     );
-    assert_eq!(id.as_str().parse::<IssuerRequestId>().unwrap(), id);
+    assert_eq!(id.as_str().parse::<RedemptionId>().unwrap(), id);
     // Two logs of one transaction are two redemptions.
     assert_ne!(
-        IssuerRequestId::for_transfer(TxHash::repeat_byte(0xab), 13),
+        RedemptionId::for_transfer(TxHash::repeat_byte(0xab), 13),
         id
     );
     for bad in [
@@ -151,7 +151,7 @@ fn issuer_request_id_is_the_transfer_identity() {
         "0xabababababababababababababababababababababababababababababababab-01",
         "0xabababababababababababababababababababababababababababababababab-x",
     ] {
-        assert!(bad.parse::<IssuerRequestId>().is_err(), "{bad}");
+        assert!(bad.parse::<RedemptionId>().is_err(), "{bad}");
     }
     assert_eq!(transfer(shares()).issuer_request_id().as_str().len(), 68);
 }

@@ -14,7 +14,7 @@ use sqlite_es::{
 use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{
-    AGGREGATE_TYPE, IssuerRequestId, Redemption, RedemptionEvent,
+    AGGREGATE_TYPE, Redemption, RedemptionEvent, RedemptionId,
     RedemptionServices,
 };
 use crate::chain::{mark_intent_resolved, record_intent};
@@ -101,7 +101,7 @@ pub enum RedemptionQueryError {
 /// The committed state of one redemption.
 pub async fn find(
     pool: &SqlitePool,
-    id: &IssuerRequestId,
+    id: &RedemptionId,
 ) -> Result<Option<Redemption>, RedemptionQueryError> {
     Ok(VIEW
         .load(pool, id.as_str())
@@ -114,7 +114,7 @@ pub async fn find(
 /// longer parses are skipped with an ERROR (they cannot be driven).
 pub async fn non_terminal(
     pool: &SqlitePool,
-) -> Result<Vec<(IssuerRequestId, Redemption)>, RedemptionQueryError> {
+) -> Result<Vec<(RedemptionId, Redemption)>, RedemptionQueryError> {
     // Served by the `redemption_view_by_state` index: only open rows are
     // read and parsed.
     let rows: Vec<(String, String)> = sqlx::query_as(
@@ -135,7 +135,7 @@ pub async fn non_terminal(
             );
             continue;
         }
-        match view_id.parse::<IssuerRequestId>() {
+        match view_id.parse::<RedemptionId>() {
             Ok(id) => open.push((id, state)),
             Err(error) => tracing::error!(
                 target: "redemption",

@@ -9,7 +9,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::num::{NonZeroU32, NonZeroU64};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -18,7 +18,10 @@ use rocket::figment::value::{Dict, Map, Value};
 use rocket::figment::{self, Figment, Metadata, Profile, Provider};
 use serde::Deserialize;
 
-use crate::auth::{AllowList, ApiKey, ClientIpHeader};
+use crate::auth::{
+    AllowList, ApiKey, ClientIpHeader, PublicBaseUrl, SignatureConfig,
+    SignatureKey,
+};
 
 /// Prefix of the environment variables read into the configuration.
 pub const ENV_PREFIX: &str = "ISSUANCE_";
@@ -318,7 +321,46 @@ pub struct AudienceConfig {
     pub requests_per_minute: Option<NonZeroU32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// How Alpaca authenticates (itn-wire.md §4.1); chosen at onboarding,
+/// the same on every Alpaca endpoint.
+#[derive(Debug, Clone)]
+pub enum AlpacaCredentials {
+    /// `scheme = "api_key"` (default): the shared key in `X-API-KEY`.
+    ApiKey(ApiKey),
+    /// `scheme = "signature"`: RFC 9421 Ed25519 signatures; X-API-KEY
+    /// is not accepted.
+    Signature(SignatureConfig),
+}
+
+/// `[auth.alpaca]`: Alpaca's credentials, networks and request budget.
+#[derive(Debug, Clone)]
+pub struct AlpacaAuthConfig {
+    pub credentials: AlpacaCredentials,
+    /// Empty admits any address.
+    pub allowed_cidrs: AllowList,
+    /// As in [`AudienceConfig`].
+    pub requests_per_minute: Option<NonZeroU32>,
+}
+
+impl AlpacaAuthConfig {
+    /// Alpaca's API key, when that is its scheme.
+    pub fn api_key(&self) -> Option<&ApiKey> {
+        match &self.credentials {
+            AlpacaCredentials::ApiKey(key) => Some(key),
+            AlpacaCredentials::Signature(_) => None,
+        }
+    }
+
+    /// Alpaca's signature settings, when that is its scheme.
+    pub fn signature(&self) -> Option<&SignatureConfig> {
+        match &self.credentials {
+            AlpacaCredentials::Signature(signature) => Some(signature),
+            AlpacaCredentials::ApiKey(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
 pub enum AuthConfigError {
     #[error("auth.internal.api_key must differ from auth.alpaca.api_key")]
     SharedKey,
@@ -326,13 +368,26 @@ pub enum AuthConfigError {
     InternalOpenToAll,
     #[error("auth.internal.allowed_cidrs must not contain a /0 range")]
     InternalCatchAllRange,
+    #[error("auth.alpaca.api_key is required with scheme = \"api_key\"")]
+    MissingAlpacaKey,
+    #[error(
+        "auth.alpaca.{key} applies only to scheme = \"{applies_to}\"; \
+         remove it (with scheme = \"signature\" Alpaca's X-API-KEY is not \
+         accepted)"
+    )]
+    NotForScheme {
+        key: &'static str,
+        applies_to: &'static str,
+    },
+    #[error(transparent)]
+    Signature(#[from] crate::auth::SignatureConfigError),
 }
 
-/// `[auth]`: one key and allow-list per audience.
+/// `[auth]`: credentials and allow-list per audience.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawAuthConfig")]
 pub struct AuthConfig {
-    alpaca: AudienceConfig,
+    alpaca: AlpacaAuthConfig,
     internal: AudienceConfig,
     failures_per_minute: NonZeroU32,
 }
@@ -342,11 +397,14 @@ impl AuthConfig {
         NonZeroU32::new(10).unwrap();
 
     pub fn new(
-        alpaca: AudienceConfig,
+        alpaca: AlpacaAuthConfig,
         internal: AudienceConfig,
         failures_per_minute: NonZeroU32,
     ) -> Result<Self, AuthConfigError> {
-        if internal.api_key.same_key_as(&alpaca.api_key) {
+        if alpaca
+            .api_key()
+            .is_some_and(|key| internal.api_key.same_key_as(key))
+        {
             return Err(AuthConfigError::SharedKey);
         }
         if internal.allowed_cidrs.admits_any() {
@@ -362,7 +420,7 @@ impl AuthConfig {
         })
     }
 
-    pub fn alpaca(&self) -> &AudienceConfig {
+    pub fn alpaca(&self) -> &AlpacaAuthConfig {
         &self.alpaca
     }
 
@@ -384,14 +442,77 @@ struct RawAuthConfig {
     failures_per_minute: NonZeroU32,
 }
 
+/// `auth.alpaca.scheme`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlpacaScheme {
+    #[default]
+    ApiKey,
+    Signature,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAlpacaAuth {
-    api_key: ApiKey,
+    #[serde(default)]
+    scheme: AlpacaScheme,
+    #[serde(default)]
+    api_key: Option<ApiKey>,
     #[serde(default)]
     allowed_cidrs: AllowList,
     #[serde(default)]
     requests_per_minute: Option<NonZeroU32>,
+    // scheme = "signature" only:
+    #[serde(default)]
+    signature_keys: Vec<SignatureKey>,
+    #[serde(default)]
+    max_skew_secs: Option<NonZeroU64>,
+    #[serde(default)]
+    nonce_cache_capacity: Option<NonZeroUsize>,
+    #[serde(default)]
+    public_base_url: Option<PublicBaseUrl>,
+}
+
+impl RawAlpacaAuth {
+    fn credentials(self) -> Result<AlpacaCredentials, AuthConfigError> {
+        let not_for =
+            |key, applies_to| AuthConfigError::NotForScheme { key, applies_to };
+        match self.scheme {
+            AlpacaScheme::ApiKey => {
+                let signature_only = [
+                    ("signature_keys", !self.signature_keys.is_empty()),
+                    ("max_skew_secs", self.max_skew_secs.is_some()),
+                    (
+                        "nonce_cache_capacity",
+                        self.nonce_cache_capacity.is_some(),
+                    ),
+                    ("public_base_url", self.public_base_url.is_some()),
+                ];
+                if let Some((key, _)) =
+                    signature_only.iter().find(|(_, set)| *set)
+                {
+                    return Err(not_for(key, "signature"));
+                }
+                self.api_key
+                    .map(AlpacaCredentials::ApiKey)
+                    .ok_or(AuthConfigError::MissingAlpacaKey)
+            }
+            AlpacaScheme::Signature => {
+                if self.api_key.is_some() {
+                    return Err(not_for("api_key", "api_key"));
+                }
+                Ok(AlpacaCredentials::Signature(SignatureConfig::new(
+                    self.signature_keys,
+                    self.max_skew_secs
+                        .unwrap_or(SignatureConfig::DEFAULT_MAX_SKEW_SECS),
+                    self.nonce_cache_capacity.unwrap_or(
+                        SignatureConfig::DEFAULT_NONCE_CACHE_CAPACITY,
+                    ),
+                    self.public_base_url,
+                )?))
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -416,11 +537,13 @@ impl TryFrom<RawAuthConfig> for AuthConfig {
     type Error = AuthConfigError;
 
     fn try_from(raw: RawAuthConfig) -> Result<Self, Self::Error> {
+        let allowed_cidrs = raw.alpaca.allowed_cidrs.clone();
+        let requests_per_minute = raw.alpaca.requests_per_minute;
         Self::new(
-            AudienceConfig {
-                api_key: raw.alpaca.api_key,
-                allowed_cidrs: raw.alpaca.allowed_cidrs,
-                requests_per_minute: raw.alpaca.requests_per_minute,
+            AlpacaAuthConfig {
+                credentials: raw.alpaca.credentials()?,
+                allowed_cidrs,
+                requests_per_minute,
             },
             AudienceConfig {
                 api_key: raw.internal.api_key,
@@ -520,8 +643,10 @@ impl Config {
     )]
     pub fn for_tests(db_url: &str) -> Self {
         let auth = AuthConfig::new(
-            AudienceConfig {
-                api_key: ApiKey::new(TEST_ALPACA_KEY).expect("valid test key"),
+            AlpacaAuthConfig {
+                credentials: AlpacaCredentials::ApiKey(
+                    ApiKey::new(TEST_ALPACA_KEY).expect("valid test key"),
+                ),
                 allowed_cidrs: AllowList::any(),
                 requests_per_minute: None,
             },

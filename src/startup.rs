@@ -171,6 +171,7 @@ pub async fn build_rocket_with(
     let authenticator = Authenticator::new(
         &config.auth,
         ClientIpSource::from_config(config.server.client_ip_header.as_ref()),
+        deps.clock.clone(),
     );
     let trigger = deps.shutdown.clone();
     let rocket = rocket::custom(server_rocket_config(&config.server))

@@ -15,6 +15,8 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use rocket::http::ContentType;
 use rocket::{Build, Rocket, State};
+use tracing::Metadata;
+use tracing_subscriber::filter::FilterFn;
 use tracing_subscriber::layer::{Layered, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -72,6 +74,16 @@ fn env_filter() -> Result<EnvFilter, TelemetryError> {
     Ok(EnvFilter::try_new(directives)?)
 }
 
+/// Rocket's generated route code logs every failing or forwarding guard
+/// again ("Request guard `AlpacaAuth` failed: ..."), at WARN, under the
+/// *handler's* module path plus `::_`, which `rocket=off` does not reach.
+/// The guards log each failure once themselves (`auth`), so this filter
+/// drops those echoes whatever `RUST_LOG` says.
+pub fn without_rocket_guard_echoes()
+-> FilterFn<impl Fn(&Metadata<'_>) -> bool + Clone> {
+    FilterFn::new(|metadata: &Metadata<'_>| !metadata.target().ends_with("::_"))
+}
+
 /// Installs the global subscriber: env filter, text or JSON lines on
 /// stdout, and OTLP/HTTP span export when `otlp_endpoint` is set.
 pub fn init(
@@ -112,6 +124,7 @@ pub fn init(
     tracing_subscriber::registry()
         .with(filter)
         .with(layers)
+        .with(without_rocket_guard_echoes())
         .try_init()?;
     if let Some(endpoint) = &config.otlp_endpoint {
         tracing::info!(

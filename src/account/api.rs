@@ -20,7 +20,7 @@ use super::{
     AlpacaAccountId, AlpacaAccountNumber, ClientId, Email, Wallet, cqrs,
     find_by_client_id, find_by_email,
 };
-use crate::auth::{AlpacaAuth, InternalAuth};
+use crate::auth::{AlpacaAuth, AlpacaJson, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
 use crate::http::ApiError;
 use crate::http::body::{BodyError, JsonBody};
@@ -250,9 +250,10 @@ struct ConnectOldestRequest {
 async fn connect_oldest(
     _auth: AlpacaAuth,
     state: &State<AccountState>,
-    body: Result<JsonBody<ConnectOldestRequest>, BodyError>,
+    body: AlpacaJson<ConnectOldestRequest>,
 ) -> Result<Json<ClientIdResponse>, ApiError> {
-    let JsonBody(request) = body.map_err(|err| link_body_error(&err))?;
+    let JsonBody(request) =
+        body.into_result().map_err(|err| link_body_error(&err))?;
     let client_id = link(state, &request.email, request.account).await?;
     Ok(Json(ClientIdResponse { client_id }))
 }
@@ -286,9 +287,10 @@ enum ConnectResponse {
 async fn connect(
     _auth: AlpacaAuth,
     state: &State<AccountState>,
-    body: Result<JsonBody<ConnectRequest>, BodyError>,
+    body: AlpacaJson<ConnectRequest>,
 ) -> Result<Json<ConnectResponse>, ApiError> {
-    let JsonBody(request) = body.map_err(|err| link_body_error(&err))?;
+    let JsonBody(request) =
+        body.into_result().map_err(|err| link_body_error(&err))?;
     match (request.client_account_number, request.account) {
         (Some(number), None) => {
             let client_id = link(state, &request.email, number).await?;

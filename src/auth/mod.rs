@@ -1,17 +1,27 @@
 //! Request guards for the two audiences: Alpaca (the ITN endpoints) and
-//! internal operators (admin endpoints). Each audience has its own API key
-//! (header `X-API-KEY`) and CIDR allow-list; failed attempts are limited
-//! per client address.
+//! internal operators (admin endpoints). Internal operators present an
+//! API key (header `X-API-KEY`); Alpaca presents either its API key or,
+//! with `auth.alpaca.scheme = "signature"`, an RFC 9421 signature made
+//! with its Ed25519 key ([`signature`]). Each audience has its own CIDR
+//! allow-list; failed attempts are limited per client address.
 //!
-//! Usage: add `_auth: AlpacaAuth` or `_auth: InternalAuth` to a handler.
-//! Failures end in the JSON catchers with 401, 403 or 429.
+//! Usage: add `_auth: AlpacaAuth` or `_auth: InternalAuth` to a handler;
+//! Alpaca routes with a body take it as [`AlpacaJson`] (the digest
+//! check). Failures end in the JSON catchers with 401, 403 or 429, and
+//! are logged once, here.
 
+pub mod body;
+pub mod digest;
+pub mod httpsig;
 pub mod ip;
 pub mod key;
 pub mod rate_limit;
+pub mod replay;
+pub mod signature;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
@@ -19,13 +29,22 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use rocket::Request;
 use rocket::http::Status;
+use rocket::outcome::Outcome as RocketOutcome;
 use rocket::request::{FromRequest, Outcome};
 
+pub use body::AlpacaJson;
 pub use ip::{AllowList, ClientIpHeader, ClientIpSource};
 pub use key::{ApiKey, ApiKeyError};
 use rate_limit::FailureLimiter;
+pub use signature::{
+    PublicBaseUrl, SignatureConfig, SignatureConfigError, SignatureError,
+    SignatureKey, SignatureVerifier,
+};
 
-use crate::config::{AudienceConfig, AuthConfig};
+use crate::clock::Clock;
+use crate::config::{
+    AlpacaAuthConfig, AlpacaCredentials, AudienceConfig, AuthConfig,
+};
 
 /// The header carrying the API key.
 pub const API_KEY_HEADER: &str = "X-API-KEY";
@@ -66,6 +85,8 @@ pub enum AuthError {
          {retry_after_secs} s"
     )]
     Throttled { retry_after_secs: u64 },
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
     #[error("authentication is not configured")]
     NotConfigured,
 }
@@ -73,7 +94,9 @@ pub enum AuthError {
 impl AuthError {
     pub fn status(&self) -> Status {
         match self {
-            Self::MissingKey | Self::InvalidKey => Status::Unauthorized,
+            Self::MissingKey | Self::InvalidKey | Self::Signature(_) => {
+                Status::Unauthorized
+            }
             Self::AddressNotAllowed { .. } | Self::UnknownAddress => {
                 Status::Forbidden
             }
@@ -96,28 +119,92 @@ impl AuthFailure {
     }
 }
 
+/// What an audience must present.
+#[derive(Debug)]
+enum Credentials {
+    ApiKey(ApiKey),
+    Signature(SignatureVerifier),
+}
+
 #[derive(Debug)]
 struct AudiencePolicy {
-    key: ApiKey,
+    credentials: Credentials,
     allowed: AllowList,
     /// Shared by every caller of the audience: it protects the service
     /// (and the chain and Alpaca calls behind it), not one client.
     throttle: Option<DefaultDirectRateLimiter>,
 }
 
+fn throttle(
+    rate: Option<std::num::NonZeroU32>,
+) -> Option<DefaultDirectRateLimiter> {
+    rate.map(|rate| RateLimiter::direct(Quota::per_minute(rate)))
+}
+
 impl From<&AudienceConfig> for AudiencePolicy {
     fn from(config: &AudienceConfig) -> Self {
         Self {
-            key: config.api_key.clone(),
+            credentials: Credentials::ApiKey(config.api_key.clone()),
             allowed: config.allowed_cidrs.clone(),
-            throttle: config
-                .requests_per_minute
-                .map(|rate| RateLimiter::direct(Quota::per_minute(rate))),
+            throttle: throttle(config.requests_per_minute),
         }
     }
 }
 
 impl AudiencePolicy {
+    fn alpaca(config: &AlpacaAuthConfig, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            credentials: match &config.credentials {
+                AlpacaCredentials::ApiKey(key) => {
+                    Credentials::ApiKey(key.clone())
+                }
+                AlpacaCredentials::Signature(signature) => {
+                    Credentials::Signature(SignatureVerifier::new(
+                        signature.clone(),
+                        clock,
+                    ))
+                }
+            },
+            allowed: config.allowed_cidrs.clone(),
+            throttle: throttle(config.requests_per_minute),
+        }
+    }
+
+    fn check_address(&self, client: Option<IpAddr>) -> Result<(), AuthError> {
+        match client {
+            Some(ip) if self.allowed.allows(ip) => Ok(()),
+            Some(ip) => Err(AuthError::AddressNotAllowed { ip }),
+            None if self.allowed.admits_any() => Ok(()),
+            None => Err(AuthError::UnknownAddress),
+        }
+    }
+
+    /// Credentials, then address; a signature's nonce is recorded last,
+    /// only for a request that is otherwise accepted.
+    fn check(
+        &self,
+        request: &Request<'_>,
+        client: Option<IpAddr>,
+    ) -> Result<(), AuthError> {
+        match &self.credentials {
+            Credentials::ApiKey(key) => {
+                match request.headers().get_one(API_KEY_HEADER) {
+                    None => return Err(AuthError::MissingKey),
+                    Some(presented) if !key.matches(presented) => {
+                        return Err(AuthError::InvalidKey);
+                    }
+                    Some(_) => {}
+                }
+                self.check_address(client)
+            }
+            Credentials::Signature(verifier) => {
+                let signature = verifier.verify(request)?;
+                self.check_address(client)?;
+                verifier.remember(signature)
+            }
+        }
+    }
+
     fn admit(&self) -> Result<(), AuthError> {
         let Some(throttle) = &self.throttle else {
             return Ok(());
@@ -146,7 +233,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(auth: &AuthConfig, client_ip: ClientIpSource) -> Self {
+    pub fn new(
+        auth: &AuthConfig,
+        client_ip: ClientIpSource,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         if auth.alpaca().allowed_cidrs.admits_any() {
             tracing::warn!(
                 target: "auth",
@@ -155,7 +246,7 @@ impl Authenticator {
             );
         }
         Self {
-            alpaca: auth.alpaca().into(),
+            alpaca: AudiencePolicy::alpaca(auth.alpaca(), clock),
             internal: auth.internal().into(),
             failures: FailureLimiter::per_minute(auth.failures_per_minute()),
             client_ip,
@@ -169,42 +260,51 @@ impl Authenticator {
         }
     }
 
-    /// Checks key then address. A failure consumes one unit of the
-    /// client's failure budget; once spent, failures become
+    /// Alpaca's signature checks, when that is Alpaca's scheme.
+    pub fn signature_verifier(&self) -> Option<&SignatureVerifier> {
+        match &self.alpaca.credentials {
+            Credentials::Signature(verifier) => Some(verifier),
+            Credentials::ApiKey(_) => None,
+        }
+    }
+
+    /// Checks credentials then address. A failure consumes one unit of
+    /// the client's failure budget; once spent, failures become
     /// `TooManyFailures`. Successes are never limited.
     pub fn authorize(
         &self,
         request: &Request<'_>,
         audience: Audience,
     ) -> Result<(), AuthError> {
-        let client = self.client_ip.resolve(request);
         let policy = self.policy(audience);
-        let verdict = match request.headers().get_one(API_KEY_HEADER) {
-            None => Err(AuthError::MissingKey),
-            Some(presented) if !policy.key.matches(presented) => {
-                Err(AuthError::InvalidKey)
-            }
-            Some(_) => match client {
-                Some(ip) if policy.allowed.allows(ip) => Ok(()),
-                Some(ip) => Err(AuthError::AddressNotAllowed { ip }),
-                None if policy.allowed.admits_any() => Ok(()),
-                None => Err(AuthError::UnknownAddress),
-            },
-        };
-        let Err(error) = verdict else {
-            return policy.admit().inspect_err(|error| {
+        match policy.check(request, self.client_ip.resolve(request)) {
+            Ok(()) => policy.admit().inspect_err(|error| {
                 tracing::warn!(
                     target: "auth",
                     %audience,
-                    client = ?client,
+                    client = ?self.client_ip.resolve(request),
                     %error,
                     "request throttled"
                 );
-            });
-        };
+            }),
+            Err(error) => Err(self.fail(request, audience, error)),
+        }
+    }
+
+    /// Counts a failed attempt against the client's budget and logs it:
+    /// the one log line of an authentication failure.
+    pub fn fail(
+        &self,
+        request: &Request<'_>,
+        audience: Audience,
+        error: AuthError,
+    ) -> AuthError {
         // Requests without a known address share one budget.
-        let budget_key = client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let error = match self.failures.record_failure(budget_key) {
+        let client = self
+            .client_ip
+            .resolve(request)
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let error = match self.failures.record_failure(client) {
             Ok(()) => error,
             Err(over) => AuthError::TooManyFailures {
                 retry_after_secs: whole_seconds(over.retry_after),
@@ -213,13 +313,24 @@ impl Authenticator {
         tracing::warn!(
             target: "auth",
             %audience,
-            client = %budget_key,
+            %client,
             route = request.route().map(|route| route.uri.as_str()),
             %error,
             "authentication failed"
         );
-        Err(error)
+        error
     }
+}
+
+/// Ends a guard with `error`, kept in the request for the catcher. The
+/// error was logged by [`Authenticator::fail`]; Rocket's own echo of a
+/// failing guard is filtered out by `telemetry`.
+fn refuse<S, F>(
+    request: &Request<'_>,
+    error: AuthError,
+) -> RocketOutcome<S, (Status, AuthError), F> {
+    request.local_cache(|| AuthFailure(Some(error.clone())));
+    RocketOutcome::Error((error.status(), error))
 }
 
 fn guard(request: &Request<'_>, audience: Audience) -> Outcome<(), AuthError> {
@@ -236,14 +347,12 @@ fn guard(request: &Request<'_>, audience: Audience) -> Outcome<(), AuthError> {
     };
     match result {
         Ok(()) => Outcome::Success(()),
-        Err(error) => {
-            request.local_cache(|| AuthFailure(Some(error.clone())));
-            Outcome::Error((error.status(), error))
-        }
+        Err(error) => refuse(request, error),
     }
 }
 
-/// Proof that the request came from Alpaca with Alpaca's key.
+/// Proof that the request came from Alpaca: its key, or its signature
+/// over everything but the body (which [`AlpacaJson`] checks).
 #[derive(Debug, Clone, Copy)]
 pub struct AlpacaAuth;
 
@@ -273,5 +382,7 @@ impl<'r> FromRequest<'r> for InternalAuth {
     }
 }
 
+#[cfg(test)]
+mod signature_tests;
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,8 @@ use rocket::local::asynchronous::{Client, LocalResponse};
 
 use super::*;
 use crate::config::{
-    AudienceConfig, Config, TEST_ALPACA_KEY, TEST_INTERNAL_KEY,
+    AlpacaAuthConfig, AlpacaCredentials, AudienceConfig, Config,
+    TEST_ALPACA_KEY, TEST_INTERNAL_KEY,
 };
 use crate::http::ErrorBody;
 
@@ -45,8 +46,10 @@ fn with_auth(
     failures_per_minute: u32,
 ) -> Config {
     let auth = crate::config::AuthConfig::new(
-        AudienceConfig {
-            api_key: ApiKey::new(TEST_ALPACA_KEY).unwrap(),
+        AlpacaAuthConfig {
+            credentials: AlpacaCredentials::ApiKey(
+                ApiKey::new(TEST_ALPACA_KEY).unwrap(),
+            ),
             allowed_cidrs: AllowList::parse(alpaca_cidrs).unwrap(),
             requests_per_minute: None,
         },
@@ -300,7 +303,7 @@ async fn request_without_peer_address() {
 #[rocket::async_test]
 async fn audience_request_cap_throttles_only_that_audience() {
     let mut config = test_config();
-    let alpaca = AudienceConfig {
+    let alpaca = AlpacaAuthConfig {
         requests_per_minute: NonZeroU32::new(2),
         ..config.auth.alpaca().clone()
     };

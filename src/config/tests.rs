@@ -82,7 +82,7 @@ bind = "127.0.0.1:9100"
     assert_eq!(config.database.url.as_str(), "sqlite://data/issuance.db");
     assert_eq!(config.database.max_connections.get(), 4);
     assert_eq!(config.auth.failures_per_minute().get(), 5);
-    assert!(config.auth.alpaca().api_key.matches(ALPACA_KEY));
+    assert!(config.auth.alpaca().api_key().unwrap().matches(ALPACA_KEY));
     assert!(config.auth.internal().api_key.matches(INTERNAL_KEY));
     assert!(
         config
@@ -140,7 +140,7 @@ fn environment_alone_is_enough() {
         ]),
     )
     .unwrap();
-    assert!(config.auth.alpaca().api_key.matches(ALPACA_KEY));
+    assert!(config.auth.alpaca().api_key().unwrap().matches(ALPACA_KEY));
 }
 
 #[test]
@@ -279,9 +279,23 @@ fn secrets_are_redacted_in_debug() {
 #[test]
 fn test_config_is_valid_and_uses_the_test_keys() {
     let config = Config::for_tests("sqlite::memory:");
-    assert!(config.auth.alpaca().api_key.matches(TEST_ALPACA_KEY));
+    assert!(
+        config
+            .auth
+            .alpaca()
+            .api_key()
+            .unwrap()
+            .matches(TEST_ALPACA_KEY)
+    );
     assert!(config.auth.internal().api_key.matches(TEST_INTERNAL_KEY));
-    assert!(!config.auth.alpaca().api_key.matches(TEST_INTERNAL_KEY));
+    assert!(
+        !config
+            .auth
+            .alpaca()
+            .api_key()
+            .unwrap()
+            .matches(TEST_INTERNAL_KEY)
+    );
 }
 
 #[test]

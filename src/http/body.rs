@@ -20,11 +20,14 @@
 //! 5. text that is not JSON or does not fit the type →
 //!    [`BodyError::Json`].
 //!
-//! Handlers take `Result<JsonBody<T>, BodyError>` and map the error with
-//! [`ApiError::from_body_error`] or their own wording (the mint endpoints
-//! answer 4 and 5 with Alpaca's `Failed Validation: Invalid data
-//! payload`). Request guards (authentication) run before this data guard,
-//! so an unauthenticated request is 401 whatever its body.
+//! Alpaca's routes take `auth::AlpacaJson<T>` (the same steps, plus the
+//! signed `Content-Digest` check between reading and parsing when Alpaca
+//! signs its calls) and call `into_result()`; other routes would take
+//! `Result<JsonBody<T>, BodyError>`. Either way the handler maps the
+//! error with [`ApiError::from_body_error`] or its own wording (the mint
+//! endpoints answer 4 and 5 with Alpaca's `Failed Validation: Invalid
+//! data payload`). Request guards (authentication) run before this data
+//! guard, so an unauthenticated request is 401 whatever its body.
 
 use std::io;
 
@@ -116,6 +119,16 @@ async fn read<T: DeserializeOwned>(
     request: &Request<'_>,
     data: Data<'_>,
 ) -> Result<T, BodyError> {
+    parse(read_bytes(request, data).await?)
+}
+
+/// Cases 1–3: the raw body bytes, read once. Signed Alpaca calls check
+/// them against their `Content-Digest` before [`parse`]
+/// (`auth::AlpacaJson`).
+pub async fn read_bytes(
+    request: &Request<'_>,
+    data: Data<'_>,
+) -> Result<Vec<u8>, BodyError> {
     if let Some(error) = content_type_error(request) {
         return Err(error);
     }
@@ -128,8 +141,12 @@ async fn read<T: DeserializeOwned>(
     if !bytes.is_complete() {
         return Err(BodyError::TooLarge);
     }
-    let text = String::from_utf8(bytes.into_inner())
-        .map_err(|_| BodyError::NotUtf8)?;
+    Ok(bytes.into_inner())
+}
+
+/// Cases 4–5: the bytes as UTF-8 JSON of type `T`.
+pub fn parse<T: DeserializeOwned>(bytes: Vec<u8>) -> Result<T, BodyError> {
+    let text = String::from_utf8(bytes).map_err(|_| BodyError::NotUtf8)?;
     serde_json::from_str(&text).map_err(BodyError::Json)
 }
 

@@ -29,7 +29,7 @@ use crate::account::{
     find_by_client_id,
 };
 use crate::alpaca::ApRef;
-use crate::auth::{AlpacaAuth, InternalAuth};
+use crate::auth::{AlpacaAuth, AlpacaJson, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
 use crate::driver::{self, FlowName};
 use crate::http::ApiError;
@@ -490,9 +490,9 @@ async fn handle_initiate(
 async fn initiate_oldest(
     _auth: AlpacaAuth,
     state: &State<MintState>,
-    body: Result<JsonBody<RawMintRequest>, BodyError>,
+    body: AlpacaJson<RawMintRequest>,
 ) -> Result<Json<InitiateResponse>, ApiError> {
-    handle_initiate(state, body).await
+    handle_initiate(state, body.into_result()).await
 }
 
 /// `POST /tokenization/mint` (middle and current wires).
@@ -500,9 +500,9 @@ async fn initiate_oldest(
 async fn initiate(
     _auth: AlpacaAuth,
     state: &State<MintState>,
-    body: Result<JsonBody<RawMintRequest>, BodyError>,
+    body: AlpacaJson<RawMintRequest>,
 ) -> Result<Json<InitiateResponse>, ApiError> {
-    handle_initiate(state, body).await
+    handle_initiate(state, body.into_result()).await
 }
 
 fn command_error(error: AggregateError<MintError>) -> ApiError {
@@ -723,9 +723,9 @@ async fn handle_confirm(
 async fn confirm_oldest(
     _auth: AlpacaAuth,
     state: &State<MintState>,
-    body: Result<JsonBody<RawConfirm>, BodyError>,
+    body: AlpacaJson<RawConfirm>,
 ) -> Result<Json<ConfirmResponse>, ApiError> {
-    handle_confirm(state, body).await
+    handle_confirm(state, body.into_result()).await
 }
 
 /// `POST /tokenization/mint/confirm` (middle and current wires).
@@ -733,9 +733,9 @@ async fn confirm_oldest(
 async fn confirm(
     _auth: AlpacaAuth,
     state: &State<MintState>,
-    body: Result<JsonBody<RawConfirm>, BodyError>,
+    body: AlpacaJson<RawConfirm>,
 ) -> Result<Json<ConfirmResponse>, ApiError> {
-    handle_confirm(state, body).await
+    handle_confirm(state, body.into_result()).await
 }
 
 /// A mint for operators: the view plus why the driver is waiting.

@@ -340,3 +340,170 @@ fn zero_redemption_intervals_are_rejected() {
     assert_eq!(config.redemption.monitor_interval_ms.get(), 250);
     assert_eq!(config.redemption.poll_timeout_secs.get(), 3600);
 }
+
+// `auth.alpaca.scheme = "signature"` (RFC 9421, itn-wire.md §4.1).
+
+/// RFC 9421 Appendix B.1.4, `test-key-ed25519`.
+const RFC_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=
+-----END PUBLIC KEY-----";
+
+fn signature_toml(alpaca: &str) -> String {
+    format!(
+        "[auth.alpaca]\nscheme = \"signature\"\n{alpaca}\n\
+         [auth.internal]\napi_key = \"{INTERNAL_KEY}\"\n"
+    )
+}
+
+fn inline_key(keyid: &str) -> String {
+    format!(
+        "[[auth.alpaca.signature_keys]]\nkeyid = \"{keyid}\"\n\
+         public_key_pem = \"\"\"\n{RFC_PUBLIC_KEY}\n\"\"\"\n"
+    )
+}
+
+#[test]
+fn api_key_is_the_default_scheme() {
+    let config = load(&minimal_toml(), &[]).unwrap();
+    assert!(config.auth.alpaca().signature().is_none());
+    assert!(config.auth.alpaca().api_key().is_some());
+}
+
+#[test]
+fn signature_scheme_loads_keys_inline_and_from_files() {
+    let key_file = toml_file(RFC_PUBLIC_KEY);
+    let toml = signature_toml(&format!(
+        "max_skew_secs = 120\nnonce_cache_capacity = 5000\n\
+         public_base_url = \"https://issuer.example.com/itn\"\n{}\
+         [[auth.alpaca.signature_keys]]\nkeyid = \"alpaca-issuer-2026-07\"\n\
+         public_key_file = \"{}\"\nnot_after = \"2026-08-01T00:00:00Z\"\n",
+        inline_key("alpaca-issuer-2026-01"),
+        key_file.path().display()
+    ));
+    let config = load(&toml, &[]).unwrap();
+    assert!(config.auth.alpaca().api_key().is_none());
+    let signature = config.auth.alpaca().signature().unwrap();
+    assert_eq!(signature.max_skew_secs().get(), 120);
+    assert_eq!(signature.nonce_cache_capacity().get(), 5000);
+    assert_eq!(
+        signature.public_base_url(),
+        Some(
+            &crate::auth::PublicBaseUrl::new("https://issuer.example.com/itn")
+                .unwrap()
+        )
+    );
+    let keys: Vec<_> = signature
+        .keys()
+        .iter()
+        .map(|key| (key.keyid(), key.not_after().map(|at| at.to_rfc3339())))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("alpaca-issuer-2026-01", None),
+            (
+                "alpaca-issuer-2026-07",
+                Some("2026-08-01T00:00:00+00:00".to_owned())
+            ),
+        ]
+    );
+}
+
+#[test]
+fn signature_scheme_defaults() {
+    let config =
+        load(&signature_toml(&inline_key("alpaca-issuer-2026-01")), &[])
+            .unwrap();
+    let signature = config.auth.alpaca().signature().unwrap();
+    assert_eq!(signature.max_skew_secs().get(), 300);
+    assert_eq!(signature.nonce_cache_capacity().get(), 100_000);
+    assert!(signature.public_base_url().is_none());
+}
+
+#[test]
+fn signature_scheme_mistakes_are_named() {
+    let key = inline_key("alpaca-issuer-2026-01");
+    let both = "[[auth.alpaca.signature_keys]]\nkeyid = \"k\"\n\
+                public_key_pem = \"x\"\npublic_key_file = \"/x\"\n";
+    let cases = [
+        (
+            signature_toml(&format!("api_key = \"{ALPACA_KEY}\"\n{key}")),
+            "auth.alpaca.api_key applies only to scheme = \"api_key\"",
+        ),
+        (
+            format!("{}\n{key}", minimal_toml()),
+            "auth.alpaca.signature_keys applies only to scheme = \"signature\"",
+        ),
+        (
+            format!(
+                "[auth.alpaca]\napi_key = \"{ALPACA_KEY}\"\nmax_skew_secs = 5\n\
+                 [auth.internal]\napi_key = \"{INTERNAL_KEY}\"\n"
+            ),
+            "auth.alpaca.max_skew_secs applies only to scheme = \"signature\"",
+        ),
+        (
+            format!(
+                "[auth.alpaca]\n[auth.internal]\napi_key = \"{INTERNAL_KEY}\"\n"
+            ),
+            "auth.alpaca.api_key is required with scheme = \"api_key\"",
+        ),
+        (signature_toml(""), "must name at least one key"),
+        (
+            signature_toml(&format!("{key}{key}")),
+            "keyid \"alpaca-issuer-2026-01\" is listed twice",
+        ),
+        (
+            signature_toml(both),
+            "keyid \"k\" needs exactly one of public_key_pem or public_key_file",
+        ),
+        (
+            signature_toml(
+                "[[auth.alpaca.signature_keys]]\nkeyid = \"k\"\n\
+                 public_key_pem = \"not a key\"\n",
+            ),
+            "keyid \"k\" is not an Ed25519 public key in PEM",
+        ),
+        (
+            signature_toml(
+                "[[auth.alpaca.signature_keys]]\nkeyid = \"k\"\n\
+                 public_key_file = \"/definitely/not/here.pem\"\n",
+            ),
+            "cannot read public_key_file /definitely/not/here.pem of keyid \"k\"",
+        ),
+        (
+            signature_toml(&format!(
+                "public_base_url = \"ftp://issuer.example.com\"\n{key}"
+            )),
+            "public_base_url \"ftp://issuer.example.com\" must be an http://",
+        ),
+        (
+            signature_toml(&format!("max_skew_secs = 0\n{key}")),
+            "max_skew_secs",
+        ),
+        ("[auth.alpaca]\nscheme = \"hmac\"\n".to_owned(), "hmac"),
+    ];
+    for (toml, expected) in cases {
+        let error = load(&toml, &[]).unwrap_err().to_string();
+        assert!(error.contains(expected), "{expected}: {error}");
+    }
+}
+
+#[test]
+fn signature_scheme_from_the_environment() {
+    let key_file = toml_file(RFC_PUBLIC_KEY);
+    let keys = format!(
+        "[{{keyid = \"alpaca-issuer-2026-01\", public_key_file = \"{}\"}}]",
+        key_file.path().display()
+    );
+    let config = Config::from_sources(
+        None,
+        env(&[
+            ("ISSUANCE_AUTH__ALPACA__SCHEME", "signature"),
+            ("ISSUANCE_AUTH__ALPACA__SIGNATURE_KEYS", &keys),
+            ("ISSUANCE_AUTH__INTERNAL__API_KEY", INTERNAL_KEY),
+        ]),
+    )
+    .unwrap();
+    let signature = config.auth.alpaca().signature().unwrap();
+    assert_eq!(signature.keys()[0].keyid(), "alpaca-issuer-2026-01");
+}

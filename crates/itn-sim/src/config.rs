@@ -111,8 +111,12 @@ pub struct SimConfig {
     pub bind: SocketAddr,
     /// The issuer service; settable later through the handle.
     pub issuer_base_url: Option<Url>,
-    /// Sent as `X-API-KEY` on every call to the issuer.
+    /// Sent as `X-API-KEY` on every call to the issuer, unless
+    /// `issuer_signing` is set.
     pub issuer_api_key: String,
+    /// Alpaca's second scheme: sign every call to the issuer (RFC 9421,
+    /// Ed25519, `Content-Digest`) instead of sending `X-API-KEY`.
+    pub issuer_signing: Option<crate::IssuerSigning>,
     pub wire: WireVersion,
     pub issuer_paths: IssuerPaths,
     /// The issuer's own Alpaca account (`{account_id}` in broker paths).
@@ -151,6 +155,7 @@ impl Default for SimConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             issuer_base_url: None,
             issuer_api_key: "sim-issuer-api-key-0123456789abcdef0123".into(),
+            issuer_signing: None,
             wire: WireVersion::Oldest,
             issuer_paths: IssuerPaths::default(),
             issuer_account_id: Uuid::new_v4(),

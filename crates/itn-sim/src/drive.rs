@@ -14,6 +14,7 @@ use crate::ap::{ApId, ClientIdMode, Link};
 use crate::config::WireVersion;
 use crate::fault::Endpoint;
 use crate::recording::RecordedRequest;
+use crate::signing::SignedBody;
 use crate::tokenization::{
     ClientRef, Qty, RequestStatus, RequestType, TokenizationRequest,
     is_known_network,
@@ -80,8 +81,8 @@ fn as_json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|_| json!(body))
 }
 
-/// POSTs `body` to the issuer with `X-API-KEY`, applying latency and
-/// drop faults for `endpoint` and recording the call.
+/// POSTs `body` to the issuer with Alpaca's credentials, applying
+/// latency and drop faults for `endpoint` and recording the call.
 async fn send(
     shared: &Shared,
     endpoint: Endpoint,
@@ -111,35 +112,47 @@ async fn call(
     if let Some(delay) = latency {
         tokio::time::sleep(delay).await;
     }
-    let api_key = shared.cfg.issuer_api_key.clone();
-    let mut headers = vec![("X-API-KEY".to_owned(), api_key.clone())];
     let (method, text) = match body {
-        Some(body) => {
-            headers.push(("Content-Type".into(), "application/json".into()));
-            ("POST", body.to_string())
-        }
+        Some(body) => ("POST", body.to_string()),
         None => ("GET", String::new()),
     };
+    let content_type = "application/json";
+    let mut headers = Vec::new();
+    if body.is_some() {
+        headers.push(("Content-Type".to_owned(), content_type.to_owned()));
+    }
+    match &shared.cfg.issuer_signing {
+        // Signed afresh on every send: a retry gets a new nonce.
+        Some(signing) => headers.extend(signing.sign(
+            method,
+            &url,
+            body.map(|_| SignedBody {
+                content_type,
+                bytes: text.as_bytes(),
+            }),
+        )),
+        None => headers
+            .push(("X-API-KEY".to_owned(), shared.cfg.issuer_api_key.clone())),
+    }
     shared.world().record(
         endpoint,
         RecordedRequest {
             method: method.into(),
             path: url.path().to_owned(),
-            headers,
+            headers: headers.clone(),
             body: text.clone(),
             at: Utc::now(),
         },
     );
-    let request = if body.is_some() {
-        shared
-            .http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(text)
+    let mut request = if body.is_some() {
+        shared.http.post(url).body(text)
     } else {
         shared.http.get(url)
     };
-    let result = request.header("X-API-KEY", api_key).send().await;
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let result = request.send().await;
     let response = match result {
         Ok(response) => response,
         Err(err) => return Ok(Sent::Failed(err.to_string())),

@@ -5,7 +5,8 @@
 //! linking, mint request, mint confirmation) per wire version, and serves
 //! the Broker API endpoints the issuer calls (mint callback, redeem,
 //! request lookups) with Alpaca's auth, error envelope, idempotency rules
-//! and quirks. See README.md for the fault knobs.
+//! and quirks. Its calls to the issuer carry `X-API-KEY`, or, with
+//! `SimConfig::issuer_signing`, Alpaca's RFC 9421 Ed25519 signature. See README.md for the fault knobs.
 
 mod admin;
 mod ap;
@@ -15,6 +16,7 @@ mod drive;
 mod fault;
 mod recording;
 mod server;
+mod signing;
 mod tokenization;
 mod world;
 
@@ -26,6 +28,7 @@ pub use drive::{
 pub use fault::{Endpoint, Fault, FeeQuirk, InitialRedeemStatus, Quirks};
 pub use recording::RecordedRequest;
 pub use server::{SimHandle, Simulator};
+pub use signing::{IssuerSigning, SignatureParams, SignedBody};
 pub use tokenization::{
     ClientRef, NETWORKS, Qty, QtyError, RequestStatus, RequestType,
     TokenizationRequest,
@@ -89,4 +92,6 @@ pub enum SimError {
     },
     #[error("HTTP client setup failed: {reason}")]
     HttpClient { reason: String },
+    #[error("invalid Ed25519 signing key (PKCS#8 PEM expected): {reason}")]
+    SigningKey { reason: String },
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use itn_sim::{SimConfig, Simulator, Url, WireVersion};
+use itn_sim::{IssuerSigning, SimConfig, Simulator, Url, WireVersion};
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -17,6 +17,21 @@ struct Args {
     issuer_url: Option<Url>,
     #[arg(long, env = "ITN_SIM_ISSUER_API_KEY")]
     issuer_api_key: String,
+    /// Sign calls to the issuer (RFC 9421, Ed25519) with this PKCS#8 PEM
+    /// private key instead of sending X-API-KEY; needs --issuer-keyid.
+    #[arg(
+        long,
+        env = "ITN_SIM_ISSUER_SIGNING_KEY_FILE",
+        requires = "issuer_keyid"
+    )]
+    issuer_signing_key_file: Option<std::path::PathBuf>,
+    /// The `keyid` the issuer knows the signing key by.
+    #[arg(
+        long,
+        env = "ITN_SIM_ISSUER_KEYID",
+        requires = "issuer_signing_key_file"
+    )]
+    issuer_keyid: Option<String>,
     /// oldest | middle | current
     #[arg(long, env = "ITN_SIM_WIRE", default_value = "oldest")]
     wire: WireVersion,
@@ -57,10 +72,19 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let issuer_signing =
+        match (&args.issuer_signing_key_file, &args.issuer_keyid) {
+            (Some(path), Some(keyid)) => Some(IssuerSigning::from_pkcs8_pem(
+                keyid.clone(),
+                &std::fs::read_to_string(path)?,
+            )?),
+            _ => None,
+        };
     let cfg = SimConfig {
         bind: args.bind,
         issuer_base_url: args.issuer_url,
         issuer_api_key: args.issuer_api_key,
+        issuer_signing,
         wire: args.wire,
         issuer_paths: itn_sim::IssuerPaths {
             connect: args.connect_path,

@@ -15,8 +15,8 @@ use alloy::sol_types::SolEvent;
 use issuance_bot::config::Config;
 use issuance_bot::{RunningService, start_service};
 use itn_sim::{
-    ApId, ApSpec, ClientIdMode, MintOutcome, MintSpec, SimConfig, SimHandle,
-    Simulator, WireVersion,
+    ApId, ApSpec, ClientIdMode, IssuerSigning, MintOutcome, MintSpec,
+    SignedBody, SimConfig, SimHandle, Simulator, WireVersion,
 };
 use receipt_vault::OffchainAssetReceiptVault;
 use receipt_vault::testing::LocalChain;
@@ -27,6 +27,8 @@ use tempfile::TempDir;
 
 pub const ALPACA_KEY: &str = "e2e-alpaca-key-aaaaaaaaaaaaaaaaaaaaaaaaaa";
 pub const INTERNAL_KEY: &str = "e2e-internal-key-bbbbbbbbbbbbbbbbbbbbbbbb";
+/// The `keyid` of Alpaca's signing key with [`Options::signatures`].
+pub const ALPACA_KEYID: &str = "alpaca-issuer-e2e-01";
 pub const UNDERLYING: &str = "AAPL";
 pub const TOKEN: &str = "tAAPL";
 pub const NETWORK: &str = "base";
@@ -70,6 +72,11 @@ pub struct Options {
     pub chain_toml: &'static str,
     /// Adjusts the simulator's configuration before it starts.
     pub tune_sim: fn(&mut SimConfig),
+    /// Alpaca authenticates by RFC 9421 signature (`scheme =
+    /// "signature"`, its public key read from a file) instead of
+    /// X-API-KEY: the simulator signs every call, and so do the tests'
+    /// own calls as Alpaca ([`Env::post_alpaca`], [`Env::get_alpaca`]).
+    pub signatures: bool,
 }
 
 impl Default for Options {
@@ -79,8 +86,17 @@ impl Default for Options {
             rpc_proxy: false,
             chain_toml: "",
             tune_sim: |_| {},
+            signatures: false,
         }
     }
+}
+
+/// Who a test request claims to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// Alpaca, with whatever credentials the service expects from it.
+    Alpaca,
+    Internal,
 }
 
 pub struct Env {
@@ -99,6 +115,23 @@ pub struct Env {
     pub vault: Address,
     config_path: std::path::PathBuf,
     _dir: TempDir,
+}
+
+/// `[auth.alpaca]`: the API key, or Alpaca's public key in a file.
+fn alpaca_auth_toml(dir: &TempDir, sim: &SimHandle) -> String {
+    let Some(signing) = &sim.config().issuer_signing else {
+        return format!("api_key = \"{ALPACA_KEY}\"");
+    };
+    let pem = dir.path().join("alpaca-signing.pem");
+    std::fs::write(&pem, signing.public_key_pem()).unwrap();
+    format!(
+        "scheme = \"signature\"\n\
+         [[auth.alpaca.signature_keys]]\n\
+         keyid = \"{}\"\n\
+         public_key_file = \"{}\"",
+        signing.keyid(),
+        pem.display()
+    )
 }
 
 fn config_toml(
@@ -122,7 +155,7 @@ max_connections = 4
 failures_per_minute = 1000
 
 [auth.alpaca]
-api_key = "{ALPACA_KEY}"
+{alpaca_auth}
 
 [auth.internal]
 api_key = "{INTERNAL_KEY}"
@@ -150,6 +183,7 @@ receipt_poll_interval_ms = 50
 monitor_interval_ms = 100
 "#,
         db = dir.path().join("bot.db").display(),
+        alpaca_auth = alpaca_auth_toml(dir, sim),
         alpaca_url = sim.base_url(),
         account_id = sim.issuer_account_id(),
         key_id = sim_config.broker_key_id,
@@ -183,6 +217,7 @@ impl Env {
             rpc_proxy,
             chain_toml,
             tune_sim,
+            signatures,
         } = options;
         let chain = LocalChain::start().await.unwrap();
         let proxy = if rpc_proxy {
@@ -196,6 +231,8 @@ impl Env {
         let mut sim_config = SimConfig {
             wire,
             issuer_api_key: ALPACA_KEY.into(),
+            issuer_signing: signatures
+                .then(|| IssuerSigning::generate(ALPACA_KEYID)),
             journal_delay: Duration::from_millis(10),
             confirm_retry_delay: Duration::from_millis(10),
             ..SimConfig::default()
@@ -333,7 +370,7 @@ impl Env {
             .send(
                 reqwest::Method::PUT,
                 &format!("/accounts/{client_id}/alpaca-account-id"),
-                INTERNAL_KEY,
+                Caller::Internal,
                 Some(json!({ "alpaca_account_id": ap.uuid() }).to_string()),
             )
             .await;
@@ -356,13 +393,30 @@ impl Env {
         &self,
         method: reqwest::Method,
         path: &str,
-        key: &str,
+        caller: Caller,
         body: Option<String>,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base_url))
-            .header("X-API-KEY", key);
+        let url: reqwest::Url =
+            format!("{}{path}", self.base_url).parse().unwrap();
+        let mut request = self.http.request(method.clone(), url.clone());
+        match (caller, &self.sim.config().issuer_signing) {
+            (Caller::Alpaca, Some(signing)) => {
+                let signed = body.as_ref().map(|body| SignedBody {
+                    content_type: "application/json",
+                    bytes: body.as_bytes(),
+                });
+                for (name, value) in signing.sign(method.as_str(), &url, signed)
+                {
+                    request = request.header(name, value);
+                }
+            }
+            (Caller::Alpaca, None) => {
+                request = request.header("X-API-KEY", ALPACA_KEY);
+            }
+            (Caller::Internal, _) => {
+                request = request.header("X-API-KEY", INTERNAL_KEY);
+            }
+        }
         if let Some(body) = body {
             request = request
                 .header("Content-Type", "application/json")
@@ -380,12 +434,13 @@ impl Env {
         self.post_alpaca_raw(path, body.to_string()).await
     }
 
+    /// POSTs `body` as Alpaca: with its API key, or signed.
     pub async fn post_alpaca_raw(
         &self,
         path: &str,
         body: String,
     ) -> (u16, Value) {
-        self.send(reqwest::Method::POST, path, ALPACA_KEY, Some(body))
+        self.send(reqwest::Method::POST, path, Caller::Alpaca, Some(body))
             .await
     }
 
@@ -397,19 +452,19 @@ impl Env {
         self.send(
             reqwest::Method::POST,
             path,
-            INTERNAL_KEY,
+            Caller::Internal,
             Some(body.to_string()),
         )
         .await
     }
 
     pub async fn get_alpaca(&self, path: &str) -> (u16, Value) {
-        self.send(reqwest::Method::GET, path, ALPACA_KEY, None)
+        self.send(reqwest::Method::GET, path, Caller::Alpaca, None)
             .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(reqwest::Method::GET, path, INTERNAL_KEY, None)
+        self.send(reqwest::Method::GET, path, Caller::Internal, None)
             .await
     }
 
@@ -417,7 +472,7 @@ impl Env {
         self.send(
             reqwest::Method::GET,
             &format!("/mints/{issuer_request_id}"),
-            INTERNAL_KEY,
+            Caller::Internal,
             None,
         )
         .await

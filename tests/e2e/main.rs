@@ -13,3 +13,4 @@ mod harness;
 mod mint;
 mod redemption;
 mod rpc_faults;
+mod signatures;

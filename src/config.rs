@@ -371,13 +371,12 @@ pub enum AuthConfigError {
     #[error("auth.alpaca.api_key is required with scheme = \"api_key\"")]
     MissingAlpacaKey,
     #[error(
-        "auth.alpaca.{key} applies only to scheme = \"{applies_to}\"; \
-         remove it (with scheme = \"signature\" Alpaca's X-API-KEY is not \
-         accepted)"
+        "auth.alpaca.{key} does not apply to scheme = \"{scheme}\"; remove \
+         it"
     )]
     NotForScheme {
         key: &'static str,
-        applies_to: &'static str,
+        scheme: &'static str,
     },
     #[error(transparent)]
     Signature(#[from] crate::auth::SignatureConfigError),
@@ -476,7 +475,7 @@ struct RawAlpacaAuth {
 impl RawAlpacaAuth {
     fn credentials(self) -> Result<AlpacaCredentials, AuthConfigError> {
         let not_for =
-            |key, applies_to| AuthConfigError::NotForScheme { key, applies_to };
+            |key, scheme| AuthConfigError::NotForScheme { key, scheme };
         match self.scheme {
             AlpacaScheme::ApiKey => {
                 let signature_only = [
@@ -491,15 +490,17 @@ impl RawAlpacaAuth {
                 if let Some((key, _)) =
                     signature_only.iter().find(|(_, set)| *set)
                 {
-                    return Err(not_for(key, "signature"));
+                    return Err(not_for(key, "api_key"));
                 }
                 self.api_key
                     .map(AlpacaCredentials::ApiKey)
                     .ok_or(AuthConfigError::MissingAlpacaKey)
             }
             AlpacaScheme::Signature => {
+                // Alpaca's X-API-KEY is refused in this mode; a key left
+                // here would suggest otherwise.
                 if self.api_key.is_some() {
-                    return Err(not_for("api_key", "api_key"));
+                    return Err(not_for("api_key", "signature"));
                 }
                 Ok(AlpacaCredentials::Signature(SignatureConfig::new(
                     self.signature_keys,

@@ -261,7 +261,7 @@ impl Authenticator {
     }
 
     /// Alpaca's signature checks, when that is Alpaca's scheme.
-    pub fn signature_verifier(&self) -> Option<&SignatureVerifier> {
+    fn signature_verifier(&self) -> Option<&SignatureVerifier> {
         match &self.alpaca.credentials {
             Credentials::Signature(verifier) => Some(verifier),
             Credentials::ApiKey(_) => None,
@@ -293,7 +293,7 @@ impl Authenticator {
 
     /// Counts a failed attempt against the client's budget and logs it:
     /// the one log line of an authentication failure.
-    pub fn fail(
+    fn fail(
         &self,
         request: &Request<'_>,
         audience: Audience,

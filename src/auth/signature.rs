@@ -351,6 +351,13 @@ fn field_values(request: &Request<'_>, name: &str) -> Vec<String> {
     request.headers().get(name).map(str::to_owned).collect()
 }
 
+/// A dictionary header, its lines combined (RFC 8941 §3.2 allows one to
+/// be split across several).
+fn dictionary(request: &Request<'_>, name: &str) -> Option<String> {
+    let values = field_values(request, name);
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
 impl SignatureVerifier {
     pub fn new(config: SignatureConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -368,19 +375,17 @@ impl SignatureVerifier {
         &self,
         request: &Request<'_>,
     ) -> Result<Verified, SignatureError> {
-        let headers = request.headers();
-        let Some(signature_input) = headers.get_one(SIGNATURE_INPUT) else {
-            if headers.contains(API_KEY_HEADER) {
+        let Some(signature_input) = dictionary(request, SIGNATURE_INPUT) else {
+            if request.headers().contains(API_KEY_HEADER) {
                 return Err(SignatureError::ApiKeyNotAccepted);
             }
             return Err(SignatureError::MissingHeader {
                 header: SIGNATURE_INPUT,
             });
         };
-        let signature = headers
-            .get_one(SIGNATURE)
+        let signature = dictionary(request, SIGNATURE)
             .ok_or(SignatureError::MissingHeader { header: SIGNATURE })?;
-        let input = SignatureInput::from_headers(signature_input, signature)?;
+        let input = SignatureInput::from_headers(&signature_input, &signature)?;
         Self::check_coverage(&input, request.method())?;
         let keyid =
             required(input.string_param("keyid")?, "keyid", "a string")?;
@@ -451,11 +456,9 @@ impl SignatureVerifier {
         request: &Request<'_>,
         body: &[u8],
     ) -> Result<(), SignatureError> {
-        let values = field_values(request, CONTENT_DIGEST);
-        if values.is_empty() {
-            return Err(DigestError::Missing.into());
-        }
-        Ok(digest::verify(&values.join(", "), body)?)
+        let header =
+            dictionary(request, CONTENT_DIGEST).ok_or(DigestError::Missing)?;
+        Ok(digest::verify(&header, body)?)
     }
 
     fn check_coverage(
@@ -540,14 +543,16 @@ impl SignatureVerifier {
                 base.authority.clone(),
                 format!("{}{path}", base.path_prefix),
             ),
-            // Without a proxy in front, we are what Alpaca called.
+            // Without a proxy in front, we are what Alpaca called (`Host`,
+            // or HTTP/2's `:authority`).
             None => (
                 "http",
                 request
                     .headers()
                     .get_one("Host")
-                    .unwrap_or_default()
-                    .to_owned(),
+                    .map(str::to_owned)
+                    .or_else(|| request.host().map(ToString::to_string))
+                    .unwrap_or_default(),
                 path.to_owned(),
             ),
         }

@@ -304,6 +304,18 @@ async fn signed_requests_are_accepted() {
         serde_json::from_str::<Value>(&body).unwrap(),
         json!({"qty": "1.5"})
     );
+    // A second signature (say a proxy's) on extra header lines: the
+    // lines are combined and `sig` is still found.
+    let (status, body) = Signed::get()
+        .send_with(&client, |headers| {
+            headers.push(Header::new(
+                "Signature-Input",
+                r#"proxy=("@method");created=1"#,
+            ));
+            headers.push(Header::new("Signature", "proxy=:AAAA:"));
+        })
+        .await;
+    assert_eq!(status, Status::Ok, "{body}");
     // A body that is not JSON still gets the route's own answer once
     // the digest holds.
     let (status, _) = Signed::post("{not json").send(&client).await;

@@ -428,18 +428,18 @@ fn signature_scheme_mistakes_are_named() {
     let cases = [
         (
             signature_toml(&format!("api_key = \"{ALPACA_KEY}\"\n{key}")),
-            "auth.alpaca.api_key applies only to scheme = \"api_key\"",
+            "auth.alpaca.api_key does not apply to scheme = \"signature\"; remove it",
         ),
         (
             format!("{}\n{key}", minimal_toml()),
-            "auth.alpaca.signature_keys applies only to scheme = \"signature\"",
+            "auth.alpaca.signature_keys does not apply to scheme = \"api_key\"",
         ),
         (
             format!(
                 "[auth.alpaca]\napi_key = \"{ALPACA_KEY}\"\nmax_skew_secs = 5\n\
                  [auth.internal]\napi_key = \"{INTERNAL_KEY}\"\n"
             ),
-            "auth.alpaca.max_skew_secs applies only to scheme = \"signature\"",
+            "auth.alpaca.max_skew_secs does not apply to scheme = \"api_key\"",
         ),
         (
             format!(

@@ -31,6 +31,7 @@ use crate::clock::{FixedClock, RandomIds};
 use crate::config::{
     AlpacaAuthConfig, AlpacaCredentials, Config, TEST_ALPACA_KEY,
 };
+use crate::http::body::JsonBody;
 use crate::http::{ApiError, ErrorBody};
 
 const KEYID_A: &str = "alpaca-issuer-2026-01";
@@ -110,10 +111,11 @@ fn get_route(_auth: AlpacaAuth) -> &'static str {
 #[rocket::post("/alpaca", data = "<body>")]
 fn post_route(
     _auth: AlpacaAuth,
-    body: AlpacaJson<'_, Value>,
+    body: AlpacaJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     body.into_result()
-        .map_err(|error| ApiError::from_json_error(&error))
+        .map(|JsonBody(value)| Json(value))
+        .map_err(|error| ApiError::from_body_error(&error))
 }
 
 fn deps(pool: sqlx::SqlitePool) -> crate::Deps {

@@ -620,11 +620,30 @@ impl<'de> Deserialize<'de> for OtlpEndpoint {
 }
 
 /// `[metrics]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Separate, non-public listener for `GET /metrics`; off when unset.
     pub bind: Option<SocketAddr>,
+    /// An unfinished mint or redemption older than this counts in the
+    /// `flows_stuck` gauge. The default exceeds the longest legitimate
+    /// wait (the redemption poll timeout, 1 h) so a healthy flow never
+    /// pages.
+    pub stuck_after_secs: NonZeroU64,
+}
+
+impl MetricsConfig {
+    pub const DEFAULT_STUCK_AFTER_SECS: NonZeroU64 =
+        NonZeroU64::new(2 * 60 * 60).unwrap();
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            stuck_after_secs: Self::DEFAULT_STUCK_AFTER_SECS,
+        }
+    }
 }
 
 /// Alpaca's API key in [`Config::for_tests`].

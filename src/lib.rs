@@ -13,6 +13,7 @@ pub mod http;
 pub mod instance_lock;
 pub mod lease;
 pub mod mint;
+pub mod observability;
 pub mod quantity;
 pub mod receipt_inventory;
 pub mod redemption;

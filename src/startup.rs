@@ -7,6 +7,7 @@ use crate::http::front::FrontSecret;
 use std::error::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 use rocket::data::{ByteUnit, Limits};
@@ -36,6 +37,7 @@ use crate::mint::MintState;
 /// A pending transaction is re-sent at most this often.
 const REBROADCAST_EVERY: std::time::Duration =
     std::time::Duration::from_secs(5);
+use crate::observability::FlowGauges;
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::telemetry::{self, TelemetryError};
 
@@ -243,6 +245,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
 #[derive(Debug)]
 pub struct RunningService {
     addr: SocketAddr,
+    /// The metrics listener's bound address, when it is listening.
+    metrics_addr: Option<SocketAddr>,
     stop: rocket::Shutdown,
     server: JoinHandle<Result<(), StartupError>>,
 }
@@ -251,6 +255,13 @@ impl RunningService {
     /// The address actually bound (the configured port may be 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address `GET /metrics` is served on (`metrics.bind`, with the
+    /// real port when it was 0); `None` without `metrics.bind` or if that
+    /// listener failed to start.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Asks the service to stop, as SIGTERM would.
@@ -285,16 +296,18 @@ pub async fn start_service(
     config: Config,
 ) -> Result<RunningService, StartupError> {
     // Everything that can fail on config alone comes before the lock.
-    let metrics = match config.metrics.bind {
+    let (metrics, metrics_bound) = match config.metrics.bind {
         Some(bind) => {
             let handle = telemetry::install_metrics_recorder()?;
+            let (bound_tx, bound_rx) = oneshot::channel();
             let rocket = telemetry::metrics_rocket(bind, handle.clone())
+                .attach(report_bound_address(bound_tx))
                 .ignite()
                 .await
                 .map_err(Box::new)?;
-            Some((bind, handle, rocket))
+            (Some((bind, handle, rocket)), Some(bound_rx))
         }
-        None => None,
+        None => (None, None),
     };
     let pool = open_database(&config.database).await?;
     let deps = Deps::production(pool.clone());
@@ -344,7 +357,7 @@ pub async fn start_service(
         Ok::<_, StartupError>((rocket, workers, public))
     }
     .await;
-    let (rocket, workers, public) = match prepared {
+    let (rocket, mut workers, public) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => {
             // Drivers that did start stop with the signal.
@@ -373,6 +386,19 @@ pub async fn start_service(
         lease_released_on,
         move || stop_server.notify(),
     );
+    if metrics.is_some() {
+        workers.push(
+            FlowGauges {
+                pool: pool.clone(),
+                clock: deps.clock.clone(),
+                readiness: rocket.state::<Readiness>().cloned(),
+                stuck_after: Duration::from_secs(
+                    config.metrics.stuck_after_secs.get(),
+                ),
+            }
+            .spawn(deps.shutdown.subscribe()),
+        );
+    }
     let metrics_server =
         metrics.map(|(metrics_bind, handle, metrics_rocket)| {
             telemetry::spawn_metrics_upkeep(handle, deps.shutdown.subscribe());
@@ -438,11 +464,18 @@ pub async fn start_service(
                 );
                 // Only fails if the server task is already gone.
                 let _ = front_tx.send(front);
-                Ok(RunningService { addr: bind, stop, server })
+                // The metrics listener was launched above; it either lifts
+                // off or drops the sender (its failure is logged).
+                let metrics_addr = match metrics_bound {
+                    Some(bound) => bound.await.ok(),
+                    None => None,
+                };
+                Ok(RunningService { addr: bind, metrics_addr, stop, server })
             }
             // The fairing was dropped unused: launch failed (e.g. bind).
             Err(_) => RunningService {
                 addr: bind,
+                metrics_addr: None,
                 stop,
                 server,
             }
@@ -534,6 +567,14 @@ async fn start_workers(
     );
     let alpaca = AlpacaClient::new(alpaca)
         .map_err(|err| feature_error("alpaca", err))?;
+    let mut workers = Vec::new();
+    if config.metrics.bind.is_some() {
+        workers.push(crate::observability::spawn_chain_gauges(
+            client.clone(),
+            chain.network,
+            deps.shutdown.subscribe(),
+        ));
+    }
     // One pipeline for every flow: one rebroadcast cadence, one nonce
     // manager, one evidence rule.
     let pipeline = TxPipeline::new(
@@ -541,7 +582,6 @@ async fn start_workers(
         REBROADCAST_EVERY,
         chain.unseen_landing_alert,
     );
-    let mut workers = Vec::new();
     if let Some(mints) = rocket.state::<MintState>() {
         workers.push(
             crate::mint::engine(

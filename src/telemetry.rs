@@ -8,7 +8,7 @@ use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
@@ -136,10 +136,14 @@ pub fn init(
     Ok(TelemetryGuard { provider })
 }
 
-/// Installs the global Prometheus recorder. Without it, `metrics` calls
-/// are no-ops (as in tests).
+/// Installs the global Prometheus recorder (histograms with buckets,
+/// HELP text on every metric: [`crate::observability`]). Without it,
+/// `metrics` calls are no-ops (as in tests).
 pub fn install_metrics_recorder() -> Result<PrometheusHandle, TelemetryError> {
-    Ok(PrometheusBuilder::new().install_recorder()?)
+    let handle =
+        crate::observability::prometheus_builder()?.install_recorder()?;
+    crate::observability::describe_metrics();
+    Ok(handle)
 }
 
 /// Keeps the recorder's histograms compact until shutdown.
@@ -188,7 +192,9 @@ mod tests {
     async fn metrics_endpoint_renders_prometheus_text() {
         // A local recorder: installing the global one would leak into
         // other tests.
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = crate::observability::prometheus_builder()
+            .unwrap()
+            .build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             metrics::counter!("http_requests_total", "route" => "/health")

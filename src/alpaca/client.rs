@@ -130,7 +130,12 @@ impl AlpacaClient {
             body: Some(encode(operation, &sent)?),
             idempotency_key: None,
         };
-        let reply = self.execute(&call).await?;
+        let reply = self.execute(&call).await.inspect_err(|_| {
+            // After the client's own retries: each count is a callback
+            // the mint driver will have to retry later.
+            metrics::counter!("alpaca_errors_total", "operation" => operation.as_str())
+                .increment(1);
+        })?;
         debug!(
             target: "alpaca",
             tokenization_request_id = %callback.tokenization_request_id,

@@ -482,6 +482,22 @@ impl ChainClient {
         Ok(TxStatus::NonceConsumed)
     }
 
+    /// The issuer wallet's native (gas) balance at the latest block.
+    pub async fn wallet_balance(&self) -> Result<U256, ChainError> {
+        self.provider()
+            .get_balance(self.address())
+            .await
+            .map_err(ChainError::rpc("eth_getBalance"))
+    }
+
+    /// The latest block number the node reports.
+    pub async fn head_block(&self) -> Result<u64, ChainError> {
+        self.provider()
+            .get_block_number()
+            .await
+            .map_err(ChainError::rpc("eth_blockNumber"))
+    }
+
     /// The settled head: the newest block deep enough to count as final.
     pub async fn settled_head(&self) -> Result<u64, ChainError> {
         let head = self

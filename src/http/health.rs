@@ -26,10 +26,11 @@ pub trait ReadinessProbe: Send + Sync + 'static {
     async fn check(&self) -> Result<(), ProbeError>;
 }
 
-/// The registered probes (managed state).
-#[derive(Default)]
+/// The registered probes (managed state). Clones share the probes: the
+/// metrics task reruns the same checks as `GET /ready`.
+#[derive(Default, Clone)]
 pub struct Readiness {
-    probes: RwLock<Vec<Arc<dyn ReadinessProbe>>>,
+    probes: Arc<RwLock<Vec<Arc<dyn ReadinessProbe>>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +97,8 @@ impl Readiness {
                         CheckStatus::Failing
                     }
                 };
+                metrics::gauge!("readiness_check_up", "check" => probe.name().to_owned())
+                    .set(if status == CheckStatus::Ok { 1.0 } else { 0.0 });
                 (probe.name().to_owned(), status)
             }))
             .await;

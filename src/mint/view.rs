@@ -24,6 +24,7 @@ use super::{
 use crate::account::{ClientId, Wallet};
 use crate::alpaca::ApRef;
 use crate::chain::{mark_intent_resolved, record_intent};
+use crate::observability::StuckFlows;
 use crate::quantity::AlpacaQuantity;
 use crate::receipt_inventory::record_deposit;
 use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
@@ -38,27 +39,57 @@ static VIEW: LazyLock<ViewProjection<StoredMintView, Mint>> =
 
 /// The mint command framework with its in-commit projections.
 pub fn cqrs(pool: SqlitePool, services: MintServices) -> MintCqrs {
-    let store = SqliteStore::new(pool)
+    let store = SqliteStore::new(pool.clone())
         .with_projection(Arc::new(ViewProjection::<StoredMintView, Mint>::new(
             VIEW.table(),
         )))
         .with_projection(Arc::new(MintIds))
         .with_projection(Arc::new(MintTxIntents))
         .with_projection(Arc::new(ReceiptDeposits));
-    CqrsFramework::new(store, vec![Box::new(Outcomes)], services)
+    CqrsFramework::new(store, vec![Box::new(Outcomes { pool })], services)
 }
 
 /// `mints_finished_total{outcome}`, counted from the terminal events as
 /// they commit, whoever commits them (a driver step, an HTTP handler), so
-/// no outcome is missed or counted twice (a repeat commits nothing).
-struct Outcomes;
+/// no outcome is missed or counted twice (a repeat commits nothing); and
+/// `mint_duration_seconds` of each completed mint.
+struct Outcomes {
+    pool: SqlitePool,
+}
+
+impl Outcomes {
+    /// The confirmation time is in the committed view (the event that
+    /// completes the mint carries only its own time).
+    async fn record_duration(&self, id: &str, delivered_at: DateTime<Utc>) {
+        match VIEW.load(&self.pool, id).await {
+            Ok(Some(StoredMintView(Some(view)))) => {
+                if let Some(confirmed_at) = view.journal_confirmed_at {
+                    crate::observability::record_mint_duration(
+                        confirmed_at,
+                        delivered_at,
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(
+                target: "mint",
+                tokenization_request_id = id,
+                %error,
+                "cannot read the mint to record its duration"
+            ),
+        }
+    }
+}
 
 #[async_trait]
 impl Query<Mint> for Outcomes {
-    async fn dispatch(&self, _id: &str, events: &[EventEnvelope<Mint>]) {
+    async fn dispatch(&self, id: &str, events: &[EventEnvelope<Mint>]) {
         for envelope in events {
             let outcome = match envelope.payload {
-                MintEvent::CallbackDelivered { .. } => "completed",
+                MintEvent::CallbackDelivered { delivered_at } => {
+                    self.record_duration(id, delivered_at).await;
+                    "completed"
+                }
                 MintEvent::MintFailed { .. } => "failed",
                 MintEvent::JournalRejected { .. } => "journal_rejected",
                 _ => continue,
@@ -241,6 +272,8 @@ pub enum MintQueryError {
     Sqlx(#[from] sqlx::Error),
     #[error("stored tokenization_request_id {value:?} in {table} is invalid")]
     CorruptId { table: &'static str, value: String },
+    #[error("stored timestamp {value:?} in mint_view is invalid")]
+    CorruptTimestamp { value: String },
 }
 
 pub async fn find_by_tokenization_request_id(
@@ -298,6 +331,41 @@ pub async fn unfinished_mints(
             })
         })
         .collect()
+}
+
+/// Mints needing attention for the `flows_stuck` gauge: unfinished
+/// (including those still waiting for Alpaca's journal) and initiated
+/// before `cutoff`, and failed.
+pub async fn stuck_mints(
+    pool: &SqlitePool,
+    cutoff: DateTime<Utc>,
+) -> Result<StuckFlows, MintQueryError> {
+    // Only the unfinished and failed rows are read: terminal mints, the
+    // bulk of the table, stay in SQLite.
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT json_extract(payload, '$.status'), \
+                json_extract(payload, '$.initiated_at') \
+         FROM mint_view \
+         WHERE json_extract(payload, '$.status') IN \
+               ('initiated', 'journal_confirmed', 'mint_intended', \
+                'minted', 'failed')",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut stuck = StuckFlows::default();
+    for (status, initiated_at) in rows {
+        if status == MintStatus::Failed.as_str() {
+            stuck.failed += 1;
+        } else if DateTime::parse_from_rfc3339(&initiated_at).map_err(|_| {
+            MintQueryError::CorruptTimestamp {
+                value: initiated_at.clone(),
+            }
+        })? < cutoff
+        {
+            stuck.overdue += 1;
+        }
+    }
+    Ok(stuck)
 }
 
 /// Claims the issuer_request_id on `Initiated`.

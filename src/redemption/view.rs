@@ -6,6 +6,7 @@
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use cqrs_es::{CqrsFramework, EventEnvelope, Query, View};
 use serde::{Deserialize, Serialize};
 use sqlite_es::{
@@ -18,6 +19,7 @@ use super::{
     RedemptionServices,
 };
 use crate::chain::{mark_intent_resolved, record_intent};
+use crate::observability::StuckFlows;
 use crate::receipt_inventory;
 
 pub type RedemptionCqrs = CqrsFramework<Redemption, SqliteStore<Redemption>>;
@@ -29,25 +31,50 @@ static VIEW: LazyLock<ViewProjection<RedemptionView, Redemption>> =
 
 /// The redemption command framework with its projections.
 pub fn cqrs(pool: SqlitePool, services: RedemptionServices) -> RedemptionCqrs {
-    let store = SqliteStore::new(pool)
+    let store = SqliteStore::new(pool.clone())
         .with_projection(Arc::new(
             ViewProjection::<RedemptionView, Redemption>::new(VIEW_TABLE),
         ))
         .with_projection(Arc::new(BurnBookkeeping));
-    CqrsFramework::new(store, vec![Box::new(Outcomes)], services)
+    CqrsFramework::new(store, vec![Box::new(Outcomes { pool })], services)
 }
 
 /// `redemptions_finished_total{outcome}`, counted from the terminal events
 /// as they commit (including a detection that fails at once, e.g. below
-/// Alpaca's minimum quantity), so no outcome is missed.
-struct Outcomes;
+/// Alpaca's minimum quantity), so no outcome is missed; and
+/// `redemption_duration_seconds` of each completed redemption.
+struct Outcomes {
+    pool: SqlitePool,
+}
+
+impl Outcomes {
+    /// From the committed state: the detection time is not in the event
+    /// that completes the redemption.
+    async fn record_duration(&self, id: &str) {
+        match VIEW.load(&self.pool, id).await {
+            Ok(Some(RedemptionView(state))) => {
+                crate::observability::record_redemption_duration(&state);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                target: "redemption",
+                id,
+                %error,
+                "cannot read the redemption to record its duration"
+            ),
+        }
+    }
+}
 
 #[async_trait]
 impl Query<Redemption> for Outcomes {
-    async fn dispatch(&self, _id: &str, events: &[EventEnvelope<Redemption>]) {
+    async fn dispatch(&self, id: &str, events: &[EventEnvelope<Redemption>]) {
         for envelope in events {
             let outcome = match &envelope.payload {
-                RedemptionEvent::Completed { .. } => "completed",
+                RedemptionEvent::Completed { .. } => {
+                    self.record_duration(id).await;
+                    "completed"
+                }
                 RedemptionEvent::Failed { reason, .. } => match reason {
                     super::FailureReason::AlpacaRejected { .. } => {
                         "alpaca_rejected"
@@ -145,6 +172,37 @@ pub async fn non_terminal(
         }
     }
     Ok(open)
+}
+
+/// Redemptions needing attention for the `flows_stuck` gauge: unfinished
+/// and detected before `cutoff`, and failed.
+pub async fn stuck_redemptions(
+    pool: &SqlitePool,
+    cutoff: DateTime<Utc>,
+) -> Result<StuckFlows, RedemptionQueryError> {
+    // Completed ones, the bulk of the table, are never read; the payload
+    // is the externally tagged state (`{"Completed": {...}}`).
+    let payloads: Vec<String> = sqlx::query_scalar(
+        "SELECT payload FROM redemption_view \
+         WHERE json_type(payload) = 'object' \
+           AND json_type(payload, '$.Completed') IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut stuck = StuckFlows::default();
+    for payload in payloads {
+        let RedemptionView(state) = serde_json::from_str(&payload)?;
+        if matches!(state, Redemption::Failed { .. }) {
+            stuck.failed += 1;
+        } else if state
+            .detection()
+            .is_some_and(|detection| detection.detected_at < cutoff)
+            && !state.is_terminal()
+        {
+            stuck.overdue += 1;
+        }
+    }
+    Ok(stuck)
 }
 
 /// Reserves receipts and records the nonce with `BurnIntended`; settles

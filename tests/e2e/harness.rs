@@ -283,7 +283,8 @@ impl Env {
     async fn launch(config_path: &std::path::Path) -> RunningService {
         let config =
             Config::from_sources(Some(config_path), Vec::new()).unwrap();
-        start_service(config).await.unwrap()
+        // Boxed: the service future is large, and every test awaits it.
+        Box::pin(start_service(config)).await.unwrap()
     }
 
     /// Stops the service as SIGTERM would and starts a new one on the

@@ -119,7 +119,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         match self.metrics.bind {
-            Some(addr) if addr == self.server.bind => {
+            // Port 0 asks the OS for a free port per listener: never a
+            // clash (tests start both that way).
+            Some(addr) if addr == self.server.bind && addr.port() != 0 => {
                 Err(ConfigError::MetricsBindClash { addr })
             }
             _ => Ok(()),

@@ -255,6 +255,35 @@ fn metrics_must_not_share_the_server_listener() {
     )
     .unwrap_err();
     assert!(matches!(error, ConfigError::MetricsBindClash { .. }));
+    // Two port-0 listeners get distinct ports from the OS.
+    let config = load(
+        &minimal_toml(),
+        &[
+            ("ISSUANCE_SERVER__BIND", "127.0.0.1:0"),
+            ("ISSUANCE_METRICS__BIND", "127.0.0.1:0"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.metrics.bind, Some("127.0.0.1:0".parse().unwrap()));
+}
+
+#[test]
+fn stuck_flow_threshold_defaults_to_two_hours() {
+    let config = load(&minimal_toml(), &[]).unwrap();
+    assert_eq!(config.metrics.stuck_after_secs.get(), 7200);
+    let config = load(
+        &minimal_toml(),
+        &[("ISSUANCE_METRICS__STUCK_AFTER_SECS", "60")],
+    )
+    .unwrap();
+    assert_eq!(config.metrics.stuck_after_secs.get(), 60);
+    assert!(
+        load(
+            &minimal_toml(),
+            &[("ISSUANCE_METRICS__STUCK_AFTER_SECS", "0")]
+        )
+        .is_err()
+    );
 }
 
 #[test]

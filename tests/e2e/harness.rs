@@ -77,6 +77,10 @@ pub struct Options {
     /// X-API-KEY: the simulator signs every call, and so do the tests'
     /// own calls as Alpaca ([`Env::post_alpaca`], [`Env::get_alpaca`]).
     pub signatures: bool,
+    /// Serve `/metrics` on a port of its own ([`Env::metrics_url`]). This
+    /// installs the process-wide recorder, which can happen once per
+    /// process: such an `Env` cannot be restarted.
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -87,6 +91,7 @@ impl Default for Options {
             chain_toml: "",
             tune_sim: |_| {},
             signatures: false,
+            metrics: false,
         }
     }
 }
@@ -140,7 +145,13 @@ fn config_toml(
     rpc_url: &str,
     chain_toml: &str,
     sim: &SimHandle,
+    metrics: bool,
 ) -> String {
+    let metrics_toml = if metrics {
+        "[metrics]\nbind = \"127.0.0.1:0\"\n"
+    } else {
+        ""
+    };
     let sim_config = sim.config();
     format!(
         r#"
@@ -181,6 +192,8 @@ receipt_poll_interval_ms = 50
 
 [redemption]
 monitor_interval_ms = 100
+
+{metrics_toml}
 "#,
         db = dir.path().join("bot.db").display(),
         alpaca_auth = alpaca_auth_toml(dir, sim),
@@ -218,6 +231,7 @@ impl Env {
             chain_toml,
             tune_sim,
             signatures,
+            metrics,
         } = options;
         let chain = LocalChain::start().await.unwrap();
         let proxy = if rpc_proxy {
@@ -243,7 +257,7 @@ impl Env {
         let path = dir.path().join("issuance.toml");
         std::fs::write(
             &path,
-            config_toml(&dir, &chain, &rpc_url, chain_toml, &sim),
+            config_toml(&dir, &chain, &rpc_url, chain_toml, &sim, metrics),
         )
         .unwrap();
         let service = Self::launch(&path).await;
@@ -272,6 +286,16 @@ impl Env {
         };
         env.set_up_issuer().await;
         env
+    }
+
+    /// `GET /metrics` of the running service, when started with
+    /// [`Options::metrics`].
+    #[allow(dead_code, reason = "not every test binary scrapes metrics")]
+    pub fn metrics_url(&self) -> Option<String> {
+        self.service
+            .as_ref()
+            .and_then(RunningService::metrics_addr)
+            .map(|addr| format!("http://{addr}/metrics"))
     }
 
     /// The service's configuration file (to start it another way).

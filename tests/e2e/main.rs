@@ -10,6 +10,7 @@
 
 mod affiliated;
 mod harness;
+mod metrics_names;
 mod mint;
 mod redemption;
 mod rpc_faults;

@@ -646,3 +646,73 @@ fn only_confirmed_intended_and_minted_need_the_driver() {
         ]
     );
 }
+
+mod stuck {
+    use super::*;
+    use crate::observability::StuckFlows;
+
+    #[tokio::test]
+    async fn unfinished_mints_past_the_cutoff_and_failed_ones_are_counted() {
+        let pool = sqlite_es::open_pool("sqlite::memory:", 1).await.unwrap();
+        crate::migrate(&pool).await.unwrap();
+        let cqrs = cqrs(
+            pool.clone(),
+            MintServices {
+                clock: Arc::new(FixedClock::new(now())),
+            },
+        );
+        let second = MintRequest {
+            order: MintOrder {
+                tokenization_request_id: TokenizationRequestId::new("tok-2")
+                    .unwrap(),
+                ..order()
+            },
+            issuer_request_id: other_issuer_id(),
+            ..request()
+        };
+        for (id, request) in [("tok-1", request()), ("tok-2", second)] {
+            cqrs.execute(id, MintCommand::Initiate { request })
+                .await
+                .unwrap();
+        }
+        let after = now() + chrono::Duration::seconds(1);
+        // Initiated at `now`: overdue only for a later cutoff.
+        assert_eq!(
+            stuck_mints(&pool, now()).await.unwrap(),
+            StuckFlows::default()
+        );
+        assert_eq!(
+            stuck_mints(&pool, after).await.unwrap(),
+            StuckFlows {
+                overdue: 2,
+                failed: 0
+            }
+        );
+        cqrs.execute("tok-1", confirm()).await.unwrap();
+        cqrs.execute(
+            "tok-1",
+            MintCommand::RecordFailure {
+                classification: FailureClass::Unprocessable,
+                reason: "test".into(),
+                tx_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            stuck_mints(&pool, after).await.unwrap(),
+            StuckFlows {
+                overdue: 1,
+                failed: 1
+            }
+        );
+        // A failed mint is counted whatever its age.
+        assert_eq!(
+            stuck_mints(&pool, now()).await.unwrap(),
+            StuckFlows {
+                overdue: 0,
+                failed: 1
+            }
+        );
+    }
+}

@@ -494,6 +494,7 @@ mod bookkeeping {
     use sqlx::SqlitePool;
 
     use super::*;
+    use crate::observability::StuckFlows;
     use crate::receipt_inventory::{self, record_deposit};
 
     async fn pool() -> SqlitePool {
@@ -509,6 +510,48 @@ mod bookkeeping {
         .fetch_all(pool)
         .await
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn unfinished_redemptions_past_the_cutoff_and_failed_ones_are_counted()
+     {
+        let pool = pool().await;
+        let cqrs = cqrs(
+            pool.clone(),
+            RedemptionServices {
+                clock: Arc::new(FixedClock::new(now())),
+            },
+        );
+        let open = transfer(shares());
+        // Below Alpaca's minimum: fails at detection.
+        let tiny = DetectedTransfer {
+            log_index: 5,
+            ..transfer(U256::from(1))
+        };
+        for transfer in [open, tiny] {
+            cqrs.execute(
+                transfer.issuer_request_id().as_str(),
+                RedemptionCommand::Detect { transfer },
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(
+            stuck_redemptions(&pool, now()).await.unwrap(),
+            StuckFlows {
+                overdue: 0,
+                failed: 1
+            }
+        );
+        assert_eq!(
+            stuck_redemptions(&pool, now() + chrono::Duration::seconds(1))
+                .await
+                .unwrap(),
+            StuckFlows {
+                overdue: 1,
+                failed: 1
+            }
+        );
     }
 
     #[tokio::test]

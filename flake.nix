@@ -1,6 +1,9 @@
 {
   description = "issuance-bot: Alpaca ITN issuer service";
 
+  # flake.lock is not committed yet: it cannot be generated without
+  # access to GitHub. On a machine with Nix, `nix flake lock` writes it
+  # (commit it); see docs/operations.md, "Building with Nix".
   inputs = {
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
     rust-overlay.url = "github:oxalica/rust-overlay";
@@ -31,6 +34,10 @@
           cargoLock.lockFile = ./Cargo.lock;
           cargoBuildFlags = [ "--bin" "issuance-bot" ];
           doCheck = false; # tests need anvil from npm; run ./scripts/test
+          # The unit's Documentation= points here.
+          postInstall = ''
+            install -D -m 0644 docs/operations.md $out/share/doc/issuance-bot/operations.md
+          '';
         };
 
         devShells.default = pkgs.mkShell {
@@ -42,5 +49,14 @@
             pkgs.sqlite
           ];
         };
-      });
+      })
+    // {
+      # services.issuance-bot: the hardened unit of
+      # deploy/issuance-bot.service, with this flake's package.
+      nixosModules.default = { lib, pkgs, ... }: {
+        imports = [ ./deploy/nixos/issuance-bot.nix ];
+        services.issuance-bot.package =
+          lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+      };
+    };
 }

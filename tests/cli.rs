@@ -127,6 +127,48 @@ fn validate_config_prints_a_redacted_summary() {
 }
 
 #[test]
+fn staging_config_is_valid_with_its_secrets_from_the_environment() {
+    let staging =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/staging.toml");
+    let text = std::fs::read_to_string(&staging).unwrap();
+    // No secret is kept in the file: every one comes from the environment.
+    for key in ["api_key", "api_secret", "private_key", "account_id"] {
+        assert!(
+            !text
+                .lines()
+                .any(|line| line.trim_start().starts_with(&format!("{key} "))),
+            "{key} set in deploy/staging.toml"
+        );
+    }
+    let staging = staging.display().to_string();
+    let output = run(&["validate-config", "--config", &staging]);
+    assert_eq!(output.status.code(), Some(2), "valid without its secrets");
+    let secret = "staging-broker-secret-value";
+    let output = command()
+        .args(["validate-config", "--config", &staging])
+        .env("ISSUANCE_AUTH__ALPACA__API_KEY", ALPACA_KEY)
+        .env("ISSUANCE_AUTH__INTERNAL__API_KEY", INTERNAL_KEY)
+        .env(
+            "ISSUANCE_ALPACA__ACCOUNT_ID",
+            "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+        )
+        .env("ISSUANCE_ALPACA__API_KEY_ID", "CKSTAGING")
+        .env("ISSUANCE_ALPACA__API_SECRET", secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{stdout}{stderr}");
+    // Base Sepolia and Alpaca's sandbox, nothing of production.
+    assert!(stdout.contains("chain_id: 84532"), "{stdout}");
+    assert!(
+        stdout.contains("\"broker-api.sandbox.alpaca.markets\""),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(secret), "{stdout}");
+}
+
+#[test]
 fn validate_config_rejects_bad_config_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), 8080, 9100);

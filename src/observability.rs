@@ -117,6 +117,11 @@ const CATALOG: &[(&str, Kind, &str)] = &[
         "Mints that reached a terminal state, by outcome.",
     ),
     (
+        "mints_open",
+        Kind::Gauge,
+        "Unfinished mints the driver had work for at its last pass.",
+    ),
+    (
         "mint_step_errors_total",
         Kind::Counter,
         "Failed mint driver steps, by whether they are retried soon.",
@@ -140,12 +145,12 @@ const CATALOG: &[(&str, Kind, &str)] = &[
     (
         "redemptions_open",
         Kind::Gauge,
-        "Non-terminal redemptions at the last driver dispatch.",
+        "Non-terminal redemptions at the driver's last pass.",
     ),
     (
         "redemption_step_errors_total",
         Kind::Counter,
-        "Failed redemption driver steps.",
+        "Failed redemption driver steps, by whether they are retried soon.",
     ),
     (
         "redemption_step_timeouts_total",
@@ -224,7 +229,10 @@ const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
             ],
         )),
     ),
-    ("redemption_step_errors_total", None),
+    (
+        "redemption_step_errors_total",
+        Some(("retryable", &["true", "false"])),
+    ),
     ("redemption_step_timeouts_total", None),
     ("redemption_monitor_failures_total", None),
     ("redemption_unattributed_transfers_total", None),

@@ -762,12 +762,18 @@ async fn get_mint(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("mint not found"))?;
-    let last_error = driver::status(
-        &state.pool,
-        FlowName::Mint,
-        mint.tokenization_request_id.as_str(),
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    // A finished mint has no pending error, even before the engine has
+    // cleared its status row.
+    let last_error = if mint.status.needs_driver() {
+        driver::status(
+            &state.pool,
+            FlowName::Mint,
+            mint.tokenization_request_id.as_str(),
+        )
+        .await
+        .map_err(ApiError::internal)?
+    } else {
+        None
+    };
     Ok(Json(MintResponse { mint, last_error }))
 }

@@ -167,10 +167,12 @@ async fn get_redemption(
         .ok_or_else(|| ApiError::not_found("redemption not found"))?;
     let mut response = RedemptionResponse::from_state(&id, &state)
         .ok_or_else(|| ApiError::not_found("redemption not found"))?;
-    response.last_error =
-        driver::status(pool, FlowName::Redemption, id.as_str())
-            .await
-            .map_err(ApiError::internal)?;
+    if !state.is_terminal() {
+        response.last_error =
+            driver::status(pool, FlowName::Redemption, id.as_str())
+                .await
+                .map_err(ApiError::internal)?;
+    }
     Ok(Json(response))
 }
 

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use alloy::primitives::U256;
+use alloy::providers::Provider as _;
 use rpc_fault_proxy::{Fault, Match, Rule};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{Env, Options, TIMEOUT, wait_until};
 use crate::redemption::{bot, mint, receipts, redeem, shares, wait_for_state};
@@ -228,6 +229,12 @@ async fn a_hung_log_scan_holds_neither_mints_nor_shutdown_nor_the_lease() {
             .await;
     let faults = env.faults();
     let hang = faults.add(Rule::new("eth_getLogs", Fault::Hang));
+    // A new block gives the monitor a range to scan.
+    env.chain
+        .provider()
+        .raw_request::<_, serde_json::Value>("evm_mine".into(), json!([]))
+        .await
+        .unwrap();
     assert!(
         wait_until(TIMEOUT, || async { faults.hits(hang) >= 1 }).await,
         "the monitor never scanned"

@@ -44,8 +44,38 @@ pub enum ConfigError {
          `__` separators)"
     )]
     EmptyEnvSegment { name: String },
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration: {}", describe_figment_error(.0))]
     Invalid(Box<figment::Error>),
+    #[error(
+        "both {key} ({key_source}) and {file_key} ({file_source}) are set; \
+         keep only one"
+    )]
+    SecretTwice {
+        key: String,
+        key_source: String,
+        file_key: String,
+        file_source: String,
+    },
+    #[error("{file_key} ({source_name}) must be a file path")]
+    SecretFilePath {
+        file_key: String,
+        source_name: String,
+    },
+    #[error(
+        "{key} ({source_name}) must be a table of header name = file path"
+    )]
+    SecretFileTable { key: String, source_name: String },
+    #[error("cannot read {file_key} {}: {source}", path.display())]
+    SecretFileUnreadable {
+        file_key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the example's placeholder values are still set:\n  {}",
+        list_placeholders(.0)
+    )]
+    Placeholders(Vec<secrets::Placeholder>),
     #[error(
         "metrics.bind {addr} is also server.bind; metrics need their own \
          listener"
@@ -99,7 +129,6 @@ impl Config {
     where
         I: IntoIterator<Item = (OsString, OsString)>,
     {
-        let mut figment = Figment::new();
         if let Some(path) = path {
             // figment treats a missing file as empty; a named file that
             // cannot be read is an operator error.
@@ -107,10 +136,20 @@ impl Config {
                 path: path.to_owned(),
                 source,
             })?;
-            figment = figment.merge(Toml::file_exact(path));
         }
-        for var in prefixed_env(env)? {
-            figment = figment.merge(var);
+        let env = prefixed_env(env)?;
+        let sources = layered(path, &env, &secrets::Resolved::default());
+        // Secrets named by `_file` keys are read first, then every source
+        // is layered again without those keys and with the secrets.
+        let resolved = secrets::resolve(&sources)?;
+        let figment = if resolved.files.is_empty() {
+            sources
+        } else {
+            layered(path, &env, &resolved)
+        };
+        let placeholders = secrets::placeholders(&figment);
+        if !placeholders.is_empty() {
+            return Err(ConfigError::Placeholders(placeholders));
         }
         let config: Self = figment.extract()?;
         config.validate()?;
@@ -129,8 +168,149 @@ impl Config {
     }
 }
 
+/// The TOML file (if any), then each variable, then the secrets read
+/// from files; the consumed `_file` keys are left out.
+fn layered(
+    path: Option<&Path>,
+    env: &[EnvVar],
+    resolved: &secrets::Resolved,
+) -> Figment {
+    let without = |inner| secrets::Without {
+        inner,
+        keys: resolved.consumed.clone(),
+    };
+    let mut figment = Figment::new();
+    if let Some(path) = path {
+        figment = figment.merge(without(Source::Toml(Toml::file_exact(path))));
+    }
+    for var in env {
+        figment = figment.merge(without(Source::Env(var.clone())));
+    }
+    for file in &resolved.files {
+        figment = figment.merge(file.clone());
+    }
+    figment
+}
+
+/// A configuration source: the file or one variable.
+enum Source {
+    Toml(figment::providers::Data<Toml>),
+    Env(EnvVar),
+}
+
+impl Provider for Source {
+    fn metadata(&self) -> Metadata {
+        match self {
+            Self::Toml(toml) => toml.metadata(),
+            Self::Env(var) => var.metadata(),
+        }
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        match self {
+            Self::Toml(toml) => toml.data(),
+            Self::Env(var) => var.data(),
+        }
+    }
+
+    fn profile(&self) -> Option<Profile> {
+        match self {
+            Self::Toml(toml) => toml.profile(),
+            Self::Env(var) => var.profile(),
+        }
+    }
+}
+
+/// The environment variable that sets `key` (`auth.alpaca.api_key` →
+/// `ISSUANCE_AUTH__ALPACA__API_KEY`).
+pub fn env_var_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.to_ascii_uppercase().replace('.', ENV_SECTION_SEPARATOR)
+    )
+}
+
+/// How to set a missing `key`: its variable, and its file for a secret.
+fn how_to_set(key: &str) -> String {
+    let env = env_var_name(key);
+    if secrets::is_secret(key) {
+        format!("{key} (or {env}, or {key}{})", secrets::FILE_SUFFIX)
+    } else {
+        format!("{key} (or {env})")
+    }
+}
+
+/// figment's errors without its `default.` profile prefix, each naming
+/// the key, the variable that would set a missing one, and the source of
+/// a wrong one.
+fn describe_figment_error(error: &figment::Error) -> String {
+    let lines: Vec<String> = error
+        .clone()
+        .into_iter()
+        .map(|error| {
+            let path = error.path.join(".");
+            let key = |name: &str| {
+                if path.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                }
+            };
+            let source = error
+                .metadata
+                .as_ref()
+                .map(secrets::describe_source)
+                .map(|source| format!(" ({source})"))
+                .unwrap_or_default();
+            match &error.kind {
+                figment::error::Kind::MissingField(name) => {
+                    missing(&key(name))
+                }
+                // The path already ends with the unknown key.
+                figment::error::Kind::UnknownField(_, expected) => format!(
+                    "unknown key {path}{source}; expected {}",
+                    figment::error::OneOf(expected)
+                ),
+                kind if path.is_empty() => format!("{kind}{source}"),
+                kind => format!("{path}: {kind}{source}"),
+            }
+        })
+        .collect();
+    lines.join("\n  ")
+}
+
+/// A missing key, or a missing section with the secrets it needs.
+fn missing(key: &str) -> String {
+    let section = format!("{key}.");
+    let needed: Vec<String> = secrets::SECRET_KEYS
+        .iter()
+        .filter(|secret| secret.starts_with(&section))
+        .filter(|secret| REQUIRED_SECRETS.contains(secret))
+        .map(|secret| how_to_set(secret))
+        .collect();
+    if needed.is_empty() {
+        format!("missing {}", how_to_set(key))
+    } else {
+        format!("missing [{key}]: set {}", needed.join(" and "))
+    }
+}
+
+/// Secrets without which no configuration is valid (the default
+/// `auth.alpaca.scheme` needs Alpaca's key).
+const REQUIRED_SECRETS: &[&str] =
+    &["auth.alpaca.api_key", "auth.internal.api_key"];
+
+fn list_placeholders(placeholders: &[secrets::Placeholder]) -> String {
+    placeholders
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
 /// One `ISSUANCE_*` variable as a figment provider, so that errors name
 /// the variable.
+#[derive(Clone)]
 struct EnvVar {
     name: String,
     key: String,
@@ -370,7 +550,10 @@ pub enum AuthConfigError {
     InternalOpenToAll,
     #[error("auth.internal.allowed_cidrs must not contain a /0 range")]
     InternalCatchAllRange,
-    #[error("auth.alpaca.api_key is required with scheme = \"api_key\"")]
+    #[error(
+        "auth.alpaca.api_key is required with scheme = \"api_key\" (set \
+         ISSUANCE_AUTH__ALPACA__API_KEY, or auth.alpaca.api_key_file)"
+    )]
     MissingAlpacaKey,
     #[error(
         "auth.alpaca.{key} does not apply to scheme = \"{scheme}\"; remove \
@@ -696,6 +879,14 @@ impl Config {
         }
     }
 }
+
+mod print;
+mod secrets;
+
+pub use secrets::{
+    FILE_SUFFIX, PLACEHOLDER_PREFIX, SECRET_KEYS, SECRET_TABLES,
+    read_secret_file,
+};
 
 #[cfg(test)]
 mod tests;

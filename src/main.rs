@@ -42,7 +42,11 @@ fn main() -> ExitCode {
                     // writeln!, not println!: a closed pipe (`| head`) must
                     // not turn a valid config into a panic.
                     let mut out = std::io::stdout().lock();
-                    match writeln!(out, "configuration is valid:\n{config:#?}")
+                    match write!(
+                        out,
+                        "# configuration is valid (secrets redacted)\n{}",
+                        config.redacted_toml()
+                    )
                     {
                         Ok(()) => ExitCode::SUCCESS,
                         Err(error)
@@ -60,7 +64,7 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(error) => {
-                    eprintln!("{error}");
+                    eprintln!("issuance-bot: {error}");
                     ExitCode::from(2)
                 }
             }
@@ -68,18 +72,29 @@ fn main() -> ExitCode {
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                // Logged for the log pipeline (when telemetry is up), and
-                // always on stderr: whoever started the process (a person
-                // at a terminal, a script) reads why it refused there,
-                // e.g. which pid holds the single-writer lock.
-                if tracing::dispatcher::has_been_set() {
-                    tracing::error!(target: "startup", "{error:#}");
-                }
-                eprintln!("issuance-bot: {error:#}");
+                // Once, on stderr (the journal under systemd): whoever
+                // started the process reads why it refused there, e.g.
+                // which pid holds the single-writer lock. Not also as a
+                // log line, which would print it a second time.
+                eprintln!("issuance-bot: {}", report(&error));
                 ExitCode::FAILURE
             }
         },
     }
+}
+
+/// The error and its causes on one line, each cause once: most of our
+/// errors already include their source's text, which `{:#}` would repeat.
+fn report(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {

@@ -35,8 +35,14 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("invalid log filter: {0}")]
-    Filter(#[from] tracing_subscriber::filter::ParseError),
+    #[error(
+        "invalid RUST_LOG {value:?} ({source}); unset it for the default \
+         {DEFAULT_FILTER:?}"
+    )]
+    Filter {
+        value: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
     #[error("cannot build the OTLP span exporter: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("a global tracing subscriber is already installed: {0}")]
@@ -71,7 +77,10 @@ fn env_filter() -> Result<EnvFilter, TelemetryError> {
         .ok()
         .filter(|value| !value.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_FILTER.to_owned());
-    Ok(EnvFilter::try_new(directives)?)
+    EnvFilter::try_new(&directives).map_err(|source| TelemetryError::Filter {
+        value: directives,
+        source,
+    })
 }
 
 /// Rocket's generated route code logs every failing or forwarding guard

@@ -160,12 +160,143 @@ fn staging_config_is_valid_with_its_secrets_from_the_environment() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(output.status.success(), "{stdout}{stderr}");
     // Base Sepolia and Alpaca's sandbox, nothing of production.
-    assert!(stdout.contains("chain_id: 84532"), "{stdout}");
+    assert!(stdout.contains("\nchain_id = 84532\n"), "{stdout}");
     assert!(
-        stdout.contains("\"broker-api.sandbox.alpaca.markets\""),
+        stdout.contains(
+            "\nbase_url = \"https://broker-api.sandbox.alpaca.markets/\"\n"
+        ),
         "{stdout}"
     );
     assert!(!stdout.contains(secret), "{stdout}");
+}
+
+#[test]
+fn validate_config_prints_readable_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), 8080, 9100);
+    let output = run(&["validate-config", "--config", &config]);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with("# configuration is valid (secrets redacted)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "[auth.alpaca]\nscheme = \"api_key\"\napi_key = \"[REDACTED]\"\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\n[metrics]\nbind = \"127.0.0.1:9100\"\n"), "{stdout}");
+    // No Rust Debug output.
+    assert!(!stdout.contains("Config {"), "{stdout}");
+    assert!(!stdout.contains("Some("), "{stdout}");
+}
+
+#[test]
+fn secrets_come_from_files_as_systemd_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    // The same config without its keys, which come from credential files
+    // named by *_FILE variables (LoadCredential= + %d).
+    let config = write_config(dir.path(), 8080, 9100);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&format!("api_key = \"{ALPACA_KEY}\""), "")
+        .replace(&format!("api_key = \"{INTERNAL_KEY}\""), "");
+    std::fs::write(&config, text).unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(credentials.join("alpaca-api-key"), format!("{ALPACA_KEY}\n"))
+        .unwrap();
+    std::fs::write(credentials.join("internal-api-key"), INTERNAL_KEY).unwrap();
+    let output = command()
+        .args(["validate-config", "--config", &config])
+        .env(
+            "ISSUANCE_AUTH__ALPACA__API_KEY_FILE",
+            credentials.join("alpaca-api-key"),
+        )
+        .env(
+            "ISSUANCE_AUTH__INTERNAL__API_KEY_FILE",
+            credentials.join("internal-api-key"),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(!stdout.contains(ALPACA_KEY), "{stdout}");
+    assert!(!stdout.contains(INTERNAL_KEY), "{stdout}");
+
+    // A missing credential names the key and the path, once.
+    let output = command()
+        .args(["validate-config", "--config", &config])
+        .env("ISSUANCE_AUTH__ALPACA__API_KEY", ALPACA_KEY)
+        .env(
+            "ISSUANCE_AUTH__INTERNAL__API_KEY_FILE",
+            credentials.join("nope"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let expected = format!(
+        "cannot read auth.internal.api_key_file {}",
+        credentials.join("nope").display()
+    );
+    assert_eq!(stderr.matches(&expected).count(), 1, "{stderr}");
+}
+
+#[test]
+fn validate_config_refuses_the_examples_placeholders() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/config.example.toml")
+        .display()
+        .to_string();
+    let output = run(&["validate-config", "--config", &example]);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "auth.alpaca.api_key is still the example's placeholder"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ISSUANCE_ALPACA__API_SECRET"), "{stderr}");
+    assert_eq!(stderr.matches("placeholder values").count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_failing_start_says_why_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), free_port(), free_port());
+    // An invalid RUST_LOG is named, with its value, once.
+    let output = command()
+        .args(["serve", "--config", &config])
+        .env("RUST_LOG", "issuance_bot=loud")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("invalid RUST_LOG \"issuance_bot=loud\"").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+
+    // A configuration error: once, on stderr, not also as a log line.
+    let output = command()
+        .args(["serve", "--config", &config])
+        .env("ISSUANCE_SERVER__BODY_LIMIT", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("body_limit must be").count(), 1, "{stderr}");
+    assert!(!stdout.contains("body_limit"), "{stdout}");
 }
 
 #[test]

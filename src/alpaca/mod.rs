@@ -132,6 +132,14 @@ pub enum RedeemPath {
 }
 
 impl RedeemPath {
+    /// The config value (`"seed"`, `"callback"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Seed => "seed",
+            Self::Callback => "callback",
+        }
+    }
+
     fn segments(self) -> &'static [&'static str] {
         match self {
             Self::Seed => &["redeem"],

@@ -252,6 +252,12 @@ impl PublicBaseUrl {
     }
 }
 
+impl std::fmt::Display for PublicBaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.path_prefix)
+    }
+}
+
 impl<'de> Deserialize<'de> for PublicBaseUrl {
     fn deserialize<D: serde::Deserializer<'de>>(
         deserializer: D,

@@ -49,6 +49,18 @@ impl WeiPerGas {
     }
 }
 
+impl WeiPerGas {
+    /// The amount in gwei, as configured (`"0.01"`); exact.
+    pub fn gwei(self) -> String {
+        i128::try_from(self.0)
+            .ok()
+            .and_then(|wei| Decimal::try_from_i128_with_scale(wei, 9).ok())
+            .map_or_else(|| format!("{} wei", self.0), |gwei| {
+                gwei.normalize().to_string()
+            })
+    }
+}
+
 impl fmt::Display for WeiPerGas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} wei", self.0)
@@ -81,17 +93,23 @@ pub enum PasswordSource {
 }
 
 /// How the issuer wallet's key is obtained. Exactly one source.
+impl ChainConfig {
+    /// `rpc_url` with its path and query (where providers put their API
+    /// key) redacted.
+    pub fn redacted_rpc_url(&self) -> String {
+        let origin = self.rpc_url.origin().ascii_serialization();
+        if self.rpc_url.path() == "/" && self.rpc_url.query().is_none() {
+            origin
+        } else {
+            format!("{origin}/[REDACTED]")
+        }
+    }
+}
+
 impl fmt::Debug for ChainConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let origin = self.rpc_url.origin().ascii_serialization();
-        let rpc_url =
-            if self.rpc_url.path() == "/" && self.rpc_url.query().is_none() {
-                origin
-            } else {
-                format!("{origin}/[REDACTED]")
-            };
         f.debug_struct("ChainConfig")
-            .field("rpc_url", &rpc_url)
+            .field("rpc_url", &self.redacted_rpc_url())
             .field("chain_id", &self.chain_id)
             .field("network", &self.network)
             .field("signer", &self.signer)

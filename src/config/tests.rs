@@ -327,13 +327,312 @@ fn test_config_is_valid_and_uses_the_test_keys() {
     );
 }
 
+/// The example's placeholders, replaced through the environment.
+const EXAMPLE_OVERRIDES: &[(&str, &str)] = &[
+    ("ISSUANCE_AUTH__ALPACA__API_KEY", ALPACA_KEY),
+    ("ISSUANCE_AUTH__INTERNAL__API_KEY", INTERNAL_KEY),
+    ("ISSUANCE_ALPACA__API_KEY_ID", "CKEXAMPLE"),
+    ("ISSUANCE_ALPACA__API_SECRET", "broker-secret"),
+];
+
+fn example_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.example.toml")
+}
+
 #[test]
-fn documented_example_is_valid() {
-    let example =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.example.toml");
-    let config = Config::from_sources(Some(&example), env(&[])).unwrap();
+fn documented_example_is_valid_once_its_placeholders_are_replaced() {
+    let config =
+        Config::from_sources(Some(&example_path()), env(EXAMPLE_OVERRIDES))
+            .unwrap();
     assert_eq!(config.server.bind, "127.0.0.1:8080".parse().unwrap());
     assert!(config.auth.alpaca().allowed_cidrs.admits_any());
+}
+
+#[test]
+fn the_examples_placeholders_are_refused_by_name() {
+    let error = Config::from_sources(Some(&example_path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "auth.alpaca.api_key",
+        "auth.internal.api_key",
+        "alpaca.api_key_id",
+        "alpaca.api_secret",
+    ] {
+        assert!(
+            error.contains(&format!(
+                "{key} is still the example's placeholder (TOML file"
+            )),
+            "{key}: {error}"
+        );
+        assert!(error.contains(&env_var_name(key)), "{key}: {error}");
+    }
+    assert!(error.contains("or auth.alpaca.api_key_file"), "{error}");
+    // One placeholder left is enough to refuse.
+    let error = Config::from_sources(
+        Some(&example_path()),
+        env(&EXAMPLE_OVERRIDES[1..]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("auth.alpaca.api_key is still"), "{error}");
+    assert!(!error.contains("auth.internal.api_key"), "{error}");
+}
+
+#[test]
+fn a_missing_key_is_named_with_its_variable_and_file() {
+    let error = load(
+        &format!("[auth.alpaca]\napi_key = \"{ALPACA_KEY}\"\n[auth.internal]\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains(
+            "missing auth.internal.api_key (or \
+             ISSUANCE_AUTH__INTERNAL__API_KEY, or auth.internal.api_key_file)"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("default."), "{error}");
+    // A whole section missing names the secrets it needs.
+    let error = Config::from_sources(None, env(&[])).unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "missing [auth]: set auth.alpaca.api_key (or \
+             ISSUANCE_AUTH__ALPACA__API_KEY, or auth.alpaca.api_key_file) \
+             and auth.internal.api_key"
+        ),
+        "{error}"
+    );
+    // A missing key that is not a secret: its variable only.
+    let toml = format!(
+        "{}\n[alpaca]\nbase_url = \"http://127.0.0.1:1\"\n\
+         api_key_id = \"k\"\napi_secret = \"s\"\n",
+        minimal_toml()
+    );
+    let error = load(&toml, &[]).unwrap_err().to_string();
+    assert!(
+        error.contains("missing alpaca.account_id (or ISSUANCE_ALPACA__ACCOUNT_ID)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn errors_name_the_key_and_its_source_without_figments_profile() {
+    let error = load(&minimal_toml(), &[("ISSUANCE_SERVER__BODY_LIMIT", "0")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(
+            "server.body_limit: body_limit must be between 1 and 16777216 \
+             bytes, got 0 (environment variable ISSUANCE_SERVER__BODY_LIMIT)"
+        ),
+        "{error}"
+    );
+    let error = load(&minimal_toml(), &[("ISSUANCE_SERVER__BINDD", "x")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(
+            "unknown key server.bindd (environment variable \
+             ISSUANCE_SERVER__BINDD); expected one of"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("default."), "{error}");
+}
+
+/// A secret file as `echo KEY > file` or systemd-creds leave it.
+fn secret_file(value: &str) -> tempfile::NamedTempFile {
+    toml_file(&format!("{value}\n"))
+}
+
+const PRIVATE_KEY: &str =
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+const CHAIN_TOML: &str = r#"
+[chain]
+chain_id = 31337
+network = "base"
+max_fee_per_gas_gwei = "2.5"
+max_priority_fee_per_gas_gwei = "0.001"
+"#;
+
+const ALPACA_TOML: &str = r#"
+[alpaca]
+base_url = "http://127.0.0.1:9"
+account_id = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+"#;
+
+fn chain_and_alpaca_toml() -> String {
+    format!("{CHAIN_TOML}{ALPACA_TOML}")
+}
+
+#[test]
+fn every_secret_can_come_from_a_file() {
+    use secrecy::ExposeSecret as _;
+
+    let alpaca_key = secret_file(ALPACA_KEY);
+    let internal_key = secret_file(INTERNAL_KEY);
+    let key_id = secret_file("CKFROMFILE");
+    let api_secret = secret_file("broker-secret-from-file");
+    let private_key = secret_file(PRIVATE_KEY);
+    let rpc_url = secret_file("https://rpc.example/v2/provider-key");
+    let path = |file: &tempfile::NamedTempFile| file.path().display().to_string();
+    // Half in the file, half in the environment (systemd's form).
+    let toml = format!(
+        "[auth.alpaca]\napi_key_file = \"{}\"\n\
+         [auth.internal]\napi_key_file = \"{}\"\n{}\
+         api_key_id_file = \"{}\"\n",
+        path(&alpaca_key),
+        path(&internal_key),
+        chain_and_alpaca_toml(),
+        path(&key_id),
+    );
+    let config = load(
+        &toml,
+        &[
+            ("ISSUANCE_ALPACA__API_SECRET_FILE", &path(&api_secret)),
+            ("ISSUANCE_CHAIN__PRIVATE_KEY_FILE", &path(&private_key)),
+            ("ISSUANCE_CHAIN__RPC_URL_FILE", &path(&rpc_url)),
+        ],
+    )
+    .unwrap();
+    assert!(config.auth.alpaca().api_key().unwrap().matches(ALPACA_KEY));
+    assert!(config.auth.internal().api_key.matches(INTERNAL_KEY));
+    let alpaca = config.alpaca.as_ref().unwrap();
+    // Trailing newline trimmed.
+    assert_eq!(alpaca.api_key_id, "CKFROMFILE");
+    assert_eq!(alpaca.api_secret.expose_secret(), "broker-secret-from-file");
+    let chain = config.chain.as_ref().unwrap();
+    assert_eq!(chain.rpc_url.as_str(), "https://rpc.example/v2/provider-key");
+    match &chain.signer {
+        crate::chain::SignerSource::PrivateKey(key) => {
+            assert_eq!(key.expose_secret(), PRIVATE_KEY);
+        }
+        crate::chain::SignerSource::Keystore { .. } => panic!("keystore"),
+    }
+    let printout = config.redacted_toml();
+    for secret in [ALPACA_KEY, INTERNAL_KEY, "CKFROMFILE", "broker-secret", "59c6995e", "provider-key"] {
+        assert!(!printout.contains(secret), "{secret}: {printout}");
+    }
+}
+
+#[test]
+fn a_secret_and_its_file_together_are_refused() {
+    let key = secret_file(ALPACA_KEY);
+    let error = load(
+        &minimal_toml(),
+        &[(
+            "ISSUANCE_AUTH__ALPACA__API_KEY_FILE",
+            &key.path().display().to_string(),
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains(
+            "both auth.alpaca.api_key (TOML file"
+        ) && error.contains(
+            ") and auth.alpaca.api_key_file (environment variable \
+             ISSUANCE_AUTH__ALPACA__API_KEY_FILE) are set; keep only one"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unreadable_secret_file_is_named_with_its_key() {
+    let error = Config::from_sources(
+        None,
+        env(&[
+            ("ISSUANCE_AUTH__ALPACA__API_KEY", ALPACA_KEY),
+            (
+                "ISSUANCE_AUTH__INTERNAL__API_KEY_FILE",
+                "/run/credentials/issuance-bot/missing",
+            ),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.starts_with(
+            "cannot read auth.internal.api_key_file \
+             /run/credentials/issuance-bot/missing: "
+        ),
+        "{error}"
+    );
+    // A secret from a file is still validated, and the error names the
+    // file it came from (never the value).
+    let short = secret_file("short");
+    let error = load(
+        &format!("[auth.alpaca]\napi_key_file = \"{}\"\n[auth.internal]\napi_key = \"{INTERNAL_KEY}\"\n", short.path().display()),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("at least 32"), "{error}");
+    assert!(error.contains("(auth.alpaca.api_key_file)"), "{error}");
+}
+
+#[test]
+fn the_printout_is_toml_with_every_secret_redacted() {
+    let toml = format!(
+        "{}{CHAIN_TOML}rpc_url = \"https://rpc.example/v2/provider-key\"\n\
+         private_key = \"{PRIVATE_KEY}\"\n{ALPACA_TOML}\
+         api_key_id = \"CKVISIBLE\"\napi_secret = \"broker-secret\"\n\
+         [alpaca.custody_accounts]\n\
+         aapl = \"00000000-0000-4000-8000-000000000002\"\n",
+        minimal_toml(),
+    );
+    let config = load(&toml, &[]).unwrap();
+    let printout = config.redacted_toml();
+    for secret in [ALPACA_KEY, INTERNAL_KEY, "CKVISIBLE", "broker-secret", "59c6995e", "provider-key"] {
+        assert!(!printout.contains(secret), "{secret}: {printout}");
+    }
+    let parsed: toml::Table = toml::from_str(&printout)
+        .unwrap_or_else(|error| panic!("{error}\n{printout}"));
+    assert_eq!(parsed["auth"]["alpaca"]["api_key"].as_str(), Some("[REDACTED]"));
+    assert_eq!(parsed["auth"]["internal"]["api_key"].as_str(), Some("[REDACTED]"));
+    assert_eq!(parsed["alpaca"]["api_secret"].as_str(), Some("[REDACTED]"));
+    assert_eq!(parsed["chain"]["private_key"].as_str(), Some("[REDACTED]"));
+    assert_eq!(
+        parsed["chain"]["rpc_url"].as_str(),
+        Some("https://rpc.example/[REDACTED]")
+    );
+    assert_eq!(parsed["chain"]["chain_id"].as_integer(), Some(31337));
+    assert_eq!(parsed["chain"]["max_fee_per_gas_gwei"].as_str(), Some("2.5"));
+    assert_eq!(
+        parsed["chain"]["max_priority_fee_per_gas_gwei"].as_str(),
+        Some("0.001")
+    );
+    assert_eq!(parsed["server"]["bind"].as_str(), Some("127.0.0.1:8080"));
+    assert_eq!(
+        parsed["server"]["connections"]["idle_timeout_ms"].as_integer(),
+        Some(30_000)
+    );
+    assert_eq!(
+        parsed["alpaca"]["custody_accounts"]["AAPL"].as_str(),
+        Some("00000000-0000-4000-8000-000000000002")
+    );
+    assert_eq!(parsed["redemption"]["poll_timeout_secs"].as_integer(), Some(3600));
+    // Unset optional keys are comments, not values.
+    assert!(printout.contains("# otlp_endpoint is not set"), "{printout}");
+    // Reloading the printout (secrets put back) gives the same printout.
+    let reloaded = load(
+        &printout,
+        &[
+            ("ISSUANCE_AUTH__ALPACA__API_KEY", ALPACA_KEY),
+            ("ISSUANCE_AUTH__INTERNAL__API_KEY", INTERNAL_KEY),
+            ("ISSUANCE_ALPACA__API_KEY_ID", "CKVISIBLE"),
+            ("ISSUANCE_ALPACA__API_SECRET", "broker-secret"),
+            ("ISSUANCE_CHAIN__PRIVATE_KEY", PRIVATE_KEY),
+            ("ISSUANCE_CHAIN__RPC_URL", "https://rpc.example/v2/provider-key"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(reloaded.redacted_toml(), printout);
 }
 
 #[test]

@@ -49,6 +49,11 @@ impl CustodyOverrides {
     pub fn get(&self, symbol: &UnderlyingSymbol) -> Option<Uuid> {
         self.0.get(symbol).copied()
     }
+
+    /// Every override, by symbol.
+    pub fn iter(&self) -> impl Iterator<Item = (&UnderlyingSymbol, Uuid)> {
+        self.0.iter().map(|(symbol, account)| (symbol, *account))
+    }
 }
 
 impl<'de> Deserialize<'de> for CustodyOverrides {

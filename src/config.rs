@@ -61,9 +61,7 @@ pub enum ConfigError {
         file_key: String,
         source_name: String,
     },
-    #[error(
-        "{key} ({source_name}) must be a table of header name = file path"
-    )]
+    #[error("{key} ({source_name}) must be a table of header name = file path")]
     SecretFileTable { key: String, source_name: String },
     #[error("cannot read {file_key} {}: {source}", path.display())]
     SecretFileUnreadable {
@@ -263,9 +261,7 @@ fn describe_figment_error(error: &figment::Error) -> String {
                 .map(|source| format!(" ({source})"))
                 .unwrap_or_default();
             match &error.kind {
-                figment::error::Kind::MissingField(name) => {
-                    missing(&key(name))
-                }
+                figment::error::Kind::MissingField(name) => missing(&key(name)),
                 // The path already ends with the unknown key.
                 figment::error::Kind::UnknownField(_, expected) => format!(
                     "unknown key {path}{source}; expected {}",
@@ -757,6 +753,9 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`.
     pub otlp_endpoint: Option<OtlpEndpoint>,
+    /// Headers sent with every export (e.g. HyperDX's `authorization`);
+    /// secrets: each may come from `otlp_headers_file.<name>`.
+    pub otlp_headers: OtlpHeaders,
     pub service_name: String,
 }
 
@@ -765,8 +764,89 @@ impl Default for TelemetryConfig {
         Self {
             log_format: LogFormat::Text,
             otlp_endpoint: None,
+            otlp_headers: OtlpHeaders::default(),
             service_name: "issuance-bot".to_owned(),
         }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "otlp_headers.{name} is not a valid HTTP header (name: letters, digits \
+     and !#$%&'*+-.^_`|~; value: visible ASCII and spaces)"
+)]
+pub struct InvalidOtlpHeader {
+    pub name: String,
+}
+
+/// `telemetry.otlp_headers`: header name (lowercase) → value. The values
+/// are credentials, so `Debug` shows only the names.
+#[derive(Clone, Default)]
+pub struct OtlpHeaders(
+    std::collections::BTreeMap<String, secrecy::SecretString>,
+);
+
+impl OtlpHeaders {
+    pub fn new<I>(headers: I) -> Result<Self, InvalidOtlpHeader>
+    where
+        I: IntoIterator<Item = (String, secrecy::SecretString)>,
+    {
+        let mut checked = std::collections::BTreeMap::new();
+        for (name, value) in headers {
+            let valid =
+                reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                    .is_ok()
+                    && reqwest::header::HeaderValue::from_str(
+                        secrecy::ExposeSecret::expose_secret(&value),
+                    )
+                    .is_ok();
+            if !valid {
+                return Err(InvalidOtlpHeader { name });
+            }
+            checked.insert(name.to_ascii_lowercase(), value);
+        }
+        Ok(Self(checked))
+    }
+
+    /// The header names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Name → value, for the exporter.
+    pub fn expose(&self) -> std::collections::HashMap<String, String> {
+        self.0
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.clone(),
+                    secrecy::ExposeSecret::expose_secret(value).to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for OtlpHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.names().map(|name| (name, "[REDACTED]")))
+            .finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for OtlpHeaders {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let raw = std::collections::BTreeMap::<String, secrecy::SecretString>::deserialize(
+            deserializer,
+        )?;
+        Self::new(raw).map_err(serde::de::Error::custom)
     }
 }
 

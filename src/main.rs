@@ -46,8 +46,7 @@ fn main() -> ExitCode {
                         out,
                         "# configuration is valid (secrets redacted)\n{}",
                         config.redacted_toml()
-                    )
-                    {
+                    ) {
                         Ok(()) => ExitCode::SUCCESS,
                         Err(error)
                             if error.kind()

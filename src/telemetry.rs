@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use rocket::http::ContentType;
@@ -113,6 +113,7 @@ pub fn init(
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_endpoint(endpoint.as_str())
+                .with_headers(config.otlp_headers.expose())
                 .build()?;
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
@@ -139,6 +140,7 @@ pub fn init(
         tracing::info!(
             target: "startup",
             endpoint = endpoint.as_str(),
+            headers = ?config.otlp_headers,
             "exporting spans over OTLP/HTTP"
         );
     }

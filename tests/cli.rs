@@ -187,7 +187,10 @@ fn validate_config_prints_readable_toml() {
         ),
         "{stdout}"
     );
-    assert!(stdout.contains("\n[metrics]\nbind = \"127.0.0.1:9100\"\n"), "{stdout}");
+    assert!(
+        stdout.contains("\n[metrics]\nbind = \"127.0.0.1:9100\"\n"),
+        "{stdout}"
+    );
     // No Rust Debug output.
     assert!(!stdout.contains("Config {"), "{stdout}");
     assert!(!stdout.contains("Some("), "{stdout}");
@@ -206,8 +209,11 @@ fn secrets_come_from_files_as_systemd_credentials() {
     std::fs::write(&config, text).unwrap();
     let credentials = dir.path().join("credentials");
     std::fs::create_dir(&credentials).unwrap();
-    std::fs::write(credentials.join("alpaca-api-key"), format!("{ALPACA_KEY}\n"))
-        .unwrap();
+    std::fs::write(
+        credentials.join("alpaca-api-key"),
+        format!("{ALPACA_KEY}\n"),
+    )
+    .unwrap();
     std::fs::write(credentials.join("internal-api-key"), INTERNAL_KEY).unwrap();
     let output = command()
         .args(["validate-config", "--config", &config])
@@ -256,9 +262,8 @@ fn validate_config_refuses_the_examples_placeholders() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(
-            "auth.alpaca.api_key is still the example's placeholder"
-        ),
+        stderr
+            .contains("auth.alpaca.api_key is still the example's placeholder"),
         "{stderr}"
     );
     assert!(stderr.contains("ISSUANCE_ALPACA__API_SECRET"), "{stderr}");
@@ -279,7 +284,9 @@ fn a_failing_start_says_why_once() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(
-        stderr.matches("invalid RUST_LOG \"issuance_bot=loud\"").count(),
+        stderr
+            .matches("invalid RUST_LOG \"issuance_bot=loud\"")
+            .count(),
         1,
         "{stderr}"
     );

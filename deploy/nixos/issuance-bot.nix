@@ -8,7 +8,12 @@
 # Configuration and secrets stay outside the Nix store (it is world
 # readable): /etc/issuance-bot/config.toml, secrets.env and the keystore,
 # laid out as deploy/README.md says. One instance per database and per
-# issuer wallet, ever.
+# issuer wallet, ever. A secret may instead be a systemd credential named
+# by its key's _FILE variable (deploy/README.md), e.g.
+#   systemd.services.issuance-bot.serviceConfig.LoadCredential =
+#     [ "alpaca-api-key:/run/keys/alpaca-api-key" ];
+#   systemd.services.issuance-bot.environment.ISSUANCE_AUTH__ALPACA__API_KEY_FILE =
+#     "%d/alpaca-api-key";
 { config, lib, pkgs, ... }:
 
 let

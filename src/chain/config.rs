@@ -55,9 +55,10 @@ impl WeiPerGas {
         i128::try_from(self.0)
             .ok()
             .and_then(|wei| Decimal::try_from_i128_with_scale(wei, 9).ok())
-            .map_or_else(|| format!("{} wei", self.0), |gwei| {
-                gwei.normalize().to_string()
-            })
+            .map_or_else(
+                || format!("{} wei", self.0),
+                |gwei| gwei.normalize().to_string(),
+            )
     }
 }
 

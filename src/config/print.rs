@@ -63,8 +63,11 @@ impl Printout {
     }
 
     fn allow_list(&mut self, key: &str, list: &AllowList) {
-        let entries: Vec<String> =
-            list.networks().iter().map(|net| quoted(&net.to_string())).collect();
+        let entries: Vec<String> = list
+            .networks()
+            .iter()
+            .map(|net| quoted(&net.to_string()))
+            .collect();
         self.raw(key, format_args!("[{}]", entries.join(", ")));
     }
 }
@@ -93,19 +96,17 @@ impl Config {
         print_auth(&mut out, auth);
         print_telemetry(&mut out, telemetry);
         print_metrics(&mut out, metrics);
-        match chain {
-            Some(chain) => print_chain(&mut out, chain),
-            None => {
-                out.section("chain");
-                out.0.push_str("# not set: no chain, no drivers\n");
-            }
+        if let Some(chain) = chain {
+            print_chain(&mut out, chain);
+        } else {
+            out.section("chain");
+            out.0.push_str("# not set: no chain, no drivers\n");
         }
-        match alpaca {
-            Some(alpaca) => print_alpaca(&mut out, alpaca),
-            None => {
-                out.section("alpaca");
-                out.0.push_str("# not set: no Alpaca calls, no drivers\n");
-            }
+        if let Some(alpaca) = alpaca {
+            print_alpaca(&mut out, alpaca);
+        } else {
+            out.section("alpaca");
+            out.0.push_str("# not set: no Alpaca calls, no drivers\n");
         }
         print_redemption(&mut out, redemption);
         out.0
@@ -124,7 +125,9 @@ fn print_server(out: &mut Printout, server: &ServerConfig) {
     out.raw("body_limit", body_limit.bytes());
     out.optional(
         "client_ip_header",
-        client_ip_header.as_ref().map(|header| quoted(header.as_str())),
+        client_ip_header
+            .as_ref()
+            .map(|header| quoted(header.as_str())),
     );
     let crate::http::front::ConnectionLimits {
         header_read_timeout,
@@ -201,6 +204,7 @@ fn print_telemetry(out: &mut Printout, telemetry: &TelemetryConfig) {
     let TelemetryConfig {
         log_format,
         otlp_endpoint,
+        otlp_headers,
         service_name,
     } = telemetry;
     out.section("telemetry");
@@ -216,6 +220,12 @@ fn print_telemetry(out: &mut Printout, telemetry: &TelemetryConfig) {
         "otlp_endpoint",
         otlp_endpoint.as_ref().map(|url| quoted(url.as_str())),
     );
+    if !otlp_headers.is_empty() {
+        out.section("telemetry.otlp_headers");
+        for name in otlp_headers.names() {
+            out.secret(name);
+        }
+    }
 }
 
 fn print_metrics(out: &mut Printout, metrics: &MetricsConfig) {
@@ -256,7 +266,10 @@ fn print_chain(out: &mut Printout, chain: &ChainConfig) {
         SignerSource::Keystore { path, password } => {
             let password = match password {
                 PasswordSource::File(file) => {
-                    format!("password_file = {}", quoted(&file.display().to_string()))
+                    format!(
+                        "password_file = {}",
+                        quoted(&file.display().to_string())
+                    )
                 }
                 PasswordSource::Env(var) => {
                     format!("password_env = {}", quoted(var))
@@ -321,7 +334,8 @@ fn print_alpaca(out: &mut Printout, alpaca: &AlpacaConfig) {
     out.raw("send_legacy_client_id", send_legacy_client_id);
     out.section("alpaca.custody_accounts");
     if custody_accounts.iter().next().is_none() {
-        out.0.push_str("# none: every symbol answers alpaca.account_id\n");
+        out.0
+            .push_str("# none: every symbol answers alpaca.account_id\n");
     }
     for (symbol, account) in custody_accounts.iter() {
         out.string(symbol.as_str(), &account.to_string());

@@ -114,8 +114,7 @@ fn read_if_named(
             file_source: source_of(figment, &path_value),
         });
     }
-    let Some(path) = path_value.as_str().filter(|path| !path.is_empty())
-    else {
+    let Some(path) = path_value.as_str().filter(|path| !path.is_empty()) else {
         return Err(ConfigError::SecretFilePath {
             file_key: file_key.to_owned(),
             source_name: source_of(figment, &path_value),

@@ -382,7 +382,9 @@ fn the_examples_placeholders_are_refused_by_name() {
 #[test]
 fn a_missing_key_is_named_with_its_variable_and_file() {
     let error = load(
-        &format!("[auth.alpaca]\napi_key = \"{ALPACA_KEY}\"\n[auth.internal]\n"),
+        &format!(
+            "[auth.alpaca]\napi_key = \"{ALPACA_KEY}\"\n[auth.internal]\n"
+        ),
         &[],
     )
     .unwrap_err()
@@ -396,7 +398,9 @@ fn a_missing_key_is_named_with_its_variable_and_file() {
     );
     assert!(!error.contains("default."), "{error}");
     // A whole section missing names the secrets it needs.
-    let error = Config::from_sources(None, env(&[])).unwrap_err().to_string();
+    let error = Config::from_sources(None, env(&[]))
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains(
             "missing [auth]: set auth.alpaca.api_key (or \
@@ -413,7 +417,9 @@ fn a_missing_key_is_named_with_its_variable_and_file() {
     );
     let error = load(&toml, &[]).unwrap_err().to_string();
     assert!(
-        error.contains("missing alpaca.account_id (or ISSUANCE_ALPACA__ACCOUNT_ID)"),
+        error.contains(
+            "missing alpaca.account_id (or ISSUANCE_ALPACA__ACCOUNT_ID)"
+        ),
         "{error}"
     );
 }
@@ -479,7 +485,8 @@ fn every_secret_can_come_from_a_file() {
     let api_secret = secret_file("broker-secret-from-file");
     let private_key = secret_file(PRIVATE_KEY);
     let rpc_url = secret_file("https://rpc.example/v2/provider-key");
-    let path = |file: &tempfile::NamedTempFile| file.path().display().to_string();
+    let path =
+        |file: &tempfile::NamedTempFile| file.path().display().to_string();
     // Half in the file, half in the environment (systemd's form).
     let toml = format!(
         "[auth.alpaca]\napi_key_file = \"{}\"\n\
@@ -506,7 +513,10 @@ fn every_secret_can_come_from_a_file() {
     assert_eq!(alpaca.api_key_id, "CKFROMFILE");
     assert_eq!(alpaca.api_secret.expose_secret(), "broker-secret-from-file");
     let chain = config.chain.as_ref().unwrap();
-    assert_eq!(chain.rpc_url.as_str(), "https://rpc.example/v2/provider-key");
+    assert_eq!(
+        chain.rpc_url.as_str(),
+        "https://rpc.example/v2/provider-key"
+    );
     match &chain.signer {
         crate::chain::SignerSource::PrivateKey(key) => {
             assert_eq!(key.expose_secret(), PRIVATE_KEY);
@@ -514,7 +524,14 @@ fn every_secret_can_come_from_a_file() {
         crate::chain::SignerSource::Keystore { .. } => panic!("keystore"),
     }
     let printout = config.redacted_toml();
-    for secret in [ALPACA_KEY, INTERNAL_KEY, "CKFROMFILE", "broker-secret", "59c6995e", "provider-key"] {
+    for secret in [
+        ALPACA_KEY,
+        INTERNAL_KEY,
+        "CKFROMFILE",
+        "broker-secret",
+        "59c6995e",
+        "provider-key",
+    ] {
         assert!(!printout.contains(secret), "{secret}: {printout}");
     }
 }
@@ -532,12 +549,11 @@ fn a_secret_and_its_file_together_are_refused() {
     .unwrap_err()
     .to_string();
     assert!(
-        error.contains(
-            "both auth.alpaca.api_key (TOML file"
-        ) && error.contains(
-            ") and auth.alpaca.api_key_file (environment variable \
+        error.contains("both auth.alpaca.api_key (TOML file")
+            && error.contains(
+                ") and auth.alpaca.api_key_file (environment variable \
              ISSUANCE_AUTH__ALPACA__API_KEY_FILE) are set; keep only one"
-        ),
+            ),
         "{error}"
     );
 }
@@ -588,13 +604,26 @@ fn the_printout_is_toml_with_every_secret_redacted() {
     );
     let config = load(&toml, &[]).unwrap();
     let printout = config.redacted_toml();
-    for secret in [ALPACA_KEY, INTERNAL_KEY, "CKVISIBLE", "broker-secret", "59c6995e", "provider-key"] {
+    for secret in [
+        ALPACA_KEY,
+        INTERNAL_KEY,
+        "CKVISIBLE",
+        "broker-secret",
+        "59c6995e",
+        "provider-key",
+    ] {
         assert!(!printout.contains(secret), "{secret}: {printout}");
     }
     let parsed: toml::Table = toml::from_str(&printout)
         .unwrap_or_else(|error| panic!("{error}\n{printout}"));
-    assert_eq!(parsed["auth"]["alpaca"]["api_key"].as_str(), Some("[REDACTED]"));
-    assert_eq!(parsed["auth"]["internal"]["api_key"].as_str(), Some("[REDACTED]"));
+    assert_eq!(
+        parsed["auth"]["alpaca"]["api_key"].as_str(),
+        Some("[REDACTED]")
+    );
+    assert_eq!(
+        parsed["auth"]["internal"]["api_key"].as_str(),
+        Some("[REDACTED]")
+    );
     assert_eq!(parsed["alpaca"]["api_secret"].as_str(), Some("[REDACTED]"));
     assert_eq!(parsed["chain"]["private_key"].as_str(), Some("[REDACTED]"));
     assert_eq!(
@@ -602,7 +631,10 @@ fn the_printout_is_toml_with_every_secret_redacted() {
         Some("https://rpc.example/[REDACTED]")
     );
     assert_eq!(parsed["chain"]["chain_id"].as_integer(), Some(31337));
-    assert_eq!(parsed["chain"]["max_fee_per_gas_gwei"].as_str(), Some("2.5"));
+    assert_eq!(
+        parsed["chain"]["max_fee_per_gas_gwei"].as_str(),
+        Some("2.5")
+    );
     assert_eq!(
         parsed["chain"]["max_priority_fee_per_gas_gwei"].as_str(),
         Some("0.001")
@@ -616,9 +648,15 @@ fn the_printout_is_toml_with_every_secret_redacted() {
         parsed["alpaca"]["custody_accounts"]["AAPL"].as_str(),
         Some("00000000-0000-4000-8000-000000000002")
     );
-    assert_eq!(parsed["redemption"]["poll_timeout_secs"].as_integer(), Some(3600));
+    assert_eq!(
+        parsed["redemption"]["poll_timeout_secs"].as_integer(),
+        Some(3600)
+    );
     // Unset optional keys are comments, not values.
-    assert!(printout.contains("# otlp_endpoint is not set"), "{printout}");
+    assert!(
+        printout.contains("# otlp_endpoint is not set"),
+        "{printout}"
+    );
     // Reloading the printout (secrets put back) gives the same printout.
     let reloaded = load(
         &printout,
@@ -628,7 +666,10 @@ fn the_printout_is_toml_with_every_secret_redacted() {
             ("ISSUANCE_ALPACA__API_KEY_ID", "CKVISIBLE"),
             ("ISSUANCE_ALPACA__API_SECRET", "broker-secret"),
             ("ISSUANCE_CHAIN__PRIVATE_KEY", PRIVATE_KEY),
-            ("ISSUANCE_CHAIN__RPC_URL", "https://rpc.example/v2/provider-key"),
+            (
+                "ISSUANCE_CHAIN__RPC_URL",
+                "https://rpc.example/v2/provider-key",
+            ),
         ],
     )
     .unwrap();
@@ -834,4 +875,71 @@ fn signature_scheme_from_the_environment() {
     .unwrap();
     let signature = config.auth.alpaca().signature().unwrap();
     assert_eq!(signature.keys()[0].keyid(), "alpaca-issuer-2026-01");
+}
+
+#[test]
+fn otlp_headers_from_the_file_the_environment_and_header_files() {
+    let token = secret_file("hyperdx-ingestion-key");
+    let config = load(
+        &format!(
+            "{}\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\n\
+             [telemetry.otlp_headers]\nx-tenant = \"issuer\"\n",
+            minimal_toml()
+        ),
+        &[
+            (
+                "ISSUANCE_TELEMETRY__OTLP_HEADERS_FILE__AUTHORIZATION",
+                &token.path().display().to_string(),
+            ),
+            ("ISSUANCE_TELEMETRY__OTLP_HEADERS__X_SCOPE", "prod"),
+        ],
+    )
+    .unwrap();
+    let headers = config.telemetry.otlp_headers.expose();
+    assert_eq!(headers["authorization"], "hyperdx-ingestion-key");
+    assert_eq!(headers["x-tenant"], "issuer");
+    // `__` separates sections, so the env form of a header keeps `_`.
+    assert_eq!(headers["x_scope"], "prod");
+    let debug = format!("{config:?}");
+    let printout = config.redacted_toml();
+    for text in [&debug, &printout] {
+        assert!(!text.contains("hyperdx-ingestion-key"), "{text}");
+        assert!(!text.contains("issuer\""), "{text}");
+    }
+    assert!(
+        printout.contains(
+            "[telemetry.otlp_headers]\nauthorization = \"[REDACTED]\"\n"
+        ),
+        "{printout}"
+    );
+
+    let error = load(
+        &format!(
+            "{}\n[telemetry.otlp_headers]\nauthorization = \"x\"\n",
+            minimal_toml()
+        ),
+        &[(
+            "ISSUANCE_TELEMETRY__OTLP_HEADERS_FILE__AUTHORIZATION",
+            &token.path().display().to_string(),
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("both telemetry.otlp_headers.authorization (TOML file"),
+        "{error}"
+    );
+    let error = load(
+        &format!(
+            "{}\n[telemetry.otlp_headers]\n\"bad header\" = \"x\"\n",
+            minimal_toml()
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("otlp_headers.bad header is not a valid HTTP header"),
+        "{error}"
+    );
 }

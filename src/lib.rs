@@ -14,6 +14,7 @@ pub mod instance_lock;
 pub mod lease;
 pub mod mint;
 pub mod observability;
+pub mod openapi;
 pub mod quantity;
 pub mod receipt_inventory;
 pub mod redemption;

@@ -312,7 +312,10 @@ impl<'de> Deserialize<'de> for Quantity {
 }
 
 /// A quantity Alpaca accepts: positive with at most 9 decimals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema,
+)]
+#[schema(value_type = String, example = "10.5")]
 pub struct AlpacaQuantity(Quantity);
 
 impl AlpacaQuantity {

@@ -186,6 +186,7 @@ pub async fn build_rocket_with(
         .manage(readiness)
         .manage(deps.shutdown.clone())
         .mount("/", crate::http::health::routes())
+        .mount("/", crate::openapi::routes())
         .register("/", crate::http::catchers::catchers());
     // Features: build state (rebuilding views) and mount routes here.
     let rocket = crate::account::install(

@@ -23,6 +23,7 @@ use super::{
 use crate::auth::{AlpacaAuth, AlpacaJson, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
 use crate::http::ApiError;
+use crate::http::ErrorBody;
 use crate::http::body::{BodyError, JsonBody};
 
 /// Everything the account endpoints need, managed by Rocket.
@@ -139,19 +140,34 @@ async fn load_account(
         .ok_or_else(|| ApiError::not_found("account not found"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
     email: Email,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ClientIdResponse {
     client_id: ClientId,
 }
 
 /// Registers an AP under a fresh client id. The email is claimed in the
 /// same commit, so of two concurrent registrations exactly one wins.
+#[utoipa::path(
+    post,
+    path = "/accounts",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered under a fresh client id", body = ClientIdResponse),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 409, description = "`email already registered`", body = ErrorBody),
+        (status = 413, description = "Body above `server.body_limit`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (strict: unknown fields are refused)", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
 #[rocket::post("/accounts", data = "<body>")]
 async fn register(
     _auth: InternalAuth,
@@ -238,7 +254,7 @@ fn link_body_error(error: &BodyError) -> ApiError {
     ApiError::from_body_error(error)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConnectOldestRequest {
     email: Email,
@@ -246,6 +262,23 @@ struct ConnectOldestRequest {
 }
 
 /// The oldest wire (reference issuer): `{email, account}` → `{client_id}`.
+#[utoipa::path(
+    post,
+    path = "/accounts/connect",
+    tag = "alpaca",
+    security(("alpaca_api_key" = [])),
+    request_body = ConnectOldestRequest,
+    responses(
+        (status = 200, description = "Linked, or a repeat of the same link", body = ClientIdResponse),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 404, description = "`email not found`", body = ErrorBody),
+        (status = 409, description = "`account already linked` (to another account number)", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …`", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
 #[rocket::post("/accounts/connect", data = "<body>")]
 async fn connect_oldest(
     _auth: AlpacaAuth,
@@ -272,7 +305,7 @@ struct ConnectRequest {
 
 /// Answers in the shape of the request: the current wire names our id
 /// `client_external_account_id`, the middle wire `client_id`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum ConnectResponse {
     Current {
@@ -283,6 +316,26 @@ enum ConnectResponse {
     },
 }
 
+/// Links the account registered under `email`: the middle wire sends
+/// `account` and gets `client_id`, the current wire sends
+/// `client_account_number` and gets `client_external_account_id`.
+#[utoipa::path(
+    post,
+    path = "/tokenization/accounts/connect",
+    tag = "alpaca",
+    security(("alpaca_api_key" = [])),
+    request_body = super::openapi::ConnectBody,
+    responses(
+        (status = 200, description = "Linked, or a repeat of the same link; in the shape of the request", body = ConnectResponse),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 404, description = "`email not found`", body = ErrorBody),
+        (status = 409, description = "`account already linked` (to another account number)", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …`, also both or neither of `account` and `client_account_number`", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
 #[rocket::post("/tokenization/accounts/connect", data = "<body>")]
 async fn connect(
     _auth: AlpacaAuth,
@@ -309,13 +362,13 @@ async fn connect(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WhitelistRequest {
     wallet: Wallet,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct WalletResponse {
     client_id: ClientId,
     wallet: Wallet,
@@ -325,6 +378,23 @@ struct WalletResponse {
 /// Allow-lists a wallet (idempotent). Allowed for registered accounts that
 /// are not linked yet: the mint path checks the link on its own, and
 /// operators can then prepare wallets before Alpaca's handshake.
+#[utoipa::path(
+    post,
+    path = "/accounts/{client_id}/wallets",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("client_id" = Uuid, Path, description = "Our client id")),
+    request_body = WhitelistRequest,
+    responses(
+        (status = 200, description = "The wallet is allow-listed (idempotent)", body = WalletResponse),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 404, description = "`account not found`", body = ErrorBody),
+        (status = 409, description = "`wallet belongs to another account`", body = ErrorBody),
+        (status = 413, description = "Body above `server.body_limit`", body = ErrorBody),
+        (status = 422, description = "Client id not a UUID, or `invalid request body: …` (strict)", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
 #[rocket::post("/accounts/<client_id>/wallets", data = "<body>")]
 async fn whitelist_wallet(
     _auth: InternalAuth,
@@ -350,6 +420,20 @@ async fn whitelist_wallet(
 }
 
 /// Removes a wallet from the allow-list (idempotent).
+#[utoipa::path(
+    delete,
+    path = "/accounts/{client_id}/wallets/{wallet}",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("client_id" = Uuid, Path, description = "Our client id"), ("wallet" = Wallet, Path, description = "EVM address, `0x` + 40 hex digits, any case")),
+    responses(
+        (status = 200, description = "The wallet is no longer allow-listed (idempotent)", body = WalletResponse),
+        (status = 404, description = "`account not found`", body = ErrorBody),
+        (status = 409, description = "`the account is being changed concurrently; retry`", body = ErrorBody),
+        (status = 422, description = "Client id not a UUID, or not a wallet address", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
 #[rocket::delete("/accounts/<client_id>/wallets/<wallet>")]
 async fn unwhitelist_wallet(
     _auth: InternalAuth,
@@ -372,7 +456,7 @@ async fn unwhitelist_wallet(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AlpacaAccountIdRequest {
     alpaca_account_id: AlpacaAccountId,
@@ -382,6 +466,23 @@ struct AlpacaAccountIdRequest {
 /// for mints Alpaca names by `client_account_id` (affiliated flow; no
 /// handshake needed). Idempotent; replaces an earlier id of this account;
 /// 409 if another account holds the id (claimed in the same commit).
+#[utoipa::path(
+    put,
+    path = "/accounts/{client_id}/alpaca-account-id",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("client_id" = Uuid, Path, description = "Our client id")),
+    request_body = AlpacaAccountIdRequest,
+    responses(
+        (status = 200, description = "The account, as `GET /accounts/{client_id}`", body = AccountResponse),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 404, description = "`account not found`", body = ErrorBody),
+        (status = 409, description = "`Alpaca account id belongs to another account`", body = ErrorBody),
+        (status = 413, description = "Body above `server.body_limit`", body = ErrorBody),
+        (status = 422, description = "Client id not a UUID, or `invalid request body: …` (strict; the nil UUID is refused)", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
 #[rocket::put("/accounts/<client_id>/alpaca-account-id", data = "<body>")]
 async fn record_alpaca_account_id(
     _auth: InternalAuth,
@@ -409,14 +510,14 @@ async fn record_alpaca_account_id(
     Ok(Json(view.into()))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum AccountStatus {
     Registered,
     Linked,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AccountResponse {
     client_id: ClientId,
     email: Email,
@@ -453,6 +554,19 @@ impl From<AccountView> for AccountResponse {
     }
 }
 
+/// One account: its link, its Alpaca account id and its wallets.
+#[utoipa::path(
+    get,
+    path = "/accounts/{client_id}",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("client_id" = Uuid, Path, description = "Our client id")),
+    responses(
+        (status = 200, description = "The account", body = AccountResponse),
+        (status = 404, description = "`account not found`", body = ErrorBody),
+        (status = 422, description = "Client id not a UUID", body = ErrorBody),
+    )
+)]
 #[rocket::get("/accounts/<client_id>")]
 async fn get_account(
     _auth: InternalAuth,
@@ -463,3 +577,16 @@ async fn get_account(
     let view = load_account(&state.pool, &client_id).await?;
     Ok(Json(view.into()))
 }
+
+/// The account routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    register,
+    connect_oldest,
+    connect,
+    whitelist_wallet,
+    unwhitelist_wallet,
+    record_alpaca_account_id,
+    get_account,
+))]
+pub struct AccountApiDoc;

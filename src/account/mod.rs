@@ -5,6 +5,7 @@
 mod api;
 mod cmd;
 mod event;
+mod openapi;
 mod view;
 
 #[cfg(test)]
@@ -29,7 +30,7 @@ use uuid::Uuid;
 
 use crate::clock::{Clock, IdGenerator};
 
-pub use api::{AccountState, routes};
+pub use api::{AccountApiDoc, AccountState, routes};
 pub use cmd::AccountCommand;
 pub use event::AccountEvent;
 pub use view::{
@@ -65,6 +66,7 @@ pub async fn install(
     Ord,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct ClientId(Uuid);
@@ -104,9 +106,19 @@ pub struct InvalidClientId {
 /// An AP's email, normalised (trimmed, lowercased) so that uniqueness does
 /// not depend on how an operator or Alpaca spelled it.
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, format = Email)]
 pub struct Email(String);
 
 impl Email {
@@ -205,9 +217,19 @@ pub struct InvalidEmail {
 
 /// The AP's Alpaca account number as Alpaca sends it in the handshake.
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[!-~]{1,64}$", example = "AP-0001")]
 pub struct AlpacaAccountNumber(String);
 
 impl AlpacaAccountNumber {
@@ -275,6 +297,7 @@ pub struct InvalidAlpacaAccountNumber {
     Ord,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "Uuid", into = "Uuid")]
 pub struct AlpacaAccountId(Uuid);
@@ -347,8 +370,14 @@ pub struct InvalidAlpacaAccountId {
     Ord,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
+#[schema(
+    value_type = String,
+    pattern = "^0x[0-9a-fA-F]{40}$",
+    example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+)]
 pub struct Wallet(Address);
 
 impl Wallet {

@@ -16,7 +16,9 @@ use crate::quantity::AlpacaQuantity;
 
 /// How the AP is named on a request; serialised (flattened) into exactly
 /// one wire field, fixed per AP–issuer pair by agreement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub enum ApRef {
     /// Deprecated alias of `client_external_account_id` (older wire).
     #[serde(rename = "client_id")]

@@ -23,7 +23,9 @@ impl FlowName {
 }
 
 /// Why the driver is still waiting on an item, if it has hit errors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct DriverStatus {
     /// Consecutive failed steps since the last progress.
     pub failures: u32,

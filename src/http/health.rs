@@ -33,21 +33,27 @@ pub struct Readiness {
     probes: Arc<RwLock<Vec<Arc<dyn ReadinessProbe>>>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadyStatus {
     Ready,
     NotReady,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     Ok,
     Failing,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct ReadinessReport {
     pub status: ReadyStatus,
     pub checks: BTreeMap<String, CheckStatus>,
@@ -229,11 +235,20 @@ impl ReadinessProbe for GateProbe {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct HealthBody {
     pub status: String,
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses((status = 200, description = "Always `{\"status\":\"ok\"}`", body = HealthBody))
+)]
 #[rocket::get("/health")]
 fn health() -> Json<HealthBody> {
     Json(HealthBody {
@@ -241,6 +256,17 @@ fn health() -> Json<HealthBody> {
     })
 }
 
+/// Readiness: every registered check (database, migrations, chain RPC,
+/// startup recovery, ...).
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Every check passes", body = ReadinessReport),
+        (status = 503, description = "Some check fails: `status` is `not_ready`, failing checks `failing`", body = ReadinessReport),
+    )
+)]
 #[rocket::get("/ready")]
 async fn ready(
     readiness: &State<Readiness>,
@@ -256,3 +282,8 @@ async fn ready(
 pub fn routes() -> Vec<Route> {
     rocket::routes![health, ready]
 }
+
+/// The health routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, ready))]
+pub struct HealthApiDoc;

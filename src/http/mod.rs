@@ -36,7 +36,9 @@ pub fn rocket_config(bind: SocketAddr) -> rocket::Config {
 }
 
 /// The body of every error response: `{"error": "<message>"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct ErrorBody {
     pub error: String,
 }

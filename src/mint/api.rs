@@ -33,6 +33,7 @@ use crate::auth::{AlpacaAuth, AlpacaJson, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
 use crate::driver::{self, FlowName};
 use crate::http::ApiError;
+use crate::http::ErrorBody;
 use crate::http::body::{BodyError, JsonBody};
 use crate::quantity::AlpacaQuantity;
 use crate::tokenized_asset::{self, Network, TokenSymbol, UnderlyingSymbol};
@@ -291,9 +292,12 @@ impl RawMintRequest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct InitiateResponse {
     pub issuer_request_id: MintId,
+    #[schema(example = "created")]
     pub status: String,
 }
 
@@ -486,6 +490,21 @@ async fn handle_initiate(
 }
 
 /// `POST /inkind/issuance` (oldest wire).
+#[utoipa::path(
+    post,
+    path = "/inkind/issuance",
+    tag = "alpaca",
+    security(("alpaca_api_key" = [])),
+    request_body = super::openapi::MintRequestBody,
+    responses(
+        (status = 200, description = "Mint created, or a repeat of the same order (the existing id)", body = InitiateResponse),
+        (status = 400, description = "One of Alpaca's strings: `Failed Validation: Invalid data payload` (also a body that is not UTF-8 or not JSON), `Invalid Token: Token not available on the network`, `Insufficient Eligibility: Client not eligible`, `Invalid Wallet: Wallet does not belong to client`; or `request body could not be read`", body = ErrorBody),
+        (status = 409, description = "`tokenization_request_id already used with different content`", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`, or a lost race: retry", body = ErrorBody),
+    )
+)]
 #[rocket::post("/inkind/issuance", data = "<body>")]
 async fn initiate_oldest(
     _auth: AlpacaAuth,
@@ -496,6 +515,21 @@ async fn initiate_oldest(
 }
 
 /// `POST /tokenization/mint` (middle and current wires).
+#[utoipa::path(
+    post,
+    path = "/tokenization/mint",
+    tag = "alpaca",
+    security(("alpaca_api_key" = [])),
+    request_body = super::openapi::MintRequestBody,
+    responses(
+        (status = 200, description = "Mint created, or a repeat of the same order (the existing id)", body = InitiateResponse),
+        (status = 400, description = "One of Alpaca's strings: `Failed Validation: Invalid data payload` (also a body that is not UTF-8 or not JSON), `Invalid Token: Token not available on the network`, `Insufficient Eligibility: Client not eligible`, `Invalid Wallet: Wallet does not belong to client`; or `request body could not be read`", body = ErrorBody),
+        (status = 409, description = "`tokenization_request_id already used with different content`", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`, or a lost race: retry", body = ErrorBody),
+    )
+)]
 #[rocket::post("/tokenization/mint", data = "<body>")]
 async fn initiate(
     _auth: AlpacaAuth,
@@ -613,7 +647,9 @@ impl RawConfirm {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct ConfirmResponse {
     pub tokenization_request_id: TokenizationRequestId,
     pub issuer_request_id: MintId,
@@ -719,6 +755,22 @@ async fn handle_confirm(
 }
 
 /// `POST /inkind/issuance/confirm` (oldest wire).
+#[utoipa::path(
+    post,
+    path = "/inkind/issuance/confirm",
+    tag = "alpaca",
+    security(("alpaca_api_key" = [])),
+    request_body = super::openapi::ConfirmBody,
+    responses(
+        (status = 200, description = "Journal outcome recorded; a repeat gets the identical answer", body = ConfirmResponse),
+        (status = 400, description = "`Failed Validation: Invalid data payload` (also not UTF-8 / not JSON), `issuer_request_id does not match tokenization_request_id`, `client id does not match the mint`, or `request body could not be read`", body = ErrorBody),
+        (status = 404, description = "`mint not found`", body = ErrorBody),
+        (status = 409, description = "A contradicting outcome, or a mint past confirmation", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`, or a lost race: retry", body = ErrorBody),
+    )
+)]
 #[rocket::post("/inkind/issuance/confirm", data = "<body>")]
 async fn confirm_oldest(
     _auth: AlpacaAuth,
@@ -729,6 +781,22 @@ async fn confirm_oldest(
 }
 
 /// `POST /tokenization/mint/confirm` (middle and current wires).
+#[utoipa::path(
+    post,
+    path = "/tokenization/mint/confirm",
+    tag = "alpaca",
+    security(("alpaca_api_key" = [])),
+    request_body = super::openapi::ConfirmBody,
+    responses(
+        (status = 200, description = "Journal outcome recorded; a repeat gets the identical answer", body = ConfirmResponse),
+        (status = 400, description = "`Failed Validation: Invalid data payload` (also not UTF-8 / not JSON), `issuer_request_id does not match tokenization_request_id`, `client id does not match the mint`, or `request body could not be read`", body = ErrorBody),
+        (status = 404, description = "`mint not found`", body = ErrorBody),
+        (status = 409, description = "A contradicting outcome, or a mint past confirmation", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`, or a lost race: retry", body = ErrorBody),
+    )
+)]
 #[rocket::post("/tokenization/mint/confirm", data = "<body>")]
 async fn confirm(
     _auth: AlpacaAuth,
@@ -739,13 +807,28 @@ async fn confirm(
 }
 
 /// A mint for operators: the view plus why the driver is waiting.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct MintResponse {
     #[serde(flatten)]
     pub mint: MintView,
     pub last_error: Option<DriverStatus>,
 }
 
+/// One mint: the `MintView` plus why the driver is waiting.
+#[utoipa::path(
+    get,
+    path = "/mints/{issuer_request_id}",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("issuer_request_id" = Uuid, Path, description = "Our id from the mint request's answer")),
+    responses(
+        (status = 200, description = "The mint", body = MintResponse),
+        (status = 404, description = "`mint not found`", body = ErrorBody),
+        (status = 422, description = "Not a UUID", body = ErrorBody),
+    )
+)]
 #[rocket::get("/mints/<issuer_request_id>")]
 async fn get_mint(
     _auth: InternalAuth,
@@ -777,3 +860,8 @@ async fn get_mint(
     };
     Ok(Json(MintResponse { mint, last_error }))
 }
+
+/// The mint routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(initiate_oldest, initiate, confirm_oldest, confirm, get_mint))]
+pub struct MintApiDoc;

@@ -11,6 +11,7 @@ mod api;
 mod cmd;
 mod event;
 mod flow;
+mod openapi;
 mod view;
 
 #[cfg(test)]
@@ -39,7 +40,7 @@ use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
 
 pub use crate::driver::DriverStatus;
 pub use crate::tokenized_asset::Vault;
-pub use api::{MintState, install, routes};
+pub use api::{MintApiDoc, MintState, install, routes};
 pub use cmd::MintCommand;
 pub use event::MintEvent;
 pub use flow::{DriverSettings, MintDriver, MintFlow, engine};
@@ -60,9 +61,23 @@ pub const MAX_TX_ATTEMPTS: u32 = 4;
 /// characters without whitespace (a UUID in practice, but documentation
 /// examples are not, so the format is not assumed).
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
+#[schema(
+    value_type = String,
+    pattern = "^[!-~]{1,128}$",
+    example = "12345678-0000-4000-8000-000000000001"
+)]
 pub struct TokenizationRequestId(String);
 
 impl TokenizationRequestId {
@@ -137,6 +152,7 @@ pub struct InvalidTokenizationRequestId {
     Ord,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct MintId(Uuid);
@@ -237,7 +253,9 @@ pub enum ReplacementCause {
 }
 
 /// Why a mint stopped for an operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     /// The vault refused on purpose; resending cannot help.
@@ -275,15 +293,20 @@ impl fmt::Display for FailureClass {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct MintFailure {
     pub classification: FailureClass,
     pub reason: String,
+    #[schema(value_type = Option<String>)]
     pub tx_hash: Option<TxHash>,
 }
 
 /// Alpaca's journal outcome, as sent in the confirmation's `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JournalOutcome {
     Completed,
@@ -337,7 +360,17 @@ pub enum Mint {
 }
 
 /// The lifecycle state's name, as shown by the API and stored in views.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MintStatus {
     NotInitiated,

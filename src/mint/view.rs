@@ -107,7 +107,9 @@ pub async fn rebuild_views(pool: &SqlitePool) -> Result<u64, SqliteEsError> {
 
 /// A mint as operators and the HTTP handlers see it. Amounts are decimal
 /// strings of 18-decimal share units; receipt ids are decimal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct MintView {
     pub tokenization_request_id: TokenizationRequestId,
     pub issuer_request_id: MintId,
@@ -121,10 +123,12 @@ pub struct MintView {
     pub wallet: Wallet,
     pub vault: Vault,
     /// The current (or the minting) transaction.
+    #[schema(value_type = Option<String>)]
     pub tx_hash: Option<TxHash>,
     pub tx_attempt: Option<u32>,
     pub tx_nonce: Option<u64>,
     /// Replaced attempts, each proven dead or reverted.
+    #[schema(value_type = Vec<String>)]
     pub superseded_tx_hashes: Vec<TxHash>,
     pub receipt_id: Option<String>,
     pub shares: Option<String>,

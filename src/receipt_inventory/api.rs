@@ -14,7 +14,9 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// Amounts as decimal strings of 18-decimal share units.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct ReceiptRow {
     pub vault: String,
     pub receipt_id: String,
@@ -39,11 +41,23 @@ impl From<ReceiptHolding> for ReceiptRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct ReceiptList {
     pub receipts: Vec<ReceiptRow>,
 }
 
+/// What the issuer wallet holds, per receipt.
+#[utoipa::path(
+    get,
+    path = "/receipts",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    responses(
+        (status = 200, description = "Every receipt held", body = ReceiptList),
+    )
+)]
 #[rocket::get("/receipts")]
 async fn list_receipts(
     _auth: InternalAuth,
@@ -54,3 +68,8 @@ async fn list_receipts(
         receipts: receipts.into_iter().map(ReceiptRow::from).collect(),
     }))
 }
+
+/// The receipt route in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_receipts))]
+pub struct ReceiptApiDoc;

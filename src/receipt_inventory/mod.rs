@@ -29,7 +29,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::chain::{VaultError, VaultService};
 
-pub use api::routes;
+pub use api::{ReceiptApiDoc, routes};
 pub use select::{InsufficientReceipts, select_burns};
 
 /// Table names, also used as conflict keys.

@@ -11,6 +11,7 @@ use super::monitor::{UnattributedTransfer, list_unattributed};
 use super::{Redemption, RedemptionId, find};
 use crate::auth::InternalAuth;
 use crate::http::ApiError;
+use crate::http::ErrorBody;
 use crate::receipt_inventory::ReceiptBurn;
 
 pub fn routes() -> Vec<Route> {
@@ -18,7 +19,9 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// One burn, amounts as decimal strings (18-decimal share units).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct BurnRow {
     pub receipt_id: String,
     pub shares: String,
@@ -36,7 +39,9 @@ impl From<&ReceiptBurn> for BurnRow {
 /// `GET /redemptions/<issuer_request_id>`. Share amounts are decimal
 /// strings of 18-decimal units; `alpaca_qty` is the 9-decimal quantity
 /// sent to Alpaca.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct RedemptionResponse {
     pub issuer_request_id: String,
     pub state: String,
@@ -150,6 +155,19 @@ impl RedemptionResponse {
     }
 }
 
+/// One redemption: its state, amounts, Alpaca call and burns.
+#[utoipa::path(
+    get,
+    path = "/redemptions/{issuer_request_id}",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("issuer_request_id" = String, Path, pattern = "^0x[0-9a-f]{64}-(0|[1-9][0-9]*)$", description = "`<tx_hash>-<log_index>`: the AP transfer's `0x` + 64 lowercase hex digits, a dash, its log index")),
+    responses(
+        (status = 200, description = "The redemption", body = RedemptionResponse),
+        (status = 404, description = "`redemption not found`", body = ErrorBody),
+        (status = 422, description = "Malformed id", body = ErrorBody),
+    )
+)]
 #[rocket::get("/redemptions/<issuer_request_id>")]
 async fn get_redemption(
     _auth: InternalAuth,
@@ -176,11 +194,24 @@ async fn get_redemption(
     Ok(Json(response))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct UnattributedList {
     pub transfers: Vec<UnattributedTransfer>,
 }
 
+/// Inbound transfers from wallets no account owns, for operators to
+/// resolve by hand.
+#[utoipa::path(
+    get,
+    path = "/redemptions/unattributed",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    responses(
+        (status = 200, description = "The unattributed transfers", body = UnattributedList),
+    )
+)]
 #[rocket::get("/redemptions/unattributed")]
 async fn unattributed(
     _auth: InternalAuth,
@@ -190,3 +221,8 @@ async fn unattributed(
         list_unattributed(pool).await.map_err(ApiError::internal)?;
     Ok(Json(UnattributedList { transfers }))
 }
+
+/// The redemption routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_redemption, unattributed))]
+pub struct RedemptionApiDoc;

@@ -50,7 +50,7 @@ use crate::receipt_inventory::ReceiptBurn;
 use crate::shutdown::ShutdownTrigger;
 use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
 
-pub use api::{RedemptionResponse, routes};
+pub use api::{RedemptionApiDoc, RedemptionResponse, routes};
 pub use cmd::RedemptionCommand;
 pub use event::RedemptionEvent;
 pub use view::{

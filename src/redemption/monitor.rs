@@ -123,12 +123,17 @@ pub fn classify_log(log: &Log, bot: Address) -> LogMeaning {
 }
 
 /// A transfer into the issuer wallet from a wallet no account owns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct UnattributedTransfer {
     pub network: Network,
+    #[schema(value_type = String)]
     pub vault: Address,
+    #[schema(value_type = String)]
     pub tx_hash: TxHash,
     pub log_index: u64,
+    #[schema(value_type = String)]
     pub from_wallet: Address,
     /// Shares, 18 decimals, as a decimal string.
     pub amount: String,

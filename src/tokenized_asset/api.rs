@@ -20,6 +20,7 @@ use super::{
 use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::Clock;
 use crate::http::ApiError;
+use crate::http::ErrorBody;
 
 /// Everything the tokenized-asset endpoints need, managed by Rocket.
 pub struct TokenizedAssetState {
@@ -113,7 +114,7 @@ fn parse_key(underlying: &str, network: &str) -> Result<AssetKey, ApiError> {
     Ok(AssetKey::new(underlying, network))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddRequest {
     underlying: UnderlyingSymbol,
@@ -123,7 +124,7 @@ struct AddRequest {
 }
 
 /// What `POST /tokenized-assets` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum AddOutcome {
     Created,
@@ -131,7 +132,7 @@ enum AddOutcome {
     Unchanged,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AddResponse {
     outcome: AddOutcome,
     /// The vault replaced by this call (EIP-55), when it repointed.
@@ -143,6 +144,21 @@ struct AddResponse {
 
 /// Lists an asset, or repoints its vault. Same token and vault again is a
 /// no-op; another token for the same (underlying, network) is a 409.
+#[utoipa::path(
+    post,
+    path = "/tokenized-assets",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    request_body = AddRequest,
+    responses(
+        (status = 200, description = "Created, repointed or unchanged", body = AddResponse),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 409, description = "Another token for the (underlying, network), `vault already backs another tokenized asset`, or a concurrent change", body = ErrorBody),
+        (status = 413, description = "Body above `server.body_limit`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (strict)", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
 #[rocket::post("/tokenized-assets", data = "<body>")]
 async fn add_asset(
     _auth: InternalAuth,
@@ -189,6 +205,21 @@ async fn add_asset(
     }))
 }
 
+/// Enables the listing (idempotent).
+#[utoipa::path(
+    post,
+    path = "/tokenized-assets/{underlying}/{network}/enable",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("underlying" = UnderlyingSymbol, Path, description = "Underlying symbol, e.g. `AAPL`"), ("network" = Network, Path, description = "Alpaca network name")),
+    responses(
+        (status = 200, description = "The listing", body = AssetView),
+        (status = 404, description = "`tokenized asset not found`", body = ErrorBody),
+        (status = 409, description = "`the tokenized asset is being changed concurrently; retry`", body = ErrorBody),
+        (status = 422, description = "Malformed symbol or unknown network", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
 #[rocket::post("/tokenized-assets/<underlying>/<network>/enable")]
 async fn enable_asset(
     _auth: InternalAuth,
@@ -201,6 +232,21 @@ async fn enable_asset(
     Ok(Json(state.load(&key).await?))
 }
 
+/// Disables the listing (idempotent).
+#[utoipa::path(
+    post,
+    path = "/tokenized-assets/{underlying}/{network}/disable",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("underlying" = UnderlyingSymbol, Path, description = "Underlying symbol, e.g. `AAPL`"), ("network" = Network, Path, description = "Alpaca network name")),
+    responses(
+        (status = 200, description = "The listing", body = AssetView),
+        (status = 404, description = "`tokenized asset not found`", body = ErrorBody),
+        (status = 409, description = "`the tokenized asset is being changed concurrently; retry`", body = ErrorBody),
+        (status = 422, description = "Malformed symbol or unknown network", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
 #[rocket::post("/tokenized-assets/<underlying>/<network>/disable")]
 async fn disable_asset(
     _auth: InternalAuth,
@@ -213,6 +259,19 @@ async fn disable_asset(
     Ok(Json(state.load(&key).await?))
 }
 
+/// One listing.
+#[utoipa::path(
+    get,
+    path = "/tokenized-assets/{underlying}/{network}",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("underlying" = UnderlyingSymbol, Path, description = "Underlying symbol, e.g. `AAPL`"), ("network" = Network, Path, description = "Alpaca network name")),
+    responses(
+        (status = 200, description = "The listing", body = AssetView),
+        (status = 404, description = "`tokenized asset not found`", body = ErrorBody),
+        (status = 422, description = "Malformed symbol or unknown network", body = ErrorBody),
+    )
+)]
 #[rocket::get("/tokenized-assets/<underlying>/<network>")]
 async fn get_asset(
     _auth: InternalAuth,
@@ -224,14 +283,14 @@ async fn get_asset(
     Ok(Json(state.load(&key).await?))
 }
 
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 struct TokenRow {
     underlying: UnderlyingSymbol,
     token: TokenSymbol,
     networks: Vec<Network>,
 }
 
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 struct TokenList {
     tokens: Vec<TokenRow>,
 }
@@ -260,6 +319,15 @@ async fn token_list(pool: &SqlitePool) -> Result<TokenList, ApiError> {
 }
 
 /// The reference issuer's path for the token list.
+#[utoipa::path(
+    get,
+    path = "/tokenized-assets",
+    tag = "alpaca",
+    security(("alpaca_api_key" = [])),
+    responses(
+        (status = 200, description = "Enabled listings: one row per (underlying, token), its networks sorted", body = TokenList),
+    )
+)]
 #[rocket::get("/tokenized-assets")]
 async fn list_tokens_oldest(
     _auth: AlpacaAuth,
@@ -269,6 +337,15 @@ async fn list_tokens_oldest(
 }
 
 /// Alpaca's documented path (middle and current wire).
+#[utoipa::path(
+    get,
+    path = "/tokenization/tokens",
+    tag = "alpaca",
+    security(("alpaca_api_key" = [])),
+    responses(
+        (status = 200, description = "Enabled listings: one row per (underlying, token), its networks sorted", body = TokenList),
+    )
+)]
 #[rocket::get("/tokenization/tokens")]
 async fn list_tokens(
     _auth: AlpacaAuth,
@@ -276,3 +353,15 @@ async fn list_tokens(
 ) -> Result<Json<TokenList>, ApiError> {
     Ok(Json(token_list(&state.pool).await?))
 }
+
+/// The tokenized-asset routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    add_asset,
+    enable_asset,
+    disable_asset,
+    get_asset,
+    list_tokens_oldest,
+    list_tokens,
+))]
+pub struct TokenizedAssetApiDoc;

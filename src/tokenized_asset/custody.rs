@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{UnderlyingSymbol, list_enabled};
 use crate::auth::AlpacaAuth;
 use crate::http::ApiError;
+use crate::http::ErrorBody;
 
 /// `[alpaca] custody_accounts = { AAPL = "<uuid>" }`: symbols whose shares
 /// sit in another issuer account than the designated one. Keys are read
@@ -109,7 +110,7 @@ pub fn install_custody_accounts(
         .mount("/", rocket::routes![custody_account])
 }
 
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 struct CustodyAccountResponse {
     account_id: Uuid,
     underlying_symbol: String,
@@ -120,6 +121,18 @@ struct CustodyAccountResponse {
 /// (symbols are case-sensitive, as in the token list). Without `[alpaca]`
 /// there is no account to name: 503, since the service is misconfigured
 /// rather than the symbol unknown, and Alpaca caches only successes.
+#[utoipa::path(
+    get,
+    path = "/tokenization/custody-accounts/{underlying_symbol}",
+    tag = "alpaca",
+    security(("alpaca_api_key" = [])),
+    params(("underlying_symbol" = String, Path, description = "As in the token list (case-sensitive)")),
+    responses(
+        (status = 200, description = "The issuer account holding the symbol's shares", body = CustodyAccountResponse),
+        (status = 404, description = "`underlying symbol not listed`", body = ErrorBody),
+        (status = 503, description = "No `[alpaca]` section configured", body = ErrorBody),
+    )
+)]
 #[rocket::get("/tokenization/custody-accounts/<underlying_symbol>")]
 async fn custody_account(
     _auth: AlpacaAuth,
@@ -160,3 +173,8 @@ async fn custody_account(
         underlying_symbol: underlying_symbol.to_owned(),
     }))
 }
+
+/// The custody-account lookup in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(custody_account))]
+pub struct CustodyApiDoc;

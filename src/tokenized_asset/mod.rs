@@ -30,10 +30,10 @@ use sqlx::SqlitePool;
 use crate::account::parse_address;
 use crate::clock::Clock;
 
-pub use api::{TokenizedAssetState, routes};
+pub use api::{TokenizedAssetApiDoc, TokenizedAssetState, routes};
 pub use cmd::TokenizedAssetCommand;
 pub use custody::{
-    CustodyAccounts, CustodyOverrides, InvalidCustodyOverride,
+    CustodyAccounts, CustodyApiDoc, CustodyOverrides, InvalidCustodyOverride,
     install_custody_accounts,
 };
 pub use event::TokenizedAssetEvent;
@@ -62,9 +62,19 @@ pub async fn install(
 
 /// The symbol of the underlying share, e.g. `AAPL` or `BRK.B`.
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[A-Z0-9.]{1,12}$", example = "AAPL")]
 pub struct UnderlyingSymbol(String);
 
 impl UnderlyingSymbol {
@@ -123,9 +133,23 @@ impl From<UnderlyingSymbol> for String {
 
 /// The on-chain token's symbol, case preserved (e.g. `tAAPL`).
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
+#[schema(
+    value_type = String,
+    pattern = "^[A-Za-z0-9.]{1,20}$",
+    example = "tAAPL"
+)]
 pub struct TokenSymbol(String);
 
 impl TokenSymbol {
@@ -201,6 +225,7 @@ pub struct InvalidSymbol {
     Ord,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
@@ -289,8 +314,14 @@ pub struct UnknownNetwork {
     Ord,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
+#[schema(
+    value_type = String,
+    pattern = "^0x[0-9a-fA-F]{40}$",
+    example = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+)]
 pub struct Vault(Address);
 
 impl Vault {

@@ -48,17 +48,21 @@ pub async fn rebuild_views(pool: &SqlitePool) -> Result<u64, SqliteEsError> {
 }
 
 /// A listing as the mint and redemption flows see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct AssetView {
     pub underlying: UnderlyingSymbol,
     pub token: TokenSymbol,
     pub network: Network,
     #[serde(serialize_with = "checksummed")]
+    #[schema(value_type = String)]
     pub vault: Address,
     pub enabled: bool,
     pub added_at: DateTime<Utc>,
     /// Vaults this listing pointed at before, oldest first.
     #[serde(serialize_with = "all_checksummed")]
+    #[schema(value_type = Vec<String>)]
     pub previous_vaults: Vec<Address>,
 }
 

@@ -1,0 +1,130 @@
+//! The mint request and the journal confirmation as each wire version
+//! sends them. Schemas for the OpenAPI document only: one tolerant parser
+//! serves every shape on either path (see `api.rs`), so a body is checked
+//! field by field there, and a body that fits no shape is a 400.
+
+#![expect(
+    dead_code,
+    reason = "schemas for the OpenAPI document: described, never built"
+)]
+
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{JournalOutcome, TokenizationRequestId};
+use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
+
+/// `qty`: a decimal string (plain digits, no sign or exponent) or a JSON
+/// number, each read exactly from its text; positive, at most 9 decimals.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum WireQty {
+    Text(String),
+    Number(f64),
+}
+
+/// A mint request in any of the three wire versions (unknown fields are
+/// ignored).
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum MintRequestBody {
+    Oldest(MintRequestOldest),
+    Middle(MintRequestMiddle),
+    CurrentHandshake(MintRequestCurrentHandshake),
+    CurrentAffiliated(MintRequestCurrentAffiliated),
+}
+
+/// Oldest wire (reference issuer): `tokenization_request_id` and
+/// `client_id`.
+#[derive(ToSchema)]
+pub struct MintRequestOldest {
+    pub tokenization_request_id: TokenizationRequestId,
+    pub qty: WireQty,
+    pub underlying_symbol: UnderlyingSymbol,
+    pub token_symbol: TokenSymbol,
+    pub network: Network,
+    /// Our client id (from the link).
+    pub client_id: String,
+    #[schema(example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")]
+    pub wallet_address: String,
+}
+
+/// Middle wire: `id` and `client_id`.
+#[derive(ToSchema)]
+pub struct MintRequestMiddle {
+    /// Alpaca's tokenization request id.
+    pub id: TokenizationRequestId,
+    pub qty: WireQty,
+    pub underlying_symbol: UnderlyingSymbol,
+    pub token_symbol: TokenSymbol,
+    pub network: Network,
+    /// Our client id (from the link).
+    pub client_id: String,
+    #[schema(example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")]
+    pub wallet_address: String,
+}
+
+/// Current wire, handshake flow: the AP named by our client id.
+#[derive(ToSchema)]
+pub struct MintRequestCurrentHandshake {
+    pub tokenization_request_id: TokenizationRequestId,
+    pub qty: WireQty,
+    pub underlying_symbol: UnderlyingSymbol,
+    pub token_symbol: TokenSymbol,
+    pub network: Network,
+    /// Our client id (from the link).
+    pub client_external_account_id: String,
+    #[schema(example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")]
+    pub wallet_address: String,
+}
+
+/// Current wire, affiliated flow: the AP named by its Alpaca account
+/// (recorded by an operator, no link needed).
+#[derive(ToSchema)]
+pub struct MintRequestCurrentAffiliated {
+    pub tokenization_request_id: TokenizationRequestId,
+    pub qty: WireQty,
+    pub underlying_symbol: UnderlyingSymbol,
+    pub token_symbol: TokenSymbol,
+    pub network: Network,
+    /// The AP's Alpaca account id.
+    pub client_account_id: Uuid,
+    #[schema(example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")]
+    pub wallet_address: String,
+}
+
+/// A journal confirmation in any wire version. The AP id fields are
+/// optional (at most one); when sent they must name the mint's AP.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum ConfirmBody {
+    Middle(ConfirmMiddle),
+    OldestOrCurrent(ConfirmOldestOrCurrent),
+}
+
+/// Middle wire: the request named `id`.
+#[derive(ToSchema)]
+pub struct ConfirmMiddle {
+    /// Alpaca's tokenization request id.
+    pub id: TokenizationRequestId,
+    /// Our id from the mint request's answer.
+    pub issuer_request_id: String,
+    pub status: JournalOutcome,
+    pub reason: Option<String>,
+    pub client_id: Option<String>,
+    pub client_external_account_id: Option<String>,
+    pub client_account_id: Option<Uuid>,
+}
+
+/// Oldest and current wires: the request named `tokenization_request_id`.
+#[derive(ToSchema)]
+pub struct ConfirmOldestOrCurrent {
+    pub tokenization_request_id: TokenizationRequestId,
+    /// Our id from the mint request's answer.
+    pub issuer_request_id: String,
+    pub status: JournalOutcome,
+    pub reason: Option<String>,
+    pub client_id: Option<String>,
+    pub client_external_account_id: Option<String>,
+    pub client_account_id: Option<Uuid>,
+}

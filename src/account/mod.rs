@@ -375,7 +375,7 @@ pub struct InvalidAlpacaAccountId {
 #[serde(try_from = "String", into = "String")]
 #[schema(
     value_type = String,
-    pattern = "^0x[0-9a-fA-F]{40}$",
+    pattern = "^0x(?!0{40})[0-9a-fA-F]{40}$",
     example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 )]
 pub struct Wallet(Address);

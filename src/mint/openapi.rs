@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{JournalOutcome, TokenizationRequestId};
+use crate::account::Wallet;
 use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
 
 /// `qty`: a decimal string (plain digits, no sign or exponent) or a JSON
@@ -19,9 +20,16 @@ use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
 #[derive(ToSchema)]
 #[serde(untagged)]
 pub enum WireQty {
-    Text(String),
+    Text(QtyText),
+    /// A JSON number, read exactly from its literal.
     Number(f64),
 }
+
+/// Digits, optionally a point and more digits (trailing zeros do not
+/// count towards the 9 decimals).
+#[derive(ToSchema)]
+#[schema(pattern = "^[0-9]+(\\.[0-9]+)?$", example = "10.5")]
+pub struct QtyText(String);
 
 /// A mint request in any of the three wire versions (unknown fields are
 /// ignored).
@@ -44,9 +52,9 @@ pub struct MintRequestOldest {
     pub token_symbol: TokenSymbol,
     pub network: Network,
     /// Our client id (from the link).
+    #[schema(min_length = 1)]
     pub client_id: String,
-    #[schema(example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")]
-    pub wallet_address: String,
+    pub wallet_address: Wallet,
 }
 
 /// Middle wire: `id` and `client_id`.
@@ -59,9 +67,9 @@ pub struct MintRequestMiddle {
     pub token_symbol: TokenSymbol,
     pub network: Network,
     /// Our client id (from the link).
+    #[schema(min_length = 1)]
     pub client_id: String,
-    #[schema(example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")]
-    pub wallet_address: String,
+    pub wallet_address: Wallet,
 }
 
 /// Current wire, handshake flow: the AP named by our client id.
@@ -73,9 +81,9 @@ pub struct MintRequestCurrentHandshake {
     pub token_symbol: TokenSymbol,
     pub network: Network,
     /// Our client id (from the link).
+    #[schema(min_length = 1)]
     pub client_external_account_id: String,
-    #[schema(example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")]
-    pub wallet_address: String,
+    pub wallet_address: Wallet,
 }
 
 /// Current wire, affiliated flow: the AP named by its Alpaca account
@@ -89,8 +97,7 @@ pub struct MintRequestCurrentAffiliated {
     pub network: Network,
     /// The AP's Alpaca account id.
     pub client_account_id: Uuid,
-    #[schema(example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")]
-    pub wallet_address: String,
+    pub wallet_address: Wallet,
 }
 
 /// A journal confirmation in any wire version. The AP id fields are
@@ -108,10 +115,12 @@ pub struct ConfirmMiddle {
     /// Alpaca's tokenization request id.
     pub id: TokenizationRequestId,
     /// Our id from the mint request's answer.
-    pub issuer_request_id: String,
+    pub issuer_request_id: Uuid,
     pub status: JournalOutcome,
     pub reason: Option<String>,
+    #[schema(min_length = 1)]
     pub client_id: Option<String>,
+    #[schema(min_length = 1)]
     pub client_external_account_id: Option<String>,
     pub client_account_id: Option<Uuid>,
 }
@@ -121,10 +130,12 @@ pub struct ConfirmMiddle {
 pub struct ConfirmOldestOrCurrent {
     pub tokenization_request_id: TokenizationRequestId,
     /// Our id from the mint request's answer.
-    pub issuer_request_id: String,
+    pub issuer_request_id: Uuid,
     pub status: JournalOutcome,
     pub reason: Option<String>,
+    #[schema(min_length = 1)]
     pub client_id: Option<String>,
+    #[schema(min_length = 1)]
     pub client_external_account_id: Option<String>,
     pub client_account_id: Option<Uuid>,
 }

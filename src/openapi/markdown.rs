@@ -340,7 +340,13 @@ fn render_schema(out: &mut String, schema: &Value) {
         render_properties(out, schema, properties);
         return;
     }
-    line(out, &format!("Type: {}.", type_of(schema)));
+    let kind = type_of(schema);
+    match schema["pattern"].as_str() {
+        Some(pattern) => {
+            line(out, &format!("Type: {kind}, matching `{pattern}`."));
+        }
+        None => line(out, &format!("Type: {kind}.")),
+    }
     line(out, "");
 }
 

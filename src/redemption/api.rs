@@ -161,7 +161,7 @@ impl RedemptionResponse {
     path = "/redemptions/{issuer_request_id}",
     tag = "internal",
     security(("internal_api_key" = [])),
-    params(("issuer_request_id" = String, Path, pattern = "^0x[0-9a-f]{64}-(0|[1-9][0-9]*)$", description = "`<tx_hash>-<log_index>`: the AP transfer's `0x` + 64 lowercase hex digits, a dash, its log index")),
+    params(("issuer_request_id" = String, Path, pattern = "^0x[0-9a-f]{64}-(0|[1-9][0-9]{0,18})$", description = "`<tx_hash>-<log_index>`: the AP transfer's `0x` + 64 lowercase hex digits, a dash, its log index")),
     responses(
         (status = 200, description = "The redemption", body = RedemptionResponse),
         (status = 404, description = "`redemption not found`", body = ErrorBody),

@@ -319,7 +319,7 @@ pub struct UnknownNetwork {
 #[serde(try_from = "String", into = "String")]
 #[schema(
     value_type = String,
-    pattern = "^0x[0-9a-fA-F]{40}$",
+    pattern = "^0x(?!0{40})[0-9a-fA-F]{40}$",
     example = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 )]
 pub struct Vault(Address);

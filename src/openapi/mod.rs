@@ -214,8 +214,10 @@ fn metrics_path() -> PathItem {
             .parameter(
                 "metrics_bind",
                 utoipa::openapi::server::ServerVariableBuilder::new()
-                    .default_value("127.0.0.1:9090")
-                    .description(Some("`metrics.bind`")),
+                    .default_value("127.0.0.1:9100")
+                    .description(Some(
+                        "`metrics.bind` (unset: no metrics listener)",
+                    )),
             )
             .build(),
     ]);

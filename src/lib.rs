@@ -26,6 +26,6 @@ mod startup;
 
 pub use startup::{
     Deps, MIGRATOR, RunningService, StartupError, build_rocket,
-    build_rocket_with, expected_migrations, migrate, open_database, serve,
-    start_service,
+    build_rocket_with, expected_migrations, migrate, open_database,
+    rebuild_views, serve, start_service,
 };

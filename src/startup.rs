@@ -117,6 +117,23 @@ pub async fn migrate(pool: &SqlitePool) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// Rebuilds every view table from the event log whatever version it
+/// records (an operator's explicit rebuild, e.g. from the admin API);
+/// returns the events replayed. Each table is rebuilt in one write
+/// transaction, so commands wait meanwhile. Startup rebuilds only the
+/// views whose projection version changed.
+pub async fn rebuild_views(
+    pool: &SqlitePool,
+) -> Result<u64, sqlite_es::SqliteEsError> {
+    let counts = [
+        crate::account::rebuild_views(pool).await?,
+        crate::tokenized_asset::rebuild_views(pool).await?,
+        crate::mint::rebuild_views(pool).await?,
+        crate::redemption::rebuild_views(pool).await?,
+    ];
+    Ok(counts.into_iter().fold(0_u64, u64::saturating_add))
+}
+
 /// Every migration version this binary expects to be applied.
 pub fn expected_migrations() -> Vec<i64> {
     sqlite_es::MIGRATOR

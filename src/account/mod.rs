@@ -36,19 +36,21 @@ pub use event::AccountEvent;
 pub use view::{
     AccountCqrs, AccountLink, AccountQueryError, AccountView, cqrs,
     find_by_alpaca_account_id, find_by_client_id, find_by_email,
-    find_owner_of_wallet, rebuild_views,
+    find_owner_of_wallet, rebuild_stale_views, rebuild_views,
 };
 
-/// Rebuilds `account_view` from the event log, then manages
-/// [`AccountState`] and mounts the account routes at `/`.
+/// Rebuilds `account_view` if its projection's version changed (from the
+/// event log), then manages [`AccountState`] and mounts the account routes
+/// at `/`.
 pub async fn install(
     rocket: Rocket<Build>,
     pool: &SqlitePool,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
 ) -> Result<Rocket<Build>, SqliteEsError> {
-    let replayed = rebuild_views(pool).await?;
-    tracing::info!(target: "account", replayed, "account view rebuilt");
+    if let Some(replayed) = rebuild_stale_views(pool).await? {
+        tracing::info!(target: "account", replayed, "account view rebuilt");
+    }
     Ok(rocket
         .manage(AccountState::new(pool.clone(), clock, ids))
         .mount("/", routes()))

@@ -30,14 +30,21 @@ pub(super) const EMAIL_CLAIMS: &str = "account_emails";
 pub(super) const WALLET_CLAIMS: &str = "account_wallets";
 pub(super) const ALPACA_ID_CLAIMS: &str = "account_alpaca_ids";
 
+/// The projection's version: bump it whenever `update` or the table
+/// changes (a migration included), and startup rebuilds the table.
+const VIEW_VERSION: u32 = 1;
+
 static VIEW: LazyLock<ViewProjection<StoredAccountView, Account>> =
-    LazyLock::new(|| ViewProjection::new("account_view"));
+    LazyLock::new(|| ViewProjection::new("account_view", VIEW_VERSION));
 
 /// The account command framework with its view and claim projections.
 pub fn cqrs(pool: SqlitePool, services: AccountServices) -> AccountCqrs {
     let store = SqliteStore::new(pool)
         .with_projection(Arc::new(
-            ViewProjection::<StoredAccountView, Account>::new(VIEW.table()),
+            ViewProjection::<StoredAccountView, Account>::new(
+                VIEW.table(),
+                VIEW_VERSION,
+            ),
         ))
         .with_projection(Arc::new(EmailClaims))
         .with_projection(Arc::new(WalletClaims))
@@ -45,9 +52,17 @@ pub fn cqrs(pool: SqlitePool, services: AccountServices) -> AccountCqrs {
     sqlite_cqrs(store, services)
 }
 
-/// Rewrites `account_view` from the event log (startup keeps it derivable).
+/// Rewrites `account_view` from the event log (an operator's rebuild).
 pub async fn rebuild_views(pool: &SqlitePool) -> Result<u64, SqliteEsError> {
     VIEW.rebuild(pool).await
+}
+
+/// Rebuilds `account_view` only if its projection's version changed; the
+/// events replayed, if it did.
+pub async fn rebuild_stale_views(
+    pool: &SqlitePool,
+) -> Result<Option<u64>, SqliteEsError> {
+    VIEW.rebuild_if_stale(pool).await
 }
 
 /// An account as operators and the mint/redemption flows see it.

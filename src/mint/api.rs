@@ -22,7 +22,7 @@ use super::{
     DriverStatus, JournalOutcome, MintCommand, MintCqrs, MintError, MintId,
     MintOrder, MintRequest, MintServices, MintStatus, MintView,
     TokenizationRequestId, Vault, cqrs, find_by_issuer_request_id,
-    find_by_tokenization_request_id, rebuild_views,
+    find_by_tokenization_request_id, rebuild_stale_views,
 };
 use crate::account::{
     AlpacaAccountId, ClientId, Wallet, find_by_alpaca_account_id,
@@ -117,8 +117,8 @@ impl MintState {
     }
 }
 
-/// Rebuilds `mint_view` from the event log, then manages [`MintState`]
-/// and mounts the mint routes at `/`.
+/// Rebuilds `mint_view` if its projection's version changed (from the event
+/// log), then manages [`MintState`] and mounts the mint routes at `/`.
 pub async fn install(
     rocket: Rocket<Build>,
     pool: &SqlitePool,
@@ -126,8 +126,9 @@ pub async fn install(
     ids: Arc<dyn IdGenerator>,
     network: Option<Network>,
 ) -> Result<Rocket<Build>, SqliteEsError> {
-    let replayed = rebuild_views(pool).await?;
-    tracing::info!(target: "mint", replayed, "mint view rebuilt");
+    if let Some(replayed) = rebuild_stale_views(pool).await? {
+        tracing::info!(target: "mint", replayed, "mint view rebuilt");
+    }
     Ok(rocket
         .manage(MintState::new(pool.clone(), clock, ids, network))
         .mount("/", routes()))

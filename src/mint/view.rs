@@ -34,14 +34,19 @@ pub type MintCqrs = CqrsFramework<Mint, SqliteStore<Mint>>;
 pub(super) const MINT_IDS: &str = "mint_ids";
 const TX_INTENTS: &str = "tx_intents";
 
+/// The projection's version: bump it whenever `update` or the table
+/// changes (a migration included), and startup rebuilds the table.
+const VIEW_VERSION: u32 = 1;
+
 static VIEW: LazyLock<ViewProjection<StoredMintView, Mint>> =
-    LazyLock::new(|| ViewProjection::new("mint_view"));
+    LazyLock::new(|| ViewProjection::new("mint_view", VIEW_VERSION));
 
 /// The mint command framework with its in-commit projections.
 pub fn cqrs(pool: SqlitePool, services: MintServices) -> MintCqrs {
     let store = SqliteStore::new(pool.clone())
         .with_projection(Arc::new(ViewProjection::<StoredMintView, Mint>::new(
             VIEW.table(),
+            VIEW_VERSION,
         )))
         .with_projection(Arc::new(MintIds))
         .with_projection(Arc::new(MintTxIntents))
@@ -100,9 +105,17 @@ impl Query<Mint> for Outcomes {
     }
 }
 
-/// Rewrites `mint_view` from the event log (startup keeps it derivable).
+/// Rewrites `mint_view` from the event log (an operator's rebuild).
 pub async fn rebuild_views(pool: &SqlitePool) -> Result<u64, SqliteEsError> {
     VIEW.rebuild(pool).await
+}
+
+/// Rebuilds `mint_view` only if its projection's version changed; the
+/// events replayed, if it did.
+pub async fn rebuild_stale_views(
+    pool: &SqlitePool,
+) -> Result<Option<u64>, SqliteEsError> {
+    VIEW.rebuild_if_stale(pool).await
 }
 
 /// A mint as operators and the HTTP handlers see it. Amounts are decimal

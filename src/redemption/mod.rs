@@ -55,7 +55,7 @@ pub use cmd::RedemptionCommand;
 pub use event::RedemptionEvent;
 pub use view::{
     RedemptionCqrs, RedemptionQueryError, cqrs, find, non_terminal,
-    rebuild_views, stuck_redemptions,
+    rebuild_stale_views, rebuild_views, stuck_redemptions,
 };
 
 /// The aggregate type, also the `owner_type` of burn intents.
@@ -121,15 +121,17 @@ impl RedemptionState {
     }
 }
 
-/// Rebuilds `redemption_view`, manages [`RedemptionState`] and mounts the
-/// redemption and receipt endpoints at `/`.
+/// Rebuilds `redemption_view` if its projection's version changed, manages
+/// [`RedemptionState`] and mounts the redemption and receipt endpoints at
+/// `/`.
 pub async fn install(
     rocket: Rocket<Build>,
     pool: &SqlitePool,
     clock: Arc<dyn Clock>,
 ) -> Result<Rocket<Build>, SqliteEsError> {
-    let replayed = rebuild_views(pool).await?;
-    tracing::info!(target: "redemption", replayed, "redemption view rebuilt");
+    if let Some(replayed) = rebuild_stale_views(pool).await? {
+        tracing::info!(target: "redemption", replayed, "redemption view rebuilt");
+    }
     Ok(rocket
         .manage(RedemptionState::new(pool.clone(), clock))
         .mount("/", routes())

@@ -26,14 +26,21 @@ pub type RedemptionCqrs = CqrsFramework<Redemption, SqliteStore<Redemption>>;
 
 const VIEW_TABLE: &str = "redemption_view";
 
+/// The projection's version: bump it whenever `update` or the table
+/// changes (a migration included), and startup rebuilds the table.
+const VIEW_VERSION: u32 = 1;
+
 static VIEW: LazyLock<ViewProjection<RedemptionView, Redemption>> =
-    LazyLock::new(|| ViewProjection::new(VIEW_TABLE));
+    LazyLock::new(|| ViewProjection::new(VIEW_TABLE, VIEW_VERSION));
 
 /// The redemption command framework with its projections.
 pub fn cqrs(pool: SqlitePool, services: RedemptionServices) -> RedemptionCqrs {
     let store = SqliteStore::new(pool.clone())
         .with_projection(Arc::new(
-            ViewProjection::<RedemptionView, Redemption>::new(VIEW_TABLE),
+            ViewProjection::<RedemptionView, Redemption>::new(
+                VIEW_TABLE,
+                VIEW_VERSION,
+            ),
         ))
         .with_projection(Arc::new(BurnBookkeeping));
     CqrsFramework::new(store, vec![Box::new(Outcomes { pool })], services)
@@ -98,9 +105,17 @@ impl Query<Redemption> for Outcomes {
     }
 }
 
-/// Rewrites `redemption_view` from the event log.
+/// Rewrites `redemption_view` from the event log (an operator's rebuild).
 pub async fn rebuild_views(pool: &SqlitePool) -> Result<u64, SqliteEsError> {
     VIEW.rebuild(pool).await
+}
+
+/// Rebuilds `redemption_view` only if its projection's version changed; the
+/// events replayed, if it did.
+pub async fn rebuild_stale_views(
+    pool: &SqlitePool,
+) -> Result<Option<u64>, SqliteEsError> {
+    VIEW.rebuild_if_stale(pool).await
 }
 
 /// The stored view: the aggregate state itself, replayed by `apply`, so

@@ -39,22 +39,20 @@ pub use custody::{
 pub use event::TokenizedAssetEvent;
 pub use view::{
     AssetQueryError, AssetView, TokenizedAssetCqrs, cqrs, find, find_by_vault,
-    list_enabled, rebuild_views,
+    list_enabled, rebuild_stale_views, rebuild_views,
 };
 
-/// Rebuilds `tokenized_asset_view` from the event log, then manages
-/// [`TokenizedAssetState`] and mounts the routes at `/`.
+/// Rebuilds `tokenized_asset_view` if its projection's version changed
+/// (from the event log), then manages [`TokenizedAssetState`] and mounts
+/// the routes at `/`.
 pub async fn install(
     rocket: Rocket<Build>,
     pool: &SqlitePool,
     clock: Arc<dyn Clock>,
 ) -> Result<Rocket<Build>, SqliteEsError> {
-    let replayed = rebuild_views(pool).await?;
-    tracing::info!(
-        target: "tokenized_asset",
-        replayed,
-        "tokenized-asset view rebuilt"
-    );
+    if let Some(replayed) = rebuild_stale_views(pool).await? {
+        tracing::info!(target: "tokenized_asset", replayed, "tokenized-asset view rebuilt");
+    }
     Ok(rocket
         .manage(TokenizedAssetState::new(pool.clone(), clock))
         .mount("/", routes()))

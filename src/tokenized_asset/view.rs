@@ -25,8 +25,12 @@ pub type TokenizedAssetCqrs =
 
 pub(super) const VAULT_CLAIMS: &str = "tokenized_asset_vaults";
 
+/// The projection's version: bump it whenever `update` or the table
+/// changes (a migration included), and startup rebuilds the table.
+const VIEW_VERSION: u32 = 1;
+
 static VIEW: LazyLock<ViewProjection<StoredAssetView, TokenizedAsset>> =
-    LazyLock::new(|| ViewProjection::new("tokenized_asset_view"));
+    LazyLock::new(|| ViewProjection::new("tokenized_asset_view", VIEW_VERSION));
 
 /// The tokenized-asset command framework with its projections.
 pub fn cqrs(
@@ -37,14 +41,22 @@ pub fn cqrs(
         .with_projection(Arc::new(ViewProjection::<
             StoredAssetView,
             TokenizedAsset,
-        >::new(VIEW.table())))
+        >::new(VIEW.table(), VIEW_VERSION)))
         .with_projection(Arc::new(VaultClaims));
     sqlite_cqrs(store, services)
 }
 
-/// Rewrites `tokenized_asset_view` from the event log.
+/// Rewrites `tokenized_asset_view` from the event log (an operator's rebuild).
 pub async fn rebuild_views(pool: &SqlitePool) -> Result<u64, SqliteEsError> {
     VIEW.rebuild(pool).await
+}
+
+/// Rebuilds `tokenized_asset_view` only if its projection's version changed; the
+/// events replayed, if it did.
+pub async fn rebuild_stale_views(
+    pool: &SqlitePool,
+) -> Result<Option<u64>, SqliteEsError> {
+    VIEW.rebuild_if_stale(pool).await
 }
 
 /// A listing as the mint and redemption flows see it.

@@ -1,6 +1,7 @@
 //! The crate's error type and its mapping onto cqrs-es errors.
 
 use std::num::TryFromIntError;
+use std::sync::Arc;
 
 use cqrs_es::AggregateError;
 use cqrs_es::persist::PersistenceError;
@@ -50,6 +51,13 @@ pub enum SqliteEsError {
     /// A counter (sequence, snapshot or view version) would overflow.
     #[error("{what} overflowed")]
     Overflow { what: &'static str },
+    /// The batch this commit was written in did not commit (nothing of it
+    /// was written).
+    #[error("group commit failed: {0}")]
+    GroupCommit(Arc<sqlx::Error>),
+    /// The database's writer task is gone (its runtime is shutting down).
+    #[error("the database writer has stopped")]
+    WriterStopped,
     /// A custom projection failed for its own reasons.
     #[error("projection failed: {0}")]
     Projection(Box<dyn std::error::Error + Send + Sync + 'static>),
@@ -75,7 +83,7 @@ impl SqliteEsError {
         self,
     ) -> AggregateError<E> {
         match self {
-            Self::Sqlx(_) => {
+            Self::Sqlx(_) | Self::GroupCommit(_) | Self::WriterStopped => {
                 AggregateError::DatabaseConnectionError(Box::new(self))
             }
             Self::Persistence(err) => err.into(),
@@ -99,7 +107,9 @@ impl SqliteEsError {
             Self::Sqlx(ref err) if is_unique_violation(err) => {
                 PersistenceError::OptimisticLockError
             }
-            Self::Sqlx(_) => PersistenceError::ConnectionError(Box::new(self)),
+            Self::Sqlx(_) | Self::GroupCommit(_) | Self::WriterStopped => {
+                PersistenceError::ConnectionError(Box::new(self))
+            }
             Self::Persistence(err) => err,
             Self::Json(_) | Self::SequenceGap { .. } => {
                 PersistenceError::DeserializationError(Box::new(self))

@@ -27,13 +27,6 @@ const SELECT_ALL_IN_COMMIT_ORDER: &str = "SELECT aggregate_type, \
      FROM events INDEXED BY events_by_type_in_commit_order \
      WHERE aggregate_type = ? ORDER BY rowid";
 
-// Keyset pagination along the primary key: the page after (id, seq).
-const SELECT_PAGE_BY_AGGREGATE: &str = "SELECT aggregate_type, \
-     aggregate_id, sequence, event_type, event_version, payload, metadata \
-     FROM events WHERE aggregate_type = ? \
-     AND (aggregate_id, sequence) > (?, ?) \
-     ORDER BY aggregate_id, sequence LIMIT ?";
-
 const INSERT_EVENT: &str = "INSERT INTO events (aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata) \
      VALUES (?, ?, ?, ?, ?, ?, ?)";
@@ -91,27 +84,6 @@ pub(crate) async fn select_events_after(
         .bind(aggregate_id)
         .bind(i64::try_from(after)?)
         .fetch_all(pool)
-        .await?;
-    rows.iter().map(decode_event).collect()
-}
-
-/// Up to `limit` events of one aggregate type, ordered by aggregate id
-/// then sequence, strictly after `after` (`("", 0)` for the first page).
-///
-/// Runs on the caller's connection, so a rebuild can page through the log
-/// inside its own write transaction without a second connection.
-pub(crate) async fn select_page_by_aggregate(
-    conn: &mut SqliteConnection,
-    aggregate_type: &str,
-    after: (&str, usize),
-    limit: u32,
-) -> Result<Vec<SerializedEvent>, SqliteEsError> {
-    let rows = sqlx::query(SELECT_PAGE_BY_AGGREGATE)
-        .bind(aggregate_type)
-        .bind(after.0)
-        .bind(i64::try_from(after.1)?)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
         .await?;
     rows.iter().map(decode_event).collect()
 }

@@ -10,6 +10,7 @@ mod pool;
 mod projection;
 mod store;
 mod view_repository;
+mod writer;
 
 pub use command::{CONFLICT_RETRIES, claim_conflict, execute_retrying};
 pub use error::{SqliteEsError, is_unique_violation};

@@ -65,8 +65,12 @@ pub async fn open_pool(
     .busy_timeout(BUSY_TIMEOUT)
     .foreign_keys(true);
 
-    let mut pool_options =
-        SqlitePoolOptions::new().max_connections(max_connections.max(1));
+    let mut pool_options = SqlitePoolOptions::new()
+        .max_connections(max_connections.max(1))
+        // A ping per acquire is a round trip to the connection's
+        // thread on every query; a broken file handle shows up as the
+        // query's own error anyway.
+        .test_before_acquire(false);
     if in_memory {
         pool_options = pool_options
             .min_connections(1)

@@ -5,6 +5,7 @@
 //! log. A [`TxProjection`] instead runs on the same SQLite transaction that
 //! appends the events: either both land or neither does.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use async_trait::async_trait;
@@ -12,11 +13,13 @@ use cqrs_es::{Aggregate, EventEnvelope, View};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::error::{SqliteEsError, is_unique_violation};
-use crate::event_repository::select_page_by_aggregate;
 use crate::view_repository::ViewTable;
 
 /// Events read per page while rebuilding a view table.
-const REBUILD_PAGE: u32 = 512;
+const REBUILD_PAGE: i64 = 4096;
+
+/// Views held in memory while rebuilding before they are written out.
+const REBUILD_CACHE: usize = 4096;
 
 /// A projection applied atomically with the events it projects.
 #[async_trait]
@@ -128,9 +131,15 @@ impl From<ProjectionError> for SqliteEsError {
 
 /// A cqrs-es [`View`] kept in a `(view_id, version, payload)` table,
 /// keyed by aggregate id and updated inside the commit.
+///
+/// Every projection declares a version. The table is rebuilt from the log
+/// only when the version recorded in `view_versions` differs (see
+/// [`Self::rebuild_if_stale`]): bump it whenever `View::update` or the
+/// table's shape changes, including in a migration.
 #[derive(Debug)]
 pub struct ViewProjection<V, A> {
     table: ViewTable,
+    version: u32,
     _types: PhantomData<fn() -> (V, A)>,
 }
 
@@ -139,15 +148,20 @@ where
     V: View<A>,
     A: Aggregate,
 {
-    pub fn new(table: &'static str) -> Self {
+    pub fn new(table: &'static str, version: u32) -> Self {
         Self {
             table: ViewTable::new(table),
+            version,
             _types: PhantomData,
         }
     }
 
     pub fn table(&self) -> &'static str {
         self.table.name()
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// The committed view for `view_id` (an aggregate id), if any.
@@ -164,65 +178,131 @@ where
             .map(|(view, _)| view))
     }
 
-    /// Rewrites the whole table from the event log; returns the number of
-    /// events replayed.
+    /// Rebuilds the table when `view_versions` records another version
+    /// than [`Self::version`] (or none); returns the events replayed, or
+    /// `None` when the table was current.
+    ///
+    /// Skipping is sound because the table is only ever written inside
+    /// the commits that append its events: it cannot lag the log.
+    pub async fn rebuild_if_stale(
+        &self,
+        pool: &SqlitePool,
+    ) -> Result<Option<u64>, SqliteEsError> {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let stored: Option<i64> = sqlx::query_scalar(SELECT_VIEW_VERSION)
+            .bind(self.table.name())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if stored == Some(i64::from(self.version)) {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        tracing::info!(
+            table = self.table.name(),
+            stored,
+            version = self.version,
+            "view version changed; rebuilding"
+        );
+        let replayed = self.rebuild_in(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(replayed))
+    }
+
+    /// Rewrites the whole table from the event log and records its
+    /// version; returns the number of events replayed (an operator's
+    /// explicit rebuild).
     ///
     /// Runs in one `BEGIN IMMEDIATE` transaction, so no command commits
     /// while the table is rebuilt and the replay sees every committed
-    /// event. Events are paged along the primary key on that same
-    /// connection (works on a one-connection pool), grouped by aggregate,
-    /// so memory holds one page and one view.
+    /// event. Works on a one-connection pool.
     pub async fn rebuild(
         &self,
         pool: &SqlitePool,
     ) -> Result<u64, SqliteEsError> {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        self.table.delete_all(&mut tx).await?;
+        let replayed = self.rebuild_in(&mut tx).await?;
+        tx.commit().await?;
+        Ok(replayed)
+    }
+
+    /// Streams the aggregate type's events in commit (rowid) order, in
+    /// pages on this connection, parses each payload once, straight into
+    /// the event type (no upcasters), and writes the views in multi-row
+    /// batches. At most [`REBUILD_CACHE`] views are held; an evicted view
+    /// that sees another event is read back from the table.
+    async fn rebuild_in(
+        &self,
+        conn: &mut SqliteConnection,
+    ) -> Result<u64, SqliteEsError> {
+        self.table.delete_all(conn).await?;
         let mut replayed: u64 = 0;
-        let mut current: Option<(String, V)> = None;
-        let mut cursor = (String::new(), 0_usize);
+        let mut dirty: HashMap<String, V> = HashMap::new();
+        let mut after_rowid: i64 = 0;
         loop {
-            let page = select_page_by_aggregate(
-                &mut tx,
-                A::TYPE,
-                (&cursor.0, cursor.1),
-                REBUILD_PAGE,
-            )
-            .await?;
+            let page: Vec<RawEvent> = sqlx::query_as(SELECT_REBUILD_PAGE)
+                .bind(A::TYPE)
+                .bind(after_rowid)
+                .bind(REBUILD_PAGE)
+                .fetch_all(&mut *conn)
+                .await?;
             let Some(last) = page.last() else {
                 break;
             };
-            cursor = (last.aggregate_id.clone(), last.sequence);
-            for event in page {
-                let event = EventEnvelope::<A>::try_from(event)?;
+            after_rowid = last.0;
+            for (_, aggregate_id, sequence, payload, metadata) in page {
+                let event = EventEnvelope::<A> {
+                    sequence: usize::try_from(sequence)?,
+                    payload: serde_json::from_str(&payload)?,
+                    metadata: serde_json::from_str(&metadata)?,
+                    aggregate_id,
+                };
                 replayed =
                     replayed.checked_add(1).ok_or(SqliteEsError::Overflow {
                         what: "replay count",
                     })?;
-                match &mut current {
-                    Some((view_id, view)) if *view_id == event.aggregate_id => {
-                        view.update(&event);
-                    }
-                    _ => {
-                        if let Some((view_id, view)) = current.take() {
-                            self.table
-                                .write(&mut tx, &view_id, &view, 0)
-                                .await?;
-                        }
-                        let mut view = V::default();
-                        view.update(&event);
-                        current = Some((event.aggregate_id, view));
-                    }
+                if let Some(view) = dirty.get_mut(&event.aggregate_id) {
+                    view.update(&event);
+                    continue;
                 }
+                // A stream starts at sequence 1; a later event of a view
+                // not held was flushed earlier and is read back.
+                let mut view = if event.sequence == 1 {
+                    V::default()
+                } else {
+                    self.table
+                        .load::<V>(conn, &event.aggregate_id)
+                        .await?
+                        .map_or_else(V::default, |(view, _)| view)
+                };
+                view.update(&event);
+                dirty.insert(event.aggregate_id, view);
+            }
+            if dirty.len() >= REBUILD_CACHE {
+                self.table.upsert_batch(conn, dirty.drain()).await?;
             }
         }
-        if let Some((view_id, view)) = current {
-            self.table.write(&mut tx, &view_id, &view, 0).await?;
-        }
-        tx.commit().await?;
+        self.table.upsert_batch(conn, dirty.drain()).await?;
+        sqlx::query(UPSERT_VIEW_VERSION)
+            .bind(self.table.name())
+            .bind(i64::from(self.version))
+            .execute(&mut *conn)
+            .await?;
         Ok(replayed)
     }
 }
+
+/// `(rowid, aggregate_id, sequence, payload, metadata)`.
+type RawEvent = (i64, String, i64, String, String);
+
+const SELECT_REBUILD_PAGE: &str = "SELECT rowid, aggregate_id, sequence, \
+     payload, metadata FROM events INDEXED BY events_by_type_in_commit_order \
+     WHERE aggregate_type = ? AND rowid > ? ORDER BY rowid LIMIT ?";
+
+const SELECT_VIEW_VERSION: &str =
+    "SELECT version FROM view_versions WHERE view = ?";
+
+const UPSERT_VIEW_VERSION: &str = "INSERT INTO view_versions (view, version) \
+     VALUES (?, ?) ON CONFLICT (view) DO UPDATE SET version = excluded.version";
 
 #[async_trait]
 impl<V, A> TxProjection<A> for ViewProjection<V, A>

@@ -10,8 +10,9 @@ use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, CqrsFramework, EventEnvelope,
     EventStore,
 };
+use futures::future::BoxFuture;
 use serde_json::Value;
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::error::{SqliteEsError, is_unique_violation};
 use crate::event_repository::{
@@ -19,11 +20,14 @@ use crate::event_repository::{
     select_snapshot, upsert_snapshot,
 };
 use crate::projection::TxProjection;
+use crate::writer::{CommitError, CommitJob, Writer};
 
 /// Event store for aggregate `A`: events, optional snapshot and every
-/// [`TxProjection`] are written in ONE transaction per command.
+/// [`TxProjection`] of a command are written together or not at all, in
+/// one savepoint of the database writer's group commit.
 pub struct SqliteStore<A: Aggregate> {
     pool: SqlitePool,
+    writer: Arc<Writer>,
     projections: Vec<Arc<dyn TxProjection<A>>>,
     snapshot_every: Option<NonZeroUsize>,
     upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
@@ -44,6 +48,7 @@ impl<A: Aggregate> Clone for SqliteStore<A> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            writer: Arc::clone(&self.writer),
             projections: self.projections.clone(),
             snapshot_every: self.snapshot_every,
             upcasters: Arc::clone(&self.upcasters),
@@ -55,6 +60,7 @@ impl<A: Aggregate> SqliteStore<A> {
     /// A store that replays every event on load (no snapshots).
     pub fn new(pool: SqlitePool) -> Self {
         Self {
+            writer: Writer::for_pool(&pool),
             pool,
             projections: Vec::new(),
             snapshot_every: None,
@@ -207,59 +213,58 @@ impl<A: Aggregate> SqliteStore<A> {
             payload: serde_json::to_value(&aggregate)?,
         }))
     }
+}
 
-    async fn write_commit(
-        &self,
-        aggregate_id: &str,
-        envelopes: &[EventEnvelope<A>],
-        serialized: &[SerializedEvent],
-        snapshot: Option<&StoredSnapshot>,
-    ) -> Result<(), CommitError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(SqliteEsError::from)?;
-        insert_events(&mut tx, serialized)
-            .await
-            .map_err(|err| match err {
-                SqliteEsError::Sqlx(ref sqlx) if is_unique_violation(sqlx) => {
-                    CommitError::Conflict
+/// One command's writes: its events, a due snapshot and every projection,
+/// run by the database's [`Writer`] inside the command's savepoint.
+struct Commit<A: Aggregate> {
+    aggregate_id: String,
+    envelopes: Arc<Vec<EventEnvelope<A>>>,
+    serialized: Vec<SerializedEvent>,
+    snapshot: Option<StoredSnapshot>,
+    projections: Vec<Arc<dyn TxProjection<A>>>,
+}
+
+impl<A: Aggregate + 'static> CommitJob for Commit<A> {
+    fn write(
+        self: Box<Self>,
+        conn: &mut SqliteConnection,
+    ) -> BoxFuture<'_, Result<(), CommitError>> {
+        Box::pin(async move {
+            insert_events(conn, &self.serialized).await.map_err(
+                |err| match err {
+                    SqliteEsError::Sqlx(ref sqlx)
+                        if is_unique_violation(sqlx) =>
+                    {
+                        CommitError::Conflict
+                    }
+                    other => CommitError::Other(other),
+                },
+            )?;
+            if let Some(snapshot) = &self.snapshot {
+                let written = upsert_snapshot(
+                    conn,
+                    A::TYPE,
+                    &self.aggregate_id,
+                    snapshot,
+                )
+                .await?;
+                if !written {
+                    tracing::debug!(
+                        aggregate_type = A::TYPE,
+                        aggregate_id = self.aggregate_id,
+                        "newer snapshot already stored"
+                    );
                 }
-                other => CommitError::Other(other),
-            })?;
-        if let Some(snapshot) = snapshot {
-            let written =
-                upsert_snapshot(&mut tx, A::TYPE, aggregate_id, snapshot)
-                    .await?;
-            if !written {
-                tracing::debug!(
-                    aggregate_type = A::TYPE,
-                    aggregate_id,
-                    "newer snapshot already stored"
-                );
             }
-        }
-        for projection in &self.projections {
-            projection
-                .project(&mut tx, envelopes)
-                .await
-                .map_err(SqliteEsError::from)?;
-        }
-        tx.commit().await.map_err(SqliteEsError::from)?;
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-enum CommitError {
-    Conflict,
-    Other(SqliteEsError),
-}
-
-impl From<SqliteEsError> for CommitError {
-    fn from(err: SqliteEsError) -> Self {
-        Self::Other(err)
+            for projection in &self.projections {
+                projection
+                    .project(conn, &self.envelopes)
+                    .await
+                    .map_err(SqliteEsError::from)?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -310,7 +315,7 @@ impl<A: Aggregate> AggregateContext<A> for SqliteAggregateContext<A> {
     }
 }
 
-impl<A: Aggregate> EventStore<A> for SqliteStore<A> {
+impl<A: Aggregate + 'static> EventStore<A> for SqliteStore<A> {
     type AC = SqliteAggregateContext<A>;
 
     async fn load_events(
@@ -408,16 +413,18 @@ impl<A: Aggregate> EventStore<A> for SqliteStore<A> {
         let snapshot = self
             .snapshot_due(&context, &envelopes, sequence)
             .map_err(unexpected)?;
-        match self
-            .write_commit(
-                &context.aggregate_id,
-                &envelopes,
-                &serialized,
-                snapshot.as_ref(),
-            )
-            .await
-        {
-            Ok(()) => Ok(envelopes),
+        let envelopes = Arc::new(envelopes);
+        let commit = Commit {
+            aggregate_id: context.aggregate_id,
+            envelopes: Arc::clone(&envelopes),
+            serialized,
+            snapshot,
+            projections: self.projections.clone(),
+        };
+        match self.writer.commit(Box::new(commit)).await {
+            // The writer has dropped its copy once it answers.
+            Ok(()) => Ok(Arc::try_unwrap(envelopes)
+                .unwrap_or_else(|shared| shared.as_ref().clone())),
             Err(CommitError::Conflict) => {
                 Err(AggregateError::AggregateConflict)
             }
@@ -428,7 +435,7 @@ impl<A: Aggregate> EventStore<A> for SqliteStore<A> {
 
 /// A [`CqrsFramework`] over `store` with no post-commit queries: views
 /// belong in the store's [`TxProjection`]s so they commit with the events.
-pub fn sqlite_cqrs<A: Aggregate>(
+pub fn sqlite_cqrs<A: Aggregate + 'static>(
     store: SqliteStore<A>,
     services: A::Services,
 ) -> CqrsFramework<A, SqliteStore<A>> {

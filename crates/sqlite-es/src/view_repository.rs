@@ -19,6 +19,20 @@ pub(crate) struct ViewTable {
     insert: Arc<str>,
     update: Arc<str>,
     delete_all: Arc<str>,
+    upsert_full: Arc<str>,
+    quoted: Arc<str>,
+}
+
+/// Rows per multi-row upsert while rebuilding (2 parameters each).
+const UPSERT_ROWS: usize = 256;
+
+fn upsert_sql(quoted: &str, rows: usize) -> String {
+    let values = vec!["(?, 1, ?)"; rows].join(", ");
+    format!(
+        "INSERT INTO {quoted} (view_id, version, payload) VALUES {values} \
+         ON CONFLICT (view_id) DO UPDATE SET version = version + 1, \
+         payload = excluded.payload"
+    )
 }
 
 impl ViewTable {
@@ -43,6 +57,8 @@ impl ViewTable {
             )
             .into(),
             delete_all: format!("DELETE FROM {quoted}").into(),
+            upsert_full: upsert_sql(&quoted, UPSERT_ROWS).into(),
+            quoted: quoted.into(),
         }
     }
 
@@ -113,6 +129,45 @@ impl ViewTable {
         if updated.rows_affected() == 0 {
             return Err(conflict());
         }
+        Ok(())
+    }
+
+    /// Writes `views` (each id at most once) in multi-row statements:
+    /// new rows at version 1, existing ones one version up.
+    pub(crate) async fn upsert_batch<V: Serialize>(
+        &self,
+        conn: &mut SqliteConnection,
+        views: impl Iterator<Item = (String, V)>,
+    ) -> Result<(), SqliteEsError> {
+        let mut batch = Vec::with_capacity(UPSERT_ROWS);
+        for (view_id, view) in views {
+            batch.push((view_id, serde_json::to_string(&view)?));
+            if batch.len() == UPSERT_ROWS {
+                self.upsert_rows(conn, &batch).await?;
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            self.upsert_rows(conn, &batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_rows(
+        &self,
+        conn: &mut SqliteConnection,
+        rows: &[(String, String)],
+    ) -> Result<(), SqliteEsError> {
+        let sql = if rows.len() == UPSERT_ROWS {
+            Arc::clone(&self.upsert_full)
+        } else {
+            upsert_sql(&self.quoted, rows.len()).into()
+        };
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (view_id, payload) in rows {
+            query = query.bind(view_id.as_str()).bind(payload.as_str());
+        }
+        query.execute(&mut *conn).await?;
         Ok(())
     }
 

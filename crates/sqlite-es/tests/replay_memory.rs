@@ -92,7 +92,7 @@ async fn replaying_100k_events_is_streamed_with_bounded_memory() {
     // A full view rebuild over the same log, on a one-connection pool.
     let pool = open_pool(&url, 1).await.unwrap();
     create_view_table(&pool, "account_view").await.unwrap();
-    let view = ViewProjection::<AccountView, Account>::new("account_view");
+    let view = ViewProjection::<AccountView, Account>::new("account_view", 1);
     let replayed = view.rebuild(&pool).await.unwrap();
     assert_eq!(replayed, u64::try_from(EVENTS).unwrap());
     let views: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM account_view")

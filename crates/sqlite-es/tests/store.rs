@@ -238,8 +238,10 @@ async fn projection_conflict_rolls_back_the_events_too() {
     let (pool, _dir) = file_pool(4).await;
     create_email_table(&pool).await;
     create_view_table(&pool, "account_view").await.unwrap();
-    let view =
-        Arc::new(ViewProjection::<AccountView, Account>::new("account_view"));
+    let view = Arc::new(ViewProjection::<AccountView, Account>::new(
+        "account_view",
+        1,
+    ));
     let store = SqliteStore::<Account>::new(pool.clone())
         .with_projection(view.clone())
         .with_projection(Arc::new(EmailClaims));
@@ -279,8 +281,10 @@ async fn projection_conflict_rolls_back_the_events_too() {
 async fn view_projection_commits_with_events_and_rebuild_reproduces_it() {
     let (pool, _dir) = file_pool(4).await;
     create_view_table(&pool, "account_view").await.unwrap();
-    let view =
-        Arc::new(ViewProjection::<AccountView, Account>::new("account_view"));
+    let view = Arc::new(ViewProjection::<AccountView, Account>::new(
+        "account_view",
+        1,
+    ));
     let cqrs = sqlite_cqrs(
         SqliteStore::<Account>::new(pool.clone()).with_projection(view.clone()),
         (),
@@ -393,8 +397,10 @@ async fn rebuild_works_on_a_one_connection_memory_pool() {
     let pool = sqlite_es::open_pool("sqlite::memory:", 1).await.unwrap();
     sqlite_es::run_migrations(&pool).await.unwrap();
     create_view_table(&pool, "account_view").await.unwrap();
-    let view =
-        Arc::new(ViewProjection::<AccountView, Account>::new("account_view"));
+    let view = Arc::new(ViewProjection::<AccountView, Account>::new(
+        "account_view",
+        1,
+    ));
     let cqrs = sqlite_cqrs(
         SqliteStore::<Account>::new(pool.clone()).with_projection(view.clone()),
         (),

@@ -17,7 +17,7 @@ pub struct Account {
     pub balance: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AccountCommand {
     Open { email: String },
     Deposit { amount: u64 },

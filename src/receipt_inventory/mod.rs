@@ -9,9 +9,12 @@
 //!   the receipts are no longer available, failing the whole commit),
 //!   `Completed` calls [`settle`] and `Failed` calls [`release`].
 //!
-//! The chain is the source of truth: [`reconcile`] compares every balance
-//! with `balanceOf(bot, id)` at startup and periodically and corrects the
-//! row (WARN) when it falls outside the band an in-flight burn explains.
+//! The chain is the source of truth: [`reconcile`] compares every non-zero
+//! balance with `balanceOf(bot, id)` at startup and periodically and
+//! corrects the row (WARN) when it falls outside the band an in-flight
+//! burn explains. Emptied receipts are skipped (partial index
+//! `receipt_inventory_held`), so selection and reconciliation grow with
+//! the receipts held, not with every receipt ever deposited.
 
 mod api;
 mod select;
@@ -157,20 +160,79 @@ pub async fn record_deposit(
     Ok(())
 }
 
-/// Every receipt of every vault, vault then receipt id order.
+/// Every receipt of every vault, emptied ones included, vault then
+/// receipt id order (the operators' listing).
 pub async fn list(
     pool: &SqlitePool,
 ) -> Result<Vec<ReceiptHolding>, InventoryError> {
     let mut conn = pool.acquire().await?;
-    load(&mut conn, None).await
+    let rows: Vec<HoldingRow> = sqlx::query_as(
+        "SELECT vault, receipt_id, balance, source_issuer_request_id, \
+             updated_at FROM receipt_inventory",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let reservations: Vec<ReservationRow> = sqlx::query_as(
+        "SELECT vault, receipt_id, shares FROM receipt_reservations",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    assemble(rows, &reservations)
 }
 
-/// The receipts of one vault.
+/// The receipts of one vault that still hold shares, receipt id order.
+///
+/// Emptied receipts are never burnable and never refilled (the vault
+/// mints a new id per deposit), so they are skipped through the partial
+/// index `receipt_inventory_held`: the cost grows with the receipts
+/// held, not with every receipt the vault ever issued.
 pub async fn holdings(
     conn: &mut SqliteConnection,
     vault: Address,
 ) -> Result<Vec<ReceiptHolding>, InventoryError> {
-    load(conn, Some(vault)).await
+    let vault_text = vault_key(vault);
+    let rows: Vec<HoldingRow> = sqlx::query_as(
+        "SELECT vault, receipt_id, balance, source_issuer_request_id, \
+         updated_at FROM receipt_inventory INDEXED BY receipt_inventory_held \
+         WHERE vault = ? AND balance <> '0'",
+    )
+    .bind(&vault_text)
+    .fetch_all(&mut *conn)
+    .await?;
+    let reservations: Vec<ReservationRow> = sqlx::query_as(
+        "SELECT vault, receipt_id, shares FROM receipt_reservations \
+         WHERE vault = ?",
+    )
+    .bind(&vault_text)
+    .fetch_all(&mut *conn)
+    .await?;
+    assemble(rows, &reservations)
+}
+
+/// One receipt, by key (a point lookup, for the receipts a burn names).
+async fn holding(
+    conn: &mut SqliteConnection,
+    vault: Address,
+    receipt_id: U256,
+) -> Result<Option<ReceiptHolding>, InventoryError> {
+    let (vault_text, id_text) = (vault_key(vault), receipt_id.to_string());
+    let rows: Vec<HoldingRow> = sqlx::query_as(
+        "SELECT vault, receipt_id, balance, source_issuer_request_id, \
+         updated_at FROM receipt_inventory WHERE vault = ? AND receipt_id = ?",
+    )
+    .bind(&vault_text)
+    .bind(&id_text)
+    .fetch_all(&mut *conn)
+    .await?;
+    let reservations: Vec<ReservationRow> = sqlx::query_as(
+        "SELECT vault, receipt_id, shares FROM receipt_reservations \
+         WHERE vault = ? AND receipt_id = ?",
+    )
+    .bind(&vault_text)
+    .bind(&id_text)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(assemble(rows, &reservations)?.into_iter().next())
 }
 
 /// Reserves `burns` for `redemption_id`, replacing any reservation it
@@ -193,11 +255,10 @@ pub async fn reserve(
     .bind(redemption_id)
     .execute(&mut *conn)
     .await?;
-    let held = holdings(conn, vault).await?;
     for burn in burns {
-        let available = held
-            .iter()
-            .find(|holding| holding.receipt_id == burn.receipt_id)
+        let available = holding(conn, vault, burn.receipt_id)
+            .await?
+            .as_ref()
             .map_or(U256::ZERO, ReceiptHolding::available);
         // Two burns of one receipt in the same batch would each pass the
         // check alone; selection never produces that, so refuse it.
@@ -243,11 +304,9 @@ pub async fn settle(
     burns: &[ReceiptBurn],
     at: DateTime<Utc>,
 ) -> Result<(), InventoryError> {
-    let held = holdings(conn, vault).await?;
     for burn in burns {
-        let balance = held
-            .iter()
-            .find(|holding| holding.receipt_id == burn.receipt_id)
+        let balance = holding(conn, vault, burn.receipt_id)
+            .await?
             .map_or(U256::ZERO, |holding| holding.balance);
         // The burn happened on chain; refusing to record it would strand
         // the redemption. A short balance means the row was stale:
@@ -312,9 +371,9 @@ pub fn reconciled_balance(
     (!explained).then_some(on_chain)
 }
 
-/// Compares every recorded receipt of `vaults` with the chain and corrects
-/// the rows that disagree (WARN + metric). A row changed concurrently (a
-/// burn settled meanwhile) is left for the next pass.
+/// Compares every held (non-zero) receipt of `vaults` with the chain and
+/// corrects the rows that disagree (WARN + metric). A row changed
+/// concurrently (a burn settled meanwhile) is left for the next pass.
 pub async fn reconcile(
     pool: &SqlitePool,
     service: &VaultService,
@@ -343,10 +402,10 @@ pub async fn reconcile(
             // since they were read (a burn settled or reserved meanwhile
             // is left for the next pass).
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let unchanged =
-                holdings(&mut tx, *vault).await?.iter().any(|now| {
-                    now.receipt_id == holding.receipt_id
-                        && now.balance == holding.balance
+            let unchanged = self::holding(&mut tx, *vault, holding.receipt_id)
+                .await?
+                .is_some_and(|now| {
+                    now.balance == holding.balance
                         && now.reserved == holding.reserved
                 });
             let updated = if unchanged {
@@ -406,26 +465,14 @@ fn parse_amount(
 }
 
 type HoldingRow = (String, String, String, Option<String>, String);
+type ReservationRow = (String, String, String);
 
-async fn load(
-    conn: &mut SqliteConnection,
-    vault: Option<Address>,
+/// Rows joined with the shares reserved on each, sorted by vault then
+/// receipt id.
+fn assemble(
+    rows: Vec<HoldingRow>,
+    reservations: &[ReservationRow],
 ) -> Result<Vec<ReceiptHolding>, InventoryError> {
-    let rows: Vec<HoldingRow> = sqlx::query_as(
-        "SELECT vault, receipt_id, balance, source_issuer_request_id, \
-         updated_at FROM receipt_inventory \
-         WHERE ?1 IS NULL OR vault = ?1",
-    )
-    .bind(vault.map(vault_key))
-    .fetch_all(&mut *conn)
-    .await?;
-    let reservations: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT vault, receipt_id, shares FROM receipt_reservations \
-         WHERE ?1 IS NULL OR vault = ?1",
-    )
-    .bind(vault.map(vault_key))
-    .fetch_all(&mut *conn)
-    .await?;
     let mut holdings = Vec::with_capacity(rows.len());
     for (vault_text, id_text, balance, source, updated_at) in rows {
         let receipt_id = parse_amount(INVENTORY_TABLE, "receipt id", &id_text)?;

@@ -257,3 +257,34 @@ async fn duplicate_receipts_in_one_batch_are_checked_together() {
             if requested == U256::from(12)
     ));
 }
+
+#[tokio::test]
+async fn emptied_receipts_leave_the_burnable_set_but_stay_listed() {
+    let pool = pool().await;
+    let mut conn = pool.acquire().await.unwrap();
+    for id in 1..=3 {
+        record_deposit(&mut conn, VAULT, U256::from(id), U256::from(10), "m")
+            .await
+            .unwrap();
+    }
+    reserve(&mut conn, VAULT, "red-1", &[burn(2, 10)], at())
+        .await
+        .unwrap();
+    settle(&mut conn, VAULT, "red-1", &[burn(2, 10)], at())
+        .await
+        .unwrap();
+    // Read through the partial index (INDEXED BY fails if it cannot be).
+    let held = holdings(&mut conn, VAULT).await.unwrap();
+    let ids: Vec<U256> = held.iter().map(|h| h.receipt_id).collect();
+    assert_eq!(ids, vec![U256::from(1), U256::from(3)]);
+    // An emptied receipt cannot be reserved again.
+    assert!(matches!(
+        reserve(&mut conn, VAULT, "red-2", &[burn(2, 1)], at()).await,
+        Err(InventoryError::Unavailable { available, .. })
+            if available == U256::ZERO
+    ));
+    drop(conn);
+    let listed = list(&pool).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[1].balance, U256::ZERO);
+}

@@ -24,6 +24,8 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 use crate::config::{LogFormat, TelemetryConfig};
 use crate::shutdown::ShutdownListener;
 
+pub mod flow;
+
 /// Filter used when `RUST_LOG` is not set. Rocket's own log lines are
 /// off: it reports every 404 at ERROR, and the request fairing already
 /// logs each request once.

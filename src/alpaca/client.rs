@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode, Url};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 use uuid::Uuid;
 
 use super::wire::ErrorEnvelope;
@@ -359,7 +359,39 @@ impl AlpacaClient {
         .await
     }
 
+    /// One attempt in a span of its own: operation, attempt number, the
+    /// HTTP status (or the error).
     async fn attempt(
+        &self,
+        call: &Call,
+        attempt: u32,
+    ) -> Result<Reply, AlpacaError> {
+        let span = crate::flow_span!(
+            "alpaca.call",
+            otel.name = format!("alpaca.{}", call.operation),
+            otel.kind = "client",
+            operation = call.operation.as_str(),
+            attempt,
+            http.request.method = call.method.as_str(),
+            http.response.status_code = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let result = self.send(call, attempt).instrument(span.clone()).await;
+        match &result {
+            Ok(reply) => {
+                span.record("http.response.status_code", reply.status.as_u16());
+            }
+            Err(error) => {
+                if let Some(status) = error.status() {
+                    span.record("http.response.status_code", status);
+                }
+                span.record("error", tracing::field::display(error));
+            }
+        }
+        result
+    }
+
+    async fn send(
         &self,
         call: &Call,
         attempt: u32,

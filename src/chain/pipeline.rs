@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, TxHash};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::client::{ChainClient, ChainError};
 use super::landing::{Effect, Landed, Landing};
@@ -85,6 +86,20 @@ pub enum Advance {
     Failed(TxFailure),
 }
 
+impl Advance {
+    /// Its name in traces.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Landed { .. } => "landed",
+            Self::Wait => "wait",
+            Self::Unobservable { .. } => "unobservable",
+            Self::Unseen { .. } => "unseen",
+            Self::Replace { .. } => "replace",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
 /// Why a replacement is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplaceCause {
@@ -147,7 +162,11 @@ impl TxPipeline {
         E: std::error::Error + 'static,
         Fut: Future<Output = Result<(), E>>,
     {
-        let tx = self.client().sign(to, calldata).await?;
+        let tx = self
+            .client()
+            .sign(to, calldata)
+            .instrument(crate::flow_span!("chain.sign", %to))
+            .await?;
         self.record_and_send(tx, record).await
     }
 
@@ -162,7 +181,14 @@ impl TxPipeline {
         E: std::error::Error + 'static,
         Fut: Future<Output = Result<(), E>>,
     {
-        let tx = self.client().replacement_for(old).await?;
+        let tx = self
+            .client()
+            .replacement_for(old)
+            .instrument(crate::flow_span!(
+                "chain.sign",
+                replaces = %old.hash
+            ))
+            .await?;
         self.record_and_send(tx, record).await
     }
 
@@ -189,7 +215,15 @@ impl TxPipeline {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(tx.hash, Instant::now());
-        if let Err(error) = self.client().broadcast(tx).await {
+        let span = crate::flow_span!(
+            "chain.broadcast",
+            tx_hash = %tx.hash,
+            nonce = tx.nonce,
+            error = tracing::field::Empty,
+        );
+        let sent = self.client().broadcast(tx).instrument(span.clone()).await;
+        if let Err(error) = sent {
+            span.record("error", tracing::field::display(&error));
             tracing::warn!(
                 target: "chain",
                 tx_hash = %tx.hash,
@@ -216,6 +250,28 @@ impl TxPipeline {
 
     /// Observes the current attempt and says what the owner should do.
     pub async fn advance(
+        &self,
+        attempts: &Attempts<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Advance, ChainError> {
+        let span = crate::flow_span!(
+            "chain.receipt",
+            tx_hash = %attempts.current.hash,
+            outcome = tracing::field::Empty,
+        );
+        let advance =
+            self.observe(attempts, now).instrument(span.clone()).await;
+        span.record(
+            "outcome",
+            match &advance {
+                Ok(advance) => advance.as_str(),
+                Err(_) => "error",
+            },
+        );
+        advance
+    }
+
+    async fn observe(
         &self,
         attempts: &Attempts<'_>,
         now: chrono::DateTime<chrono::Utc>,

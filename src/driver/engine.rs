@@ -32,9 +32,14 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use tracing::Instrument as _;
+use tracing::field::Empty;
+
+use super::origin::FlowOrigins;
 use super::status::{self, FlowName};
 use crate::clock::Clock;
 use crate::shutdown::ShutdownListener;
+use crate::telemetry::flow::{self, FlowTag};
 
 /// What one step achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +52,18 @@ pub enum Step {
     WaitFor(Duration),
     /// Nothing left to do for this item.
     Done,
+}
+
+impl Step {
+    /// Its name in traces.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Progress => "progress",
+            Self::Wait => "wait",
+            Self::WaitFor(_) => "wait_for",
+            Self::Done => "done",
+        }
+    }
 }
 
 /// How soon a failed step should be tried again.
@@ -196,6 +213,7 @@ struct Inner<F: Flow> {
     in_flight: Mutex<HashSet<F::Id>>,
     schedules: Mutex<HashMap<F::Id, Schedule>>,
     housekeeping: Mutex<bool>,
+    origins: FlowOrigins,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -221,6 +239,7 @@ impl<F: Flow> Engine<F> {
         clock: Arc<dyn Clock>,
         settings: EngineSettings,
         waker: Arc<Notify>,
+        origins: FlowOrigins,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -233,6 +252,7 @@ impl<F: Flow> Engine<F> {
                 in_flight: Mutex::new(HashSet::new()),
                 schedules: Mutex::new(HashMap::new()),
                 housekeeping: Mutex::new(false),
+                origins,
             }),
         }
     }
@@ -358,18 +378,50 @@ impl<F: Flow> Inner<F> {
         let name = F::NAME.as_str();
         let limit = self.settings.step_timeout;
         for _ in 0..self.settings.max_steps_per_run.max(1) {
-            let outcome = tokio::time::timeout(limit, self.flow.step(id))
-                .await
-                .unwrap_or_else(|_| {
-                    metrics::counter!(format!("{name}_step_timeouts_total"))
-                        .increment(1);
-                    Err(StepError::soon(format!(
-                        "step cancelled after {} ms (a call hung)",
-                        limit.as_millis()
-                    )))
-                });
+            // One span per step, in the trace of the request that started
+            // the flow when there was one; every span opened inside
+            // carries the flow's id ([`crate::flow_span!`]).
+            let span = tracing::info_span!(
+                target: "trace",
+                "flow.step",
+                otel.name = format!("{name}.step"),
+                flow.kind = name,
+                flow.id = %id,
+                flow.request_id = Empty,
+                step.outcome = Empty,
+                error = Empty,
+            );
+            self.origins.adopt(&span, id.as_ref());
+            let tag = FlowTag {
+                kind: name,
+                id: id.to_string(),
+            };
+            let outcome = flow::scope(
+                tag,
+                tokio::time::timeout(limit, self.flow.step(id)),
+            )
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|_| {
+                metrics::counter!(format!("{name}_step_timeouts_total"))
+                    .increment(1);
+                Err(StepError::soon(format!(
+                    "step cancelled after {} ms (a call hung)",
+                    limit.as_millis()
+                )))
+            });
+            match &outcome {
+                Ok(step) => span.record("step.outcome", step.as_str()),
+                Err(error) => span
+                    .record("step.outcome", "error")
+                    .record("error", error.message.as_str()),
+            };
+            drop(span);
             match outcome {
                 Ok(step) => {
+                    if step == Step::Done {
+                        self.origins.forget(id.as_ref());
+                    }
                     self.succeeded(id, step).await;
                     if step != Step::Progress {
                         return;

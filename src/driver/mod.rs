@@ -6,7 +6,9 @@
 //! deadlines, backoff, error status and shutdown are the engine's.
 
 mod engine;
+mod origin;
 mod status;
 
 pub use engine::{Engine, EngineSettings, Flow, Retry, Step, StepError};
+pub use origin::FlowOrigins;
 pub use status::{DriverStatus, FlowName, clear_error, record_error, status};

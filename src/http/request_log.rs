@@ -7,30 +7,49 @@ use std::time::Instant;
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::request::{FromRequest, Outcome};
 use rocket::{Data, Request, Response};
+use tracing::field::Empty;
 use uuid::Uuid;
 
 /// Response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct RequestStart {
     id: Uuid,
     at: Instant,
+    /// Lives as long as the request: its duration is the request's.
+    span: tracing::Span,
 }
 
 impl RequestStart {
     fn now() -> Self {
+        let id = Uuid::new_v4();
         Self {
-            id: Uuid::new_v4(),
+            id,
             at: Instant::now(),
+            span: tracing::info_span!(
+                target: "http",
+                "request",
+                otel.name = Empty,
+                otel.kind = "server",
+                request_id = %id,
+                method = Empty,
+                route = Empty,
+                status = Empty,
+            ),
         }
     }
 }
 
-/// The id of the current request, also sent back as `X-Request-Id`; use
-/// it as a guard to tag handler spans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestId(pub Uuid);
+/// The id of the current request, also sent back as `X-Request-Id`, and
+/// its span; a guard for handlers that start work outliving the request
+/// (a flow's traces continue the request's, see
+/// [`crate::driver::FlowOrigins`]).
+#[derive(Debug, Clone)]
+pub struct RequestId {
+    pub id: Uuid,
+    pub span: tracing::Span,
+}
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for RequestId {
@@ -39,7 +58,20 @@ impl<'r> FromRequest<'r> for RequestId {
     async fn from_request(
         request: &'r Request<'_>,
     ) -> Outcome<Self, Self::Error> {
-        Outcome::Success(Self(request.local_cache(RequestStart::now).id))
+        let start = request.local_cache(RequestStart::now);
+        // Named now, not only at the response: the handler may hand the
+        // span's context on (which fixes the exported name), and guards
+        // run after routing.
+        if let Some(route) = request.route() {
+            start.span.record("route", route.uri.as_str()).record(
+                "otel.name",
+                format!("{} {}", request.method().as_str(), route.uri),
+            );
+        }
+        Outcome::Success(Self {
+            id: start.id,
+            span: start.span.clone(),
+        })
     }
 }
 
@@ -57,7 +89,8 @@ impl Fairing for RequestTelemetry {
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
-        request.local_cache(RequestStart::now);
+        let start = request.local_cache(RequestStart::now);
+        start.span.record("method", request.method().as_str());
     }
 
     async fn on_response<'r>(
@@ -72,13 +105,10 @@ impl Fairing for RequestTelemetry {
             .map_or("unmatched", |route| route.uri.as_str());
         let status = response.status().code;
         let method = request.method().as_str();
-        let span = tracing::info_span!(
-            target: "http",
-            "request",
-            request_id = %start.id,
-            method,
-            route,
-        );
+        let span = &start.span;
+        span.record("route", route)
+            .record("status", status)
+            .record("otel.name", format!("{method} {route}"));
         span.in_scope(|| {
             tracing::info!(
                 target: "http",

@@ -31,10 +31,11 @@ use crate::account::{
 use crate::alpaca::ApRef;
 use crate::auth::{AlpacaAuth, AlpacaJson, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
-use crate::driver::{self, FlowName};
+use crate::driver::{self, FlowName, FlowOrigins};
 use crate::http::ApiError;
 use crate::http::ErrorBody;
 use crate::http::body::{BodyError, JsonBody};
+use crate::http::request_log::RequestId;
 use crate::quantity::AlpacaQuantity;
 use crate::tokenized_asset::{self, Network, TokenSymbol, UnderlyingSymbol};
 
@@ -55,6 +56,8 @@ pub struct MintState {
     ids: Arc<dyn IdGenerator>,
     clock: Arc<dyn Clock>,
     waker: Arc<Notify>,
+    /// The requests that started each mint, for the driver's traces.
+    origins: FlowOrigins,
     /// The network our chain serves; mints for another are refused as
     /// "token not available". `None` (no chain configured) accepts all.
     network: Option<Network>,
@@ -78,6 +81,7 @@ impl MintState {
             ids,
             clock,
             waker: Arc::new(Notify::new()),
+            origins: FlowOrigins::default(),
             network,
         }
     }
@@ -97,6 +101,11 @@ impl MintState {
     /// Notified on every accepted `completed` confirmation.
     pub fn waker(&self) -> &Arc<Notify> {
         &self.waker
+    }
+
+    /// The requests that initiated and confirmed each mint.
+    pub fn origins(&self) -> &FlowOrigins {
+        &self.origins
     }
 
     async fn execute(
@@ -448,6 +457,7 @@ async fn resolve(
 async fn handle_initiate(
     state: &MintState,
     body: Result<JsonBody<RawMintRequest>, BodyError>,
+    http: &RequestId,
 ) -> Result<Json<InitiateResponse>, ApiError> {
     let JsonBody(raw) = body.map_err(|err| {
         tracing::warn!(target: "mint", reason = %err, "mint request refused");
@@ -464,6 +474,11 @@ async fn handle_initiate(
     let issuer_request_id = request.issuer_request_id;
     match state.execute(&id, MintCommand::Initiate { request }).await {
         Ok(()) => {
+            state.origins.record(
+                id.as_str(),
+                Some(&http.id.to_string()),
+                &http.span,
+            );
             tracing::info!(
                 target: "mint",
                 tokenization_request_id = %id,
@@ -511,8 +526,9 @@ async fn initiate_oldest(
     _auth: AlpacaAuth,
     state: &State<MintState>,
     body: AlpacaJson<RawMintRequest>,
+    request: RequestId,
 ) -> Result<Json<InitiateResponse>, ApiError> {
-    handle_initiate(state, body.into_result()).await
+    handle_initiate(state, body.into_result(), &request).await
 }
 
 /// `POST /tokenization/mint` (middle and current wires).
@@ -536,8 +552,9 @@ async fn initiate(
     _auth: AlpacaAuth,
     state: &State<MintState>,
     body: AlpacaJson<RawMintRequest>,
+    request: RequestId,
 ) -> Result<Json<InitiateResponse>, ApiError> {
-    handle_initiate(state, body.into_result()).await
+    handle_initiate(state, body.into_result(), &request).await
 }
 
 fn command_error(error: AggregateError<MintError>) -> ApiError {
@@ -674,6 +691,7 @@ fn confirm_refused(status: ApiError, reason: &str) -> ApiError {
 async fn handle_confirm(
     state: &MintState,
     body: Result<JsonBody<RawConfirm>, BodyError>,
+    http: &RequestId,
 ) -> Result<Json<ConfirmResponse>, ApiError> {
     let JsonBody(raw) = body
         .map_err(|err| confirm_refused(body_error(&err), &err.to_string()))?;
@@ -746,6 +764,12 @@ async fn handle_confirm(
         "journal outcome recorded"
     );
     if confirmation.outcome == JournalOutcome::Completed {
+        // The driver's steps continue this request's trace.
+        state.origins.record(
+            id.as_str(),
+            Some(&http.id.to_string()),
+            &http.span,
+        );
         state.waker.notify_one();
     }
     Ok(Json(ConfirmResponse {
@@ -777,8 +801,9 @@ async fn confirm_oldest(
     _auth: AlpacaAuth,
     state: &State<MintState>,
     body: AlpacaJson<RawConfirm>,
+    request: RequestId,
 ) -> Result<Json<ConfirmResponse>, ApiError> {
-    handle_confirm(state, body.into_result()).await
+    handle_confirm(state, body.into_result(), &request).await
 }
 
 /// `POST /tokenization/mint/confirm` (middle and current wires).
@@ -803,8 +828,9 @@ async fn confirm(
     _auth: AlpacaAuth,
     state: &State<MintState>,
     body: AlpacaJson<RawConfirm>,
+    request: RequestId,
 ) -> Result<Json<ConfirmResponse>, ApiError> {
-    handle_confirm(state, body.into_result()).await
+    handle_confirm(state, body.into_result(), &request).await
 }
 
 /// A mint for operators: the view plus why the driver is waiting.

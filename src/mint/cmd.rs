@@ -43,3 +43,19 @@ pub enum MintCommand {
     /// Alpaca answered 200 to the mint callback.
     RecordCallbackDelivered,
 }
+
+impl MintCommand {
+    /// Its name in traces.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Initiate { .. } => "initiate",
+            Self::ConfirmJournal { .. } => "confirm_journal",
+            Self::RejectJournal { .. } => "reject_journal",
+            Self::RecordTxIntent { .. } => "record_tx_intent",
+            Self::RecordReplacement { .. } => "record_replacement",
+            Self::RecordMinted { .. } => "record_minted",
+            Self::RecordFailure { .. } => "record_failure",
+            Self::RecordCallbackDelivered => "record_callback_delivered",
+        }
+    }
+}

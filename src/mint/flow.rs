@@ -23,6 +23,7 @@ use cqrs_es::{AggregateError, EventStore};
 use sqlite_es::SqliteStore;
 use sqlx::SqlitePool;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use super::{
     FailureClass, MAX_TX_ATTEMPTS, Mint, MintCommand, MintCqrs, MintError,
@@ -66,6 +67,7 @@ pub fn engine(
         state.clock().clone(),
         settings,
         state.waker().clone(),
+        state.origins().clone(),
     )
 }
 
@@ -157,13 +159,22 @@ impl Flow for MintFlow {
             .map_err(|err| command_error(&err))?;
         match context.state() {
             Mint::JournalConfirmed { request } => {
-                self.sign_and_send(id, request).await
+                self.sign_and_send(id, request)
+                    .instrument(crate::flow_span!("mint.deposit"))
+                    .await
             }
             Mint::MintIntended { request, attempt } => {
-                self.follow(id, request, attempt).await
+                self.follow(id, request, attempt)
+                    .instrument(crate::flow_span!(
+                        "mint.follow",
+                        tx_hash = %attempt.tx.hash
+                    ))
+                    .await
             }
             Mint::Minted { request, minted } => {
-                self.send_callback(id, request, minted).await
+                self.send_callback(id, request, minted)
+                    .instrument(crate::flow_span!("mint.callback"))
+                    .await
             }
             Mint::NotInitiated
             | Mint::Initiated { .. }
@@ -180,7 +191,11 @@ impl MintFlow {
         id: &TokenizationRequestId,
         command: MintCommand,
     ) -> Result<(), AggregateError<MintError>> {
-        self.cqrs.execute(id.as_str(), command).await
+        let span = crate::flow_span!("mint.command", command = command.name());
+        self.cqrs
+            .execute(id.as_str(), command)
+            .instrument(span)
+            .await
     }
 
     async fn fail(

@@ -217,6 +217,7 @@ impl World {
                 ..DriverSettings::default()
             },
             wake,
+            crate::driver::FlowOrigins::default(),
         );
         Self {
             chain,

@@ -39,3 +39,19 @@ pub enum RedemptionCommand {
         failure: BurnFailure,
     },
 }
+
+impl RedemptionCommand {
+    /// Its name in traces.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Detect { .. } => "detect",
+            Self::RecordAlpacaCall { .. } => "record_alpaca_call",
+            Self::RecordJournalCompleted => "record_journal_completed",
+            Self::RecordAlpacaRejected { .. } => "record_alpaca_rejected",
+            Self::RecordPollTimeout { .. } => "record_poll_timeout",
+            Self::IntendBurn { .. } => "intend_burn",
+            Self::RecordBurnCompleted { .. } => "record_burn_completed",
+            Self::RecordBurnFailed { .. } => "record_burn_failed",
+        }
+    }
+}

@@ -26,6 +26,7 @@ use sqlite_es::claim_conflict;
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::{
     AlpacaCall, BurnAttempt, BurnFailure, Detection, Redemption,
@@ -40,7 +41,7 @@ use crate::chain::{
 };
 use crate::clock::Clock;
 use crate::driver::{
-    Engine, EngineSettings, Flow, FlowName, Retry, Step, StepError,
+    Engine, EngineSettings, Flow, FlowName, FlowOrigins, Retry, Step, StepError,
 };
 use crate::receipt_inventory::{self, RESERVATIONS_TABLE, select_burns};
 use crate::tokenized_asset::{self, Network};
@@ -153,6 +154,7 @@ pub fn engine(
     clock: Arc<dyn Clock>,
     settings: DriverSettings,
     wake: Arc<Notify>,
+    origins: FlowOrigins,
 ) -> RedemptionDriver {
     Engine::new(
         RedemptionFlow {
@@ -169,6 +171,7 @@ pub fn engine(
         clock,
         settings.engine,
         wake,
+        origins,
     )
 }
 
@@ -208,10 +211,14 @@ impl Flow for RedemptionFlow {
         };
         let step = match &state {
             Redemption::Detected { detection } => {
-                self.call_alpaca(id, detection).await?
+                self.call_alpaca(id, detection)
+                    .instrument(crate::flow_span!("redemption.redeem_call"))
+                    .await?
             }
             Redemption::AlpacaCalled { detection, alpaca } => {
-                self.poll(id, detection, alpaca).await?
+                self.poll(id, detection, alpaca)
+                    .instrument(crate::flow_span!("redemption.poll"))
+                    .await?
             }
             Redemption::JournalCompleted {
                 detection,
@@ -219,6 +226,7 @@ impl Flow for RedemptionFlow {
                 journal_completed_at,
             } => {
                 self.start_burn(id, detection, alpaca, *journal_completed_at)
+                    .instrument(crate::flow_span!("redemption.burn"))
                     .await?
             }
             Redemption::Burning {
@@ -226,7 +234,14 @@ impl Flow for RedemptionFlow {
                 burn,
                 superseded,
                 ..
-            } => self.drive_burn(id, detection, burn, superseded).await?,
+            } => {
+                self.drive_burn(id, detection, burn, superseded)
+                    .instrument(crate::flow_span!(
+                        "redemption.follow_burn",
+                        tx_hash = %burn.tx.hash
+                    ))
+                    .await?
+            }
             Redemption::NotDetected
             | Redemption::Completed { .. }
             | Redemption::Failed { .. } => Step::Done,
@@ -297,7 +312,12 @@ impl RedemptionFlow {
         id: &RedemptionId,
         command: RedemptionCommand,
     ) -> Result<(), AggregateError<RedemptionError>> {
-        self.cqrs.execute(id.as_str(), command).await
+        let span =
+            crate::flow_span!("redemption.command", command = command.name());
+        self.cqrs
+            .execute(id.as_str(), command)
+            .instrument(span)
+            .await
     }
 
     fn retry_later(&self) -> Step {

@@ -156,6 +156,8 @@ pub fn start(
     shutdown: &ShutdownTrigger,
 ) -> RedemptionTasks {
     let bot = pipeline.client().address();
+    // The monitor's detection span starts each redemption's trace.
+    let origins = crate::driver::FlowOrigins::default();
     let monitor = monitor::TransferMonitor::new(
         state.pool.clone(),
         pipeline.client().provider().clone(),
@@ -172,7 +174,8 @@ pub fn start(
             ),
         },
         Arc::clone(&state.wake),
-    );
+    )
+    .with_origins(origins.clone());
     let defaults = flow::DriverSettings::default();
     let driver = flow::engine(
         state.pool.clone(),
@@ -193,6 +196,7 @@ pub fn start(
             ..defaults
         },
         Arc::clone(&state.wake),
+        origins,
     );
     tracing::info!(
         target: "redemption",

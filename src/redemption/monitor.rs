@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use sqlite_es::execute_retrying;
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use super::{
     DetectedTransfer, RedemptionCommand, RedemptionCqrs, RedemptionError,
@@ -331,6 +332,8 @@ pub struct TransferMonitor {
     settings: MonitorSettings,
     /// Woken after new redemptions are recorded (the driver listens).
     detected: Arc<Notify>,
+    /// Where the driver finds each redemption's detection span.
+    origins: crate::driver::FlowOrigins,
 }
 
 impl TransferMonitor {
@@ -349,7 +352,16 @@ impl TransferMonitor {
             clock,
             settings,
             detected,
+            origins: crate::driver::FlowOrigins::default(),
         }
+    }
+
+    /// Shares each detection's span with the driver (its steps continue
+    /// that trace).
+    #[must_use]
+    pub fn with_origins(mut self, origins: crate::driver::FlowOrigins) -> Self {
+        self.origins = origins;
+        self
     }
 
     /// Polls until shutdown.
@@ -559,8 +571,23 @@ impl TransferMonitor {
             shares: transfer.value,
         };
         let id = detected.issuer_request_id();
+        let span = tracing::info_span!(
+            target: "trace",
+            "redemption.detect",
+            flow.kind = "redemption",
+            flow.id = %id,
+            tx_hash = %transfer.tx_hash,
+            log_index = transfer.log_index,
+        );
         let command = RedemptionCommand::Detect { transfer: detected };
-        match execute_retrying(&self.cqrs, id.as_str(), command).await {
+        let detect = execute_retrying(&self.cqrs, id.as_str(), command)
+            .instrument(span.clone())
+            .await;
+        if detect.is_ok() {
+            self.origins.record(id.as_str(), None, &span);
+        }
+        drop(span);
+        match detect {
             Ok(()) => {}
             Err(AggregateError::UserError(
                 RedemptionError::DetectedDifferently { .. },

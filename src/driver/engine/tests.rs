@@ -123,6 +123,7 @@ async fn engine(flow: ToyFlow, settings: EngineSettings) -> Engine<ToyFlow> {
         Arc::new(SystemClock),
         settings,
         Arc::new(Notify::new()),
+        crate::driver::FlowOrigins::default(),
     )
 }
 

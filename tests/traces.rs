@@ -21,6 +21,7 @@
 mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -132,7 +133,7 @@ async fn serve(mut stream: TcpStream, exports: Arc<Mutex<Vec<Export>>>) {
 
 /// A span as received, with its attributes as text.
 #[derive(Debug, Clone)]
-struct Span {
+struct ReceivedSpan {
     name: String,
     trace_id: Vec<u8>,
     span_id: Vec<u8>,
@@ -141,7 +142,7 @@ struct Span {
     attributes: BTreeMap<String, String>,
 }
 
-impl Span {
+impl ReceivedSpan {
     fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
     }
@@ -162,7 +163,7 @@ fn text(attribute: &KeyValue) -> String {
 }
 
 /// Every span of every export, and the `service.name` of each batch.
-fn decode(exports: &[Export]) -> (Vec<Span>, BTreeSet<String>) {
+fn decode(exports: &[Export]) -> (Vec<ReceivedSpan>, BTreeSet<String>) {
     let mut spans = Vec::new();
     let mut services = BTreeSet::new();
     for export in exports {
@@ -180,7 +181,7 @@ fn decode(exports: &[Export]) -> (Vec<Span>, BTreeSet<String>) {
             }
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
-                    spans.push(Span {
+                    spans.push(ReceivedSpan {
                         attributes: span
                             .attributes
                             .iter()
@@ -274,12 +275,14 @@ async fn a_mint_and_a_redemption_arrive_as_traces_of_their_steps() {
     env.pause().await;
     let config = env.config_path().to_owned();
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
+    write!(
+        text,
         "\n[telemetry]\nservice_name = \"{SERVICE_NAME}\"\n\
          otlp_endpoint = \"http://127.0.0.1:{}/v1/traces\"\n\
          [telemetry.otlp_headers]\nx-tenant = \"issuer-test\"\n",
         receiver.port
-    ));
+    )
+    .unwrap();
     std::fs::write(&config, text).unwrap();
     let key_file = config.with_extension("hyperdx-key");
     std::fs::write(&key_file, format!("{HYPERDX_KEY}\n")).unwrap();
@@ -322,7 +325,7 @@ async fn a_mint_and_a_redemption_arrive_as_traces_of_their_steps() {
     assert_eq!(services, BTreeSet::from([SERVICE_NAME.to_owned()]));
 
     // Every step of the mint, each tagged with the mint's id.
-    let flow: Vec<&Span> = spans
+    let flow: Vec<&ReceivedSpan> = spans
         .iter()
         .filter(|span| span.attr("flow.id") == Some(flow_id.as_str()))
         .collect();
@@ -372,11 +375,11 @@ async fn a_mint_and_a_redemption_arrive_as_traces_of_their_steps() {
 
     // The driver's steps continue the trace of the request that confirmed
     // the journal, and link to the request that initiated the mint.
-    let by_id: BTreeMap<&[u8], &Span> = spans
+    let by_id: BTreeMap<&[u8], &ReceivedSpan> = spans
         .iter()
         .map(|span| (span.span_id.as_slice(), span))
         .collect();
-    let steps: Vec<&&Span> = flow
+    let steps: Vec<&&ReceivedSpan> = flow
         .iter()
         .filter(|span| span.name == "mint.step")
         .collect();
@@ -419,7 +422,7 @@ async fn a_mint_and_a_redemption_arrive_as_traces_of_their_steps() {
 
     // The redemption: detected by the monitor, whose span starts its
     // trace; every step after it in that trace, tagged with its id.
-    let flow: Vec<&Span> = spans
+    let flow: Vec<&ReceivedSpan> = spans
         .iter()
         .filter(|span| span.attr("flow.id") == Some(redemption_id.as_str()))
         .collect();

@@ -239,7 +239,6 @@ impl<F: Flow> Engine<F> {
         clock: Arc<dyn Clock>,
         settings: EngineSettings,
         waker: Arc<Notify>,
-        origins: FlowOrigins,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -252,8 +251,24 @@ impl<F: Flow> Engine<F> {
                 in_flight: Mutex::new(HashSet::new()),
                 schedules: Mutex::new(HashMap::new()),
                 housekeeping: Mutex::new(false),
-                origins,
+                origins: FlowOrigins::default(),
             }),
+        }
+    }
+
+    /// Continues each item's trace from the span that started it (see
+    /// [`FlowOrigins`]). For a freshly built engine; one already cloned
+    /// keeps its origins.
+    #[must_use]
+    pub fn with_origins(self, origins: FlowOrigins) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.origins = origins;
+                Self {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => Self { inner },
         }
     }
 

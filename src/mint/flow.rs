@@ -67,8 +67,8 @@ pub fn engine(
         state.clock().clone(),
         settings,
         state.waker().clone(),
-        state.origins().clone(),
     )
+    .with_origins(state.origins().clone())
 }
 
 /// How mints are stepped.

@@ -217,7 +217,6 @@ impl World {
                 ..DriverSettings::default()
             },
             wake,
-            crate::driver::FlowOrigins::default(),
         );
         Self {
             chain,

@@ -41,7 +41,7 @@ use crate::chain::{
 };
 use crate::clock::Clock;
 use crate::driver::{
-    Engine, EngineSettings, Flow, FlowName, FlowOrigins, Retry, Step, StepError,
+    Engine, EngineSettings, Flow, FlowName, Retry, Step, StepError,
 };
 use crate::receipt_inventory::{self, RESERVATIONS_TABLE, select_burns};
 use crate::tokenized_asset::{self, Network};
@@ -154,7 +154,6 @@ pub fn engine(
     clock: Arc<dyn Clock>,
     settings: DriverSettings,
     wake: Arc<Notify>,
-    origins: FlowOrigins,
 ) -> RedemptionDriver {
     Engine::new(
         RedemptionFlow {
@@ -171,7 +170,6 @@ pub fn engine(
         clock,
         settings.engine,
         wake,
-        origins,
     )
 }
 

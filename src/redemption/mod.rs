@@ -196,8 +196,8 @@ pub fn start(
             ..defaults
         },
         Arc::clone(&state.wake),
-        origins,
-    );
+    )
+    .with_origins(origins);
     tracing::info!(
         target: "redemption",
         network = %chain.network,

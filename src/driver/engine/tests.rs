@@ -123,7 +123,6 @@ async fn engine(flow: ToyFlow, settings: EngineSettings) -> Engine<ToyFlow> {
         Arc::new(SystemClock),
         settings,
         Arc::new(Notify::new()),
-        crate::driver::FlowOrigins::default(),
     )
 }
 

@@ -15,6 +15,7 @@ pub mod lease;
 pub mod mint;
 pub mod observability;
 pub mod openapi;
+pub mod operator;
 pub mod quantity;
 pub mod receipt_inventory;
 pub mod redemption;

@@ -202,6 +202,7 @@ pub async fn build_rocket_with(
         .manage(authenticator)
         .manage(readiness)
         .manage(deps.shutdown.clone())
+        .manage(crate::chain::ChainSlot::default())
         .mount("/", crate::http::health::routes())
         .mount("/", crate::openapi::routes())
         .register("/", crate::http::catchers::catchers());
@@ -600,6 +601,9 @@ async fn start_workers(
         REBROADCAST_EVERY,
         chain.unseen_landing_alert,
     );
+    if let Some(slot) = rocket.state::<crate::chain::ChainSlot>() {
+        slot.fill(pipeline.clone());
+    }
     if let Some(mints) = rocket.state::<MintState>() {
         workers.push(
             crate::mint::engine(

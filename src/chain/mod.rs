@@ -12,6 +12,7 @@ mod pipeline;
 mod probe;
 mod receipt_info;
 mod signer;
+mod slot;
 mod tx;
 mod vault;
 
@@ -35,6 +36,7 @@ pub use receipt_info::{
     ReceiptInformation, ReceiptOp,
 };
 pub use signer::{BotSigner, SignerError};
+pub use slot::ChainSlot;
 pub use tx::{
     AttemptRole, ReceiptSummary, SignedTx, TxAction, TxFailure, TxLifecycle,
     TxStatus, Uncertainty, UndecodableTx,

@@ -140,7 +140,8 @@ pub async fn install(
     }
     Ok(rocket
         .manage(MintState::new(pool.clone(), clock, ids, network))
-        .mount("/", routes()))
+        .mount("/", routes())
+        .mount("/", super::admin::routes()))
 }
 
 pub fn routes() -> Vec<Route> {

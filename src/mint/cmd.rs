@@ -1,7 +1,10 @@
 use alloy::primitives::{TxHash, U256};
 
-use super::{FailureClass, MintId, MintRequest, ReplacementCause, Vault};
+use super::{
+    FailureClass, MintId, MintRequest, MintedTokens, ReplacementCause, Vault,
+};
 use crate::chain::SignedTx;
+use crate::operator::OperatorReason;
 
 /// Commands carry already-validated values: parsing happens at the edge
 /// (HTTP handlers) or in the driver (chain observations).
@@ -42,6 +45,20 @@ pub enum MintCommand {
     },
     /// Alpaca answered 200 to the mint callback.
     RecordCallbackDelivered,
+    /// Operator: a failed mint runs again. The caller has searched the
+    /// chain for its deposit first and found none.
+    Retry { reason: OperatorReason },
+    /// Operator: the chain shows this failed mint's deposit.
+    Recover {
+        reason: OperatorReason,
+        minted: MintedTokens,
+    },
+    /// Operator: stop this mint for good. `tx_hash` echoes the mint's
+    /// transaction, if it has one.
+    Close {
+        reason: OperatorReason,
+        tx_hash: Option<TxHash>,
+    },
 }
 
 impl MintCommand {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FailureClass, MintRequest, ReplacementCause, Vault};
 use crate::chain::SignedTx;
+use crate::operator::OperatorReason;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MintEvent {
@@ -54,6 +55,27 @@ pub enum MintEvent {
     CallbackDelivered {
         delivered_at: DateTime<Utc>,
     },
+    /// An operator ran a failed mint again (no deposit was on chain).
+    MintRetried {
+        reason: OperatorReason,
+        retried_at: DateTime<Utc>,
+    },
+    /// An operator found the failed mint's deposit on chain.
+    MintRecovered {
+        reason: OperatorReason,
+        tx_hash: TxHash,
+        vault: Vault,
+        receipt_id: U256,
+        shares: U256,
+        block: u64,
+        gas_used: Option<u64>,
+        recovered_at: DateTime<Utc>,
+    },
+    /// An operator closed the mint.
+    MintClosed {
+        reason: OperatorReason,
+        closed_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for MintEvent {
@@ -69,6 +91,9 @@ impl DomainEvent for MintEvent {
             Self::TokensMinted { .. } => "MintEvent::TokensMinted",
             Self::MintFailed { .. } => "MintEvent::MintFailed",
             Self::CallbackDelivered { .. } => "MintEvent::CallbackDelivered",
+            Self::MintRetried { .. } => "MintEvent::MintRetried",
+            Self::MintRecovered { .. } => "MintEvent::MintRecovered",
+            Self::MintClosed { .. } => "MintEvent::MintClosed",
         }
         .to_owned()
     }

@@ -180,7 +180,8 @@ impl Flow for MintFlow {
             | Mint::Initiated { .. }
             | Mint::JournalRejected { .. }
             | Mint::Completed { .. }
-            | Mint::Failed { .. } => Ok(Step::Done),
+            | Mint::Failed { .. }
+            | Mint::Closed { .. } => Ok(Step::Done),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Every side effect lives in [`driver`]; the aggregate only records
 //! intents and outcomes (see SPEC.md, "Mint").
 
+mod admin;
 mod api;
 mod cmd;
 mod event;
@@ -35,6 +36,7 @@ use crate::account::{ClientId, Wallet};
 use crate::alpaca::ApRef;
 use crate::chain::SignedTx;
 use crate::clock::Clock;
+use crate::operator::{EchoError, OperatorReason, check_echo};
 use crate::quantity::AlpacaQuantity;
 use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
 
@@ -356,6 +358,15 @@ pub enum Mint {
     Failed {
         request: MintRequest,
         failure: MintFailure,
+        /// The transaction the mint stood behind when it failed, kept so
+        /// that a retry follows it again before signing anything new.
+        last_attempt: Option<TxAttempt>,
+    },
+    /// Terminal: an operator closed the mint for a reason.
+    Closed {
+        request: MintRequest,
+        reason: OperatorReason,
+        closed_from: MintStatus,
     },
 }
 
@@ -381,6 +392,7 @@ pub enum MintStatus {
     Minted,
     Completed,
     Failed,
+    Closed,
 }
 
 impl MintStatus {
@@ -394,6 +406,7 @@ impl MintStatus {
             Self::Minted => "minted",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Closed => "closed",
         }
     }
 
@@ -422,7 +435,8 @@ impl Mint {
             | Self::MintIntended { request, .. }
             | Self::Minted { request, .. }
             | Self::Completed { request, .. }
-            | Self::Failed { request, .. } => Some(request),
+            | Self::Failed { request, .. }
+            | Self::Closed { request, .. } => Some(request),
         }
     }
 
@@ -436,6 +450,7 @@ impl Mint {
             Self::Minted { .. } => MintStatus::Minted,
             Self::Completed { .. } => MintStatus::Completed,
             Self::Failed { .. } => MintStatus::Failed,
+            Self::Closed { .. } => MintStatus::Closed,
         }
     }
 
@@ -475,6 +490,8 @@ pub enum MintError {
     SharesMismatch { expected: U256, found: U256 },
     #[error("all {max} transaction attempts are used")]
     AttemptsExhausted { max: u32 },
+    #[error(transparent)]
+    Echo(#[from] EchoError),
 }
 
 /// What the mint aggregate needs from the outside world.
@@ -572,8 +589,7 @@ impl Aggregate for Mint {
                 },
             },
             (
-                Self::JournalConfirmed { request }
-                | Self::MintIntended { request, .. },
+                Self::JournalConfirmed { request },
                 MintEvent::MintFailed {
                     classification,
                     reason,
@@ -587,7 +603,84 @@ impl Aggregate for Mint {
                     reason,
                     tx_hash,
                 },
+                last_attempt: None,
             },
+            (
+                Self::MintIntended { request, attempt },
+                MintEvent::MintFailed {
+                    classification,
+                    reason,
+                    tx_hash,
+                    ..
+                },
+            ) => Self::Failed {
+                request,
+                failure: MintFailure {
+                    classification,
+                    reason,
+                    tx_hash,
+                },
+                last_attempt: Some(attempt),
+            },
+            // A retry follows the last transaction again (with a fresh
+            // replacement budget), or signs anew if there was none.
+            (
+                Self::Failed {
+                    request,
+                    last_attempt: Some(attempt),
+                    ..
+                },
+                MintEvent::MintRetried { .. },
+            ) => Self::MintIntended {
+                request,
+                attempt: TxAttempt {
+                    number: 1,
+                    ..attempt
+                },
+            },
+            (
+                Self::Failed {
+                    request,
+                    last_attempt: None,
+                    ..
+                },
+                MintEvent::MintRetried { .. },
+            ) => Self::JournalConfirmed { request },
+            (
+                Self::Failed { request, .. },
+                MintEvent::MintRecovered {
+                    tx_hash,
+                    vault,
+                    receipt_id,
+                    shares,
+                    block,
+                    gas_used,
+                    ..
+                },
+            ) => Self::Minted {
+                request,
+                minted: MintedTokens {
+                    tx_hash,
+                    vault,
+                    receipt_id,
+                    shares,
+                    block,
+                    gas_used,
+                },
+            },
+            (state, MintEvent::MintClosed { reason, .. })
+                if state.closable() =>
+            {
+                let closed_from = state.status();
+                match state.request() {
+                    Some(request) => Self::Closed {
+                        request: request.clone(),
+                        reason,
+                        closed_from,
+                    },
+                    None => state,
+                }
+            }
             (
                 Self::Minted { request, minted },
                 MintEvent::CallbackDelivered { .. },
@@ -708,6 +801,27 @@ impl Mint {
                 Self::Failed { .. } => Ok(None),
                 _ => Err(self.invalid("RecordFailure")),
             },
+            MintCommand::Retry { reason } => match self {
+                Self::Failed { .. } => Ok(Some(MintEvent::MintRetried {
+                    reason,
+                    retried_at: now,
+                })),
+                _ => Err(self.invalid("Retry")),
+            },
+            MintCommand::Recover { reason, minted } => {
+                self.recovered(request, reason, minted, now)
+            }
+            MintCommand::Close { reason, tx_hash } => match self {
+                Self::Closed { .. } => Ok(None),
+                state if state.closable() => {
+                    check_echo(state.tx_hash(), tx_hash)?;
+                    Ok(Some(MintEvent::MintClosed {
+                        reason,
+                        closed_at: now,
+                    }))
+                }
+                _ => Err(self.invalid("Close")),
+            },
             MintCommand::RecordCallbackDelivered => match self {
                 Self::Minted { .. } => {
                     Ok(Some(MintEvent::CallbackDelivered { delivered_at: now }))
@@ -766,19 +880,7 @@ impl Mint {
                         found: minted.tx_hash,
                     });
                 }
-                if request.vault != minted.vault {
-                    return Err(MintError::VaultMismatch {
-                        expected: request.vault,
-                        found: minted.vault,
-                    });
-                }
-                let expected = request.order.qty.to_shares();
-                if expected != minted.shares {
-                    return Err(MintError::SharesMismatch {
-                        expected,
-                        found: minted.shares,
-                    });
-                }
+                check_deposit(request, &minted)?;
                 Ok(Some(MintEvent::TokensMinted {
                     tx_hash: minted.tx_hash,
                     vault: minted.vault,
@@ -798,6 +900,96 @@ impl Mint {
             _ => Err(self.invalid("RecordMinted")),
         }
     }
+}
+
+impl Mint {
+    /// States an operator may close. Not `MintIntended`: its transaction
+    /// may still land (let it land or fail first); not a terminal state.
+    const fn closable(&self) -> bool {
+        matches!(
+            self,
+            Self::Initiated { .. }
+                | Self::JournalConfirmed { .. }
+                | Self::Minted { .. }
+                | Self::Failed { .. }
+        )
+    }
+
+    /// The transaction an operator must echo to close this mint.
+    pub fn tx_hash(&self) -> Option<TxHash> {
+        match self {
+            Self::MintIntended { attempt, .. } => Some(attempt.tx.hash),
+            Self::Minted { minted, .. } | Self::Completed { minted, .. } => {
+                Some(minted.tx_hash)
+            }
+            Self::Failed {
+                failure,
+                last_attempt,
+                ..
+            } => failure
+                .tx_hash
+                .or_else(|| last_attempt.as_ref().map(|a| a.tx.hash)),
+            Self::NotInitiated
+            | Self::Initiated { .. }
+            | Self::JournalRejected { .. }
+            | Self::JournalConfirmed { .. }
+            | Self::Closed { .. } => None,
+        }
+    }
+
+    /// A failed mint whose deposit the chain shows after all: the deposit
+    /// is recorded (never made again) and the callback follows.
+    fn recovered(
+        &self,
+        request: &MintRequest,
+        reason: OperatorReason,
+        minted: MintedTokens,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<MintEvent>, MintError> {
+        match self {
+            Self::Failed { .. } => {
+                check_deposit(request, &minted)?;
+                Ok(Some(MintEvent::MintRecovered {
+                    reason,
+                    tx_hash: minted.tx_hash,
+                    vault: minted.vault,
+                    receipt_id: minted.receipt_id,
+                    shares: minted.shares,
+                    block: minted.block,
+                    gas_used: minted.gas_used,
+                    recovered_at: now,
+                }))
+            }
+            Self::Minted {
+                minted: recorded, ..
+            }
+            | Self::Completed {
+                minted: recorded, ..
+            } if *recorded == minted => Ok(None),
+            _ => Err(self.invalid("Recover")),
+        }
+    }
+}
+
+/// The deposit must be the one this mint asked for.
+fn check_deposit(
+    request: &MintRequest,
+    minted: &MintedTokens,
+) -> Result<(), MintError> {
+    if request.vault != minted.vault {
+        return Err(MintError::VaultMismatch {
+            expected: request.vault,
+            found: minted.vault,
+        });
+    }
+    let expected = request.order.qty.to_shares();
+    if expected != minted.shares {
+        return Err(MintError::SharesMismatch {
+            expected,
+            found: minted.shares,
+        });
+    }
+    Ok(())
 }
 
 fn check_id(request: &MintRequest, found: MintId) -> Result<(), MintError> {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::clock::FixedClock;
+use crate::operator::{EchoError, OperatorReason};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
@@ -715,4 +716,249 @@ mod stuck {
             }
         );
     }
+}
+
+fn reason(text: &str) -> OperatorReason {
+    OperatorReason::new(text).unwrap()
+}
+
+fn minted_tokens(n: u8) -> MintedTokens {
+    MintedTokens {
+        tx_hash: tx(n).hash,
+        vault: Vault::new(VAULT).unwrap(),
+        receipt_id: U256::from(1),
+        shares: shares(),
+        block: 10,
+        gas_used: None,
+    }
+}
+
+#[test]
+fn a_retry_follows_the_last_transaction_again_with_a_fresh_budget() {
+    let spent = vec![
+        initiated(),
+        confirmed(),
+        intended(1),
+        replaced(1, 2, 2),
+        replaced(2, 3, 3),
+        replaced(3, 4, 4),
+        MintEvent::MintFailed {
+            classification: FailureClass::ReplacementBudgetExhausted,
+            reason: "all attempts dead".into(),
+            tx_hash: Some(tx(4).hash),
+            failed_at: earlier(),
+        },
+    ];
+    framework()
+        .given(spent.clone())
+        .when(MintCommand::Retry {
+            reason: reason("node fixed"),
+        })
+        .then_expect_events(vec![MintEvent::MintRetried {
+            reason: reason("node fixed"),
+            retried_at: now(),
+        }]);
+    let mut history = spent;
+    history.push(MintEvent::MintRetried {
+        reason: reason("node fixed"),
+        retried_at: now(),
+    });
+    let mint = replay(history.clone());
+    let Mint::MintIntended { attempt, .. } = &mint else {
+        panic!("expected MintIntended, got {mint:?}");
+    };
+    // The same bytes are followed (never a blind new transaction), and
+    // replacements are allowed again.
+    assert_eq!(attempt.tx, tx(4));
+    assert_eq!(attempt.number, 1);
+    framework()
+        .given(history)
+        .when(MintCommand::RecordReplacement {
+            replaced: tx(4).hash,
+            cause: ReplacementCause::Dead,
+            tx: tx(5),
+        })
+        .then_expect_events(vec![MintEvent::MintReplacementIntended {
+            replaced: tx(4).hash,
+            cause: ReplacementCause::Dead,
+            tx: tx(5),
+            attempt: 2,
+            intended_at: now(),
+        }]);
+}
+
+#[test]
+fn a_retry_without_any_transaction_signs_anew() {
+    let history = vec![
+        initiated(),
+        confirmed(),
+        MintEvent::MintFailed {
+            classification: FailureClass::Unprocessable,
+            reason: "receipt information too long".into(),
+            tx_hash: None,
+            failed_at: earlier(),
+        },
+        MintEvent::MintRetried {
+            reason: reason("fixed"),
+            retried_at: now(),
+        },
+    ];
+    assert_eq!(replay(history).status(), MintStatus::JournalConfirmed);
+}
+
+#[test]
+fn retry_and_recover_are_for_failed_mints_only() {
+    for history in confirmed_histories() {
+        let mint = replay(history.clone());
+        if mint.status() == MintStatus::Failed {
+            continue;
+        }
+        framework()
+            .given(history.clone())
+            .when(MintCommand::Retry {
+                reason: reason("again"),
+            })
+            .then_expect_error(MintError::InvalidState {
+                command: "Retry",
+                state: mint.status(),
+            });
+    }
+    framework()
+        .given(vec![initiated(), confirmed(), intended(1)])
+        .when(MintCommand::Recover {
+            reason: reason("found"),
+            minted: minted_tokens(1),
+        })
+        .then_expect_error(MintError::InvalidState {
+            command: "Recover",
+            state: MintStatus::MintIntended,
+        });
+}
+
+#[test]
+fn a_deposit_found_on_chain_is_recorded_and_the_callback_follows() {
+    let history = vec![initiated(), confirmed(), intended(1), failed()];
+    // Even a transaction that is none of the attempts (a hand mint).
+    framework()
+        .given(history.clone())
+        .when(MintCommand::Recover {
+            reason: reason("deposit on chain"),
+            minted: minted_tokens(7),
+        })
+        .then_expect_events(vec![MintEvent::MintRecovered {
+            reason: reason("deposit on chain"),
+            tx_hash: tx(7).hash,
+            vault: Vault::new(VAULT).unwrap(),
+            receipt_id: U256::from(1),
+            shares: shares(),
+            block: 10,
+            gas_used: None,
+            recovered_at: now(),
+        }]);
+    let wrong_amount = MintedTokens {
+        shares: U256::from(1),
+        ..minted_tokens(7)
+    };
+    framework()
+        .given(history.clone())
+        .when(MintCommand::Recover {
+            reason: reason("deposit on chain"),
+            minted: wrong_amount,
+        })
+        .then_expect_error(MintError::SharesMismatch {
+            expected: shares(),
+            found: U256::from(1),
+        });
+    let mut recovered = history;
+    recovered.push(MintEvent::MintRecovered {
+        reason: reason("deposit on chain"),
+        tx_hash: tx(7).hash,
+        vault: Vault::new(VAULT).unwrap(),
+        receipt_id: U256::from(1),
+        shares: shares(),
+        block: 10,
+        gas_used: None,
+        recovered_at: now(),
+    });
+    assert_eq!(replay(recovered.clone()).status(), MintStatus::Minted);
+    // A repeat of the same recovery changes nothing.
+    framework()
+        .given(recovered.clone())
+        .when(MintCommand::Recover {
+            reason: reason("deposit on chain"),
+            minted: minted_tokens(7),
+        })
+        .then_expect_events(vec![]);
+    framework()
+        .given(recovered)
+        .when(MintCommand::RecordCallbackDelivered)
+        .then_expect_events(vec![MintEvent::CallbackDelivered {
+            delivered_at: now(),
+        }]);
+}
+
+#[test]
+fn closing_needs_the_echoed_transaction_and_a_closable_state() {
+    let failed_history = vec![initiated(), confirmed(), intended(1), failed()];
+    framework()
+        .given(failed_history.clone())
+        .when(MintCommand::Close {
+            reason: reason("minted by hand elsewhere"),
+            tx_hash: None,
+        })
+        .then_expect_error(MintError::Echo(EchoError::Missing {
+            expected: tx(1).hash,
+        }));
+    framework()
+        .given(failed_history.clone())
+        .when(MintCommand::Close {
+            reason: reason("minted by hand elsewhere"),
+            tx_hash: Some(tx(2).hash),
+        })
+        .then_expect_error(MintError::Echo(EchoError::Mismatch {
+            expected: tx(1).hash,
+            found: tx(2).hash,
+        }));
+    let close = || MintCommand::Close {
+        reason: reason("minted by hand elsewhere"),
+        tx_hash: Some(tx(1).hash),
+    };
+    framework()
+        .given(failed_history.clone())
+        .when(close())
+        .then_expect_events(vec![MintEvent::MintClosed {
+            reason: reason("minted by hand elsewhere"),
+            closed_at: now(),
+        }]);
+    let mut closed = failed_history;
+    closed.push(MintEvent::MintClosed {
+        reason: reason("minted by hand elsewhere"),
+        closed_at: now(),
+    });
+    let mint = replay(closed.clone());
+    assert_eq!(mint.status(), MintStatus::Closed);
+    assert!(!mint.status().needs_driver());
+    framework()
+        .given(closed)
+        .when(close())
+        .then_expect_events(vec![]);
+    // A transaction that may still land is never closed over.
+    framework()
+        .given(vec![initiated(), confirmed(), intended(1)])
+        .when(close())
+        .then_expect_error(MintError::InvalidState {
+            command: "Close",
+            state: MintStatus::MintIntended,
+        });
+    // Alpaca never confirmed: nothing to echo.
+    framework()
+        .given(vec![initiated()])
+        .when(MintCommand::Close {
+            reason: reason("Alpaca abandoned the request"),
+            tx_hash: None,
+        })
+        .then_expect_events(vec![MintEvent::MintClosed {
+            reason: reason("Alpaca abandoned the request"),
+            closed_at: now(),
+        }]);
 }

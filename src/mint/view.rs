@@ -97,6 +97,7 @@ impl Query<Mint> for Outcomes {
                 }
                 MintEvent::MintFailed { .. } => "failed",
                 MintEvent::JournalRejected { .. } => "journal_rejected",
+                MintEvent::MintClosed { .. } => "closed",
                 _ => continue,
             };
             metrics::counter!("mints_finished_total", "outcome" => outcome)
@@ -155,6 +156,11 @@ pub struct MintView {
     pub minted_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
+    /// Set when an operator closed the mint.
+    #[serde(default)]
+    pub closed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub close_reason: Option<String>,
 }
 
 /// The stored payload: `null` until the mint is initiated.
@@ -198,6 +204,8 @@ impl View<Mint> for StoredMintView {
                 minted_at: None,
                 completed_at: None,
                 failed_at: None,
+                closed_at: None,
+                close_reason: None,
             });
             return;
         }
@@ -276,6 +284,40 @@ impl MintView {
             MintEvent::CallbackDelivered { delivered_at } => {
                 self.status = MintStatus::Completed;
                 self.completed_at = Some(*delivered_at);
+            }
+            MintEvent::MintRetried { .. } => {
+                // The aggregate follows its last transaction again, or
+                // signs anew when it never had one.
+                self.status = if self.tx_hash.is_some() {
+                    MintStatus::MintIntended
+                } else {
+                    MintStatus::JournalConfirmed
+                };
+                self.tx_attempt = self.tx_hash.map(|_| 1);
+                self.failure = None;
+                self.failed_at = None;
+            }
+            MintEvent::MintRecovered {
+                tx_hash,
+                receipt_id,
+                shares,
+                block,
+                recovered_at,
+                ..
+            } => {
+                self.status = MintStatus::Minted;
+                self.tx_hash = Some(*tx_hash);
+                self.receipt_id = Some(receipt_id.to_string());
+                self.shares = Some(shares.to_string());
+                self.block = Some(*block);
+                self.minted_at = Some(*recovered_at);
+                self.failure = None;
+                self.failed_at = None;
+            }
+            MintEvent::MintClosed { reason, closed_at } => {
+                self.status = MintStatus::Closed;
+                self.closed_at = Some(*closed_at);
+                self.close_reason = Some(reason.to_string());
             }
         }
     }
@@ -455,6 +497,7 @@ impl TxProjection<Mint> for MintTxIntents {
                     )?;
                 }
                 MintEvent::TokensMinted { tx_hash, .. }
+                | MintEvent::MintRecovered { tx_hash, .. }
                 | MintEvent::MintFailed {
                     tx_hash: Some(tx_hash),
                     ..
@@ -465,7 +508,9 @@ impl TxProjection<Mint> for MintTxIntents {
                 | MintEvent::JournalConfirmed { .. }
                 | MintEvent::JournalRejected { .. }
                 | MintEvent::MintFailed { tx_hash: None, .. }
-                | MintEvent::CallbackDelivered { .. } => {}
+                | MintEvent::CallbackDelivered { .. }
+                | MintEvent::MintRetried { .. }
+                | MintEvent::MintClosed { .. } => {}
             }
         }
         Ok(())
@@ -484,6 +529,12 @@ impl TxProjection<Mint> for ReceiptDeposits {
     ) -> Result<(), ProjectionError> {
         for event in events {
             if let MintEvent::TokensMinted {
+                vault,
+                receipt_id,
+                shares,
+                ..
+            }
+            | MintEvent::MintRecovered {
                 vault,
                 receipt_id,
                 shares,

@@ -6,6 +6,7 @@
 mod command;
 mod error;
 mod event_repository;
+mod history;
 mod pool;
 mod projection;
 mod store;
@@ -15,6 +16,7 @@ mod writer;
 pub use command::{CONFLICT_RETRIES, claim_conflict, execute_retrying};
 pub use error::{SqliteEsError, is_unique_violation};
 pub use event_repository::{STREAM_BUFFER, SqliteEventRepository};
+pub use history::{StoredEvent, event_history};
 pub use pool::{BUSY_TIMEOUT, MIGRATOR, open_pool, run_migrations};
 pub use projection::{ProjectionError, TxProjection, ViewProjection};
 pub use store::{SqliteAggregateContext, SqliteStore, sqlite_cqrs};

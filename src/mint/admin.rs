@@ -1,0 +1,292 @@
+//! The operator's actions on one mint, behind the internal key (SPEC.md
+//! "Operator actions"):
+//!
+//! - `POST /admin/mints/<issuer_request_id>/retry {reason}`: a failed mint
+//!   runs again. The chain is searched first for a `Deposit` whose
+//!   receiptInformation names this mint; if there is one it is recorded
+//!   (`MintRecovered`) and only the callback follows. Otherwise
+//!   `MintRetried`: the mint follows its last transaction again (with a
+//!   fresh replacement budget), so bytes that may still land are only
+//!   rebroadcast, and a new transaction is signed only once that one is
+//!   proven dead or reverted.
+//! - `POST /admin/mints/<issuer_request_id>/close {reason, tx_hash?}`:
+//!   stop for good; a mint with a transaction is closed only by someone
+//!   who echoes its hash.
+//!
+//! Each action is a command whose event keeps the reason and the time; a
+//! repeat of an action already done gets the same answer and changes
+//! nothing.
+
+use alloy::primitives::TxHash;
+use cqrs_es::{Aggregate as _, AggregateError, EventStore as _};
+use rocket::serde::json::Json;
+use rocket::{Route, State};
+use serde::{Deserialize, Serialize};
+use sqlite_es::{SqliteStore, event_history, execute_retrying};
+
+use super::{
+    Mint, MintCommand, MintError, MintState, MintView, MintedTokens,
+    TokenizationRequestId, find_by_issuer_request_id,
+};
+use crate::auth::InternalAuth;
+use crate::chain::{ChainSlot, Effect, VaultService};
+use crate::http::ApiError;
+use crate::http::body::{BodyError, JsonBody};
+use crate::operator::OperatorReason;
+
+pub fn routes() -> Vec<Route> {
+    rocket::routes![retry, close]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    pub reason: OperatorReason,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseRequest {
+    pub reason: OperatorReason,
+    /// The mint's transaction, echoed; required when it has one.
+    #[serde(default)]
+    pub tx_hash: Option<TxHash>,
+}
+
+/// What an operator action did, and the mint afterwards.
+#[derive(Debug, Serialize)]
+pub struct ActionAnswer {
+    /// `retried`, `recovered` (the deposit was found on chain) or `closed`.
+    pub action: &'static str,
+    pub mint: MintView,
+}
+
+#[rocket::post("/admin/mints/<issuer_request_id>/retry", data = "<body>")]
+async fn retry(
+    _auth: InternalAuth,
+    state: &State<MintState>,
+    chain: &State<ChainSlot>,
+    issuer_request_id: &str,
+    body: Result<JsonBody<RetryRequest>, BodyError>,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let JsonBody(RetryRequest { reason }) =
+        body.map_err(|err| ApiError::from_body_error(&err))?;
+    let id = resolve(state, issuer_request_id).await?;
+    let mint = load(state, &id).await?;
+    let Mint::Failed {
+        request,
+        last_attempt,
+        ..
+    } = &mint
+    else {
+        return repeated_retry(state, &id, &reason, &mint).await;
+    };
+    // Nothing of ours can have landed without an attempt.
+    let evidence = match last_attempt {
+        Some(attempt) => {
+            let pipeline = chain.get().ok_or_else(|| {
+                ApiError::unavailable(
+                    "the chain is not connected: a retry must look for the \
+                     mint's deposit first",
+                )
+            })?;
+            find_deposit(
+                pipeline.vault(),
+                request,
+                attempt.since_block.unwrap_or(0),
+            )
+            .await?
+        }
+        None => None,
+    };
+    let (command, action) = match evidence {
+        Some(minted) => (
+            MintCommand::Recover {
+                reason: reason.clone(),
+                minted,
+            },
+            "recovered",
+        ),
+        None => (
+            MintCommand::Retry {
+                reason: reason.clone(),
+            },
+            "retried",
+        ),
+    };
+    match execute_retrying(state.cqrs(), id.as_str(), command).await {
+        Ok(()) => {}
+        // Another operator's identical retry won the race.
+        Err(AggregateError::UserError(MintError::InvalidState { .. })) => {
+            let mint = load(state, &id).await?;
+            return repeated_retry(state, &id, &reason, &mint).await;
+        }
+        Err(error) => return Err(command_error(error)),
+    }
+    tracing::warn!(
+        target: "mint",
+        tokenization_request_id = %id,
+        action,
+        %reason,
+        "operator action on a failed mint"
+    );
+    state.waker().notify_one();
+    answer(state, &id, action).await
+}
+
+#[rocket::post("/admin/mints/<issuer_request_id>/close", data = "<body>")]
+async fn close(
+    _auth: InternalAuth,
+    state: &State<MintState>,
+    issuer_request_id: &str,
+    body: Result<JsonBody<CloseRequest>, BodyError>,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let JsonBody(CloseRequest { reason, tx_hash }) =
+        body.map_err(|err| ApiError::from_body_error(&err))?;
+    let id = resolve(state, issuer_request_id).await?;
+    execute_retrying(
+        state.cqrs(),
+        id.as_str(),
+        MintCommand::Close {
+            reason: reason.clone(),
+            tx_hash,
+        },
+    )
+    .await
+    .map_err(command_error)?;
+    tracing::warn!(
+        target: "mint",
+        tokenization_request_id = %id,
+        %reason,
+        "operator closed a mint"
+    );
+    answer(state, &id, "closed").await
+}
+
+/// The deposit for this mint, if the vault's logs show one.
+async fn find_deposit(
+    vault: &VaultService,
+    request: &super::MintRequest,
+    from_block: u64,
+) -> Result<Option<MintedTokens>, ApiError> {
+    let address = request.vault.address();
+    let effect = Effect::Mint {
+        tokenization_request_id: request.order.tokenization_request_id.as_str(),
+    };
+    let landed = vault
+        .find_effect(address, effect, from_block)
+        .await
+        .map_err(|error| {
+            ApiError::unavailable(format!(
+                "cannot search the chain for the mint's deposit: {error}"
+            ))
+        })?;
+    let Some(landed) = landed else {
+        return Ok(None);
+    };
+    let deposit = VaultService::parse_mint(&landed.receipt, address).map_err(
+        |error| {
+            ApiError::unavailable(format!(
+                "the deposit in {} cannot be read: {error}",
+                landed.tx_hash
+            ))
+        },
+    )?;
+    Ok(Some(MintedTokens {
+        tx_hash: landed.tx_hash,
+        vault: request.vault,
+        receipt_id: deposit.receipt_id,
+        shares: deposit.shares,
+        block: deposit.block,
+        gas_used: deposit.gas_used,
+    }))
+}
+
+/// A retry of a mint that is no longer failed: the same answer if this
+/// very retry (same reason) is what moved it on, 409 otherwise.
+async fn repeated_retry(
+    state: &MintState,
+    id: &TokenizationRequestId,
+    reason: &OperatorReason,
+    mint: &Mint,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let history = event_history(state.pool(), Mint::TYPE, id.as_str())
+        .await
+        .map_err(ApiError::internal)?;
+    let last_action = history.iter().rev().find_map(|event| {
+        let action = match event.event_type.as_str() {
+            "MintEvent::MintRetried" => "retried",
+            "MintEvent::MintRecovered" => "recovered",
+            _ => return None,
+        };
+        let recorded = event
+            .payload
+            .as_object()
+            .and_then(|fields| fields.values().next())
+            .and_then(|body| body.get("reason"))
+            .and_then(serde_json::Value::as_str);
+        Some((action, recorded == Some(reason.as_str())))
+    });
+    match last_action {
+        Some((action, true)) => answer(state, id, action).await,
+        _ => Err(ApiError::conflict(
+            MintError::InvalidState {
+                command: "Retry",
+                state: mint.status(),
+            }
+            .to_string(),
+        )),
+    }
+}
+
+async fn resolve(
+    state: &MintState,
+    issuer_request_id: &str,
+) -> Result<TokenizationRequestId, ApiError> {
+    let id = issuer_request_id
+        .parse()
+        .map_err(|_| ApiError::not_found("mint not found"))?;
+    find_by_issuer_request_id(state.pool(), &id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(|view| view.tokenization_request_id)
+        .ok_or_else(|| ApiError::not_found("mint not found"))
+}
+
+async fn load(
+    state: &MintState,
+    id: &TokenizationRequestId,
+) -> Result<Mint, ApiError> {
+    let context = SqliteStore::<Mint>::new(state.pool().clone())
+        .load_aggregate(id.as_str())
+        .await
+        .map_err(command_error)?;
+    Ok(context.state().clone())
+}
+
+async fn answer(
+    state: &MintState,
+    id: &TokenizationRequestId,
+    action: &'static str,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let mint = super::find_by_tokenization_request_id(state.pool(), id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("mint not found"))?;
+    Ok(Json(ActionAnswer { action, mint }))
+}
+
+fn command_error(error: AggregateError<MintError>) -> ApiError {
+    match error {
+        AggregateError::UserError(MintError::NotInitiated) => {
+            ApiError::not_found("mint not found")
+        }
+        AggregateError::UserError(error) => {
+            ApiError::conflict(error.to_string())
+        }
+        AggregateError::AggregateConflict => ApiError::unavailable(
+            "the mint is being changed concurrently; retry",
+        ),
+        error => ApiError::internal(error),
+    }
+}

@@ -1,0 +1,132 @@
+//! What an operator's action on a flow carries: a reason, always, and
+//! where the flow has a transaction, that transaction's hash echoed back
+//! as proof that they looked at it.
+
+use std::fmt;
+
+use alloy::primitives::TxHash;
+use serde::{Deserialize, Serialize};
+
+/// Longest reason kept (an event is not a document store).
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// Why an operator acted: 1–1000 characters, not blank.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OperatorReason(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidReason {
+    #[error("a reason is required")]
+    Missing,
+    #[error("the reason has {chars} characters; at most {MAX_REASON_CHARS}")]
+    TooLong { chars: usize },
+}
+
+impl OperatorReason {
+    pub fn new(raw: &str) -> Result<Self, InvalidReason> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidReason::Missing);
+        }
+        let chars = trimmed.chars().count();
+        if chars > MAX_REASON_CHARS {
+            return Err(InvalidReason::TooLong { chars });
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OperatorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for OperatorReason {
+    type Error = InvalidReason;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(&value)
+    }
+}
+
+impl From<OperatorReason> for String {
+    fn from(value: OperatorReason) -> Self {
+        value.0
+    }
+}
+
+/// The echo check: a flow with a transaction is closed only by someone
+/// who names that transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EchoError {
+    #[error("this flow has transaction {expected}: echo it as tx_hash")]
+    Missing { expected: TxHash },
+    #[error("tx_hash {found} is not this flow's transaction {expected}")]
+    Mismatch { expected: TxHash, found: TxHash },
+}
+
+/// Checks `echoed` against the flow's transaction `expected` (if any).
+pub fn check_echo(
+    expected: Option<TxHash>,
+    echoed: Option<TxHash>,
+) -> Result<(), EchoError> {
+    match (expected, echoed) {
+        (None, _) => Ok(()),
+        (Some(expected), None) => Err(EchoError::Missing { expected }),
+        (Some(expected), Some(found)) if found == expected => Ok(()),
+        (Some(expected), Some(found)) => {
+            Err(EchoError::Mismatch { expected, found })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_trimmed_and_required() {
+        assert_eq!(
+            OperatorReason::new("  ").unwrap_err(),
+            InvalidReason::Missing
+        );
+        assert_eq!(
+            OperatorReason::new(" fixed allowlist ").unwrap().as_str(),
+            "fixed allowlist"
+        );
+        let long = "x".repeat(MAX_REASON_CHARS + 1);
+        assert_eq!(
+            OperatorReason::new(&long).unwrap_err(),
+            InvalidReason::TooLong {
+                chars: MAX_REASON_CHARS + 1
+            }
+        );
+        assert!(serde_json::from_str::<OperatorReason>("\"\"").is_err());
+    }
+
+    #[test]
+    fn the_echo_must_name_the_flows_transaction() {
+        let a = TxHash::repeat_byte(1);
+        let b = TxHash::repeat_byte(2);
+        assert_eq!(check_echo(None, None), Ok(()));
+        assert_eq!(check_echo(None, Some(a)), Ok(()));
+        assert_eq!(check_echo(Some(a), Some(a)), Ok(()));
+        assert_eq!(
+            check_echo(Some(a), None),
+            Err(EchoError::Missing { expected: a })
+        );
+        assert_eq!(
+            check_echo(Some(a), Some(b)),
+            Err(EchoError::Mismatch {
+                expected: a,
+                found: b
+            })
+        );
+    }
+}

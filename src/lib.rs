@@ -3,6 +3,7 @@
 //! every feature's state, mount its routes, serve) is in `startup.rs`.
 
 pub mod account;
+pub mod admin;
 pub mod alpaca;
 pub mod auth;
 pub mod chain;

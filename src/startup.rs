@@ -242,7 +242,7 @@ pub async fn build_rocket_with(
         crate::redemption::install(rocket, &deps.pool, deps.clock.clone())
             .await
             .map_err(|err| feature_error("redemption", err))?;
-    Ok(rocket)
+    Ok(crate::admin::install(rocket))
 }
 
 fn feature_error(

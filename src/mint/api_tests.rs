@@ -1126,3 +1126,138 @@ async fn a_non_json_content_type_is_415_and_a_missing_one_is_json() {
     }
     assert_eq!(h.mint_events().await, 2);
 }
+
+#[rocket::async_test]
+async fn an_operator_closes_a_mint_alpaca_never_confirmed() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let id = h.initiate(&oldest(&seed)).await;
+    // The clock is fixed: the mint is 0 s old, stuck from age 0 up.
+    let (status, stuck) = h
+        .send(
+            Method::Get,
+            "/admin/stuck?older_than_secs=0",
+            Key::Internal,
+            None,
+        )
+        .await;
+    assert_eq!(status, Status::Ok, "{stuck}");
+    assert_eq!(stuck["mints"].as_array().unwrap().len(), 0, "{stuck}");
+    let (status, stuck) = h
+        .send(Method::Get, "/admin/stuck", Key::Internal, None)
+        .await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(stuck["older_than_secs"], 600);
+
+    let close = format!("/admin/mints/{id}/close");
+    let (status, answer) = h
+        .post(&close, Key::Internal, &json!({"reason": "  "}))
+        .await;
+    assert_eq!(status, Status::UnprocessableEntity, "{answer}");
+    let (status, answer) = h.post(&close, Key::Internal, &json!({})).await;
+    assert_eq!(status, Status::UnprocessableEntity, "{answer}");
+    let (status, _) = h
+        .post(&close, Key::Alpaca, &json!({"reason": "abandoned"}))
+        .await;
+    assert_eq!(status, Status::Unauthorized);
+    let (status, answer) = h
+        .post(
+            "/admin/mints/00000000-0000-0000-0000-00000000ffff/close",
+            Key::Internal,
+            &json!({"reason": "abandoned"}),
+        )
+        .await;
+    assert_eq!(status, Status::NotFound, "{answer}");
+
+    for _ in 0..2 {
+        let (status, answer) = h
+            .post(&close, Key::Internal, &json!({"reason": "abandoned"}))
+            .await;
+        assert_eq!(status, Status::Ok, "{answer}");
+        assert_eq!(answer["action"], "closed");
+        assert_eq!(answer["mint"]["status"], "closed");
+        assert_eq!(answer["mint"]["close_reason"], "abandoned");
+    }
+    assert_eq!(h.mint_events().await, 2);
+    // Alpaca's late confirmation cannot revive it.
+    let (status, _) = h
+        .post(
+            "/inkind/issuance/confirm",
+            Key::Alpaca,
+            &confirm_body(&id, "completed"),
+        )
+        .await;
+    assert_eq!(status, Status::Conflict);
+
+    let (status, history) = h
+        .send(
+            Method::Get,
+            &format!("/admin/history/mint/{id}"),
+            Key::Internal,
+            None,
+        )
+        .await;
+    assert_eq!(status, Status::Ok, "{history}");
+    let events = history["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["event_type"], "MintEvent::Initiated");
+    assert_eq!(events[1]["event_type"], "MintEvent::MintClosed");
+    assert_eq!(events[1]["sequence"], 2);
+    assert_eq!(events[1]["time"], "2026-11-28T12:00:00Z");
+    assert_eq!(events[1]["payload"]["MintClosed"]["reason"], "abandoned");
+    assert_eq!(history["id"], TOK);
+    let (status, _) = h
+        .send(
+            Method::Get,
+            &format!("/admin/history/mint/{TOK}"),
+            Key::Internal,
+            None,
+        )
+        .await;
+    assert_eq!(status, Status::Ok);
+    let (status, _) = h
+        .send(Method::Get, "/admin/history/widget/1", Key::Internal, None)
+        .await;
+    assert_eq!(status, Status::NotFound);
+    let (status, _) = h
+        .send(Method::Get, "/admin/history/mint/nope", Key::Internal, None)
+        .await;
+    assert_eq!(status, Status::NotFound);
+}
+
+#[rocket::async_test]
+async fn only_a_failed_mint_is_retried() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let id = h.initiate(&oldest(&seed)).await;
+    h.ok(
+        "/inkind/issuance/confirm",
+        Key::Alpaca,
+        &confirm_body(&id, "completed"),
+    )
+    .await;
+    let (status, answer) = h
+        .post(
+            &format!("/admin/mints/{id}/retry"),
+            Key::Internal,
+            &json!({"reason": "again"}),
+        )
+        .await;
+    assert_error(
+        status,
+        &answer,
+        Status::Conflict,
+        "Retry is not allowed in state journal_confirmed",
+    );
+    assert_eq!(h.mint_events().await, 2);
+    let (status, rebuilt) = h
+        .send(Method::Post, "/admin/views/rebuild", Key::Internal, None)
+        .await;
+    assert_eq!(status, Status::Ok, "{rebuilt}");
+    assert!(
+        rebuilt["replayed"].to_string().contains("\"mint\",2"),
+        "{rebuilt}"
+    );
+    let (_, mint) = h.get_mint(&id).await;
+    assert_eq!(mint["status"], "journal_confirmed");
+}

@@ -49,6 +49,7 @@ pub use flow::{DriverSettings, MintDriver, MintFlow, engine};
 pub use view::{
     MintCqrs, MintQueryError, MintView, cqrs, find_by_issuer_request_id,
     find_by_tokenization_request_id, rebuild_stale_views, rebuild_views,
+    stuck_mint_views,
     stuck_mints, unfinished_mints,
 };
 
@@ -528,6 +529,15 @@ impl Aggregate for Mint {
             (
                 Self::Initiated { request },
                 MintEvent::JournalConfirmed { .. },
+            )
+            // A retry of a mint that never signed anything signs anew.
+            | (
+                Self::Failed {
+                    request,
+                    last_attempt: None,
+                    ..
+                },
+                MintEvent::MintRetried { .. },
             ) => Self::JournalConfirmed { request },
             (
                 Self::Initiated { request },
@@ -569,6 +579,19 @@ impl Aggregate for Mint {
             (
                 Self::MintIntended { request, .. },
                 MintEvent::TokensMinted {
+                    tx_hash,
+                    vault,
+                    receipt_id,
+                    shares,
+                    block,
+                    gas_used,
+                    ..
+                },
+            )
+            // The failed mint's deposit, found on chain by an operator.
+            | (
+                Self::Failed { request, .. },
+                MintEvent::MintRecovered {
                     tx_hash,
                     vault,
                     receipt_id,
@@ -638,36 +661,6 @@ impl Aggregate for Mint {
                     ..attempt
                 },
             },
-            (
-                Self::Failed {
-                    request,
-                    last_attempt: None,
-                    ..
-                },
-                MintEvent::MintRetried { .. },
-            ) => Self::JournalConfirmed { request },
-            (
-                Self::Failed { request, .. },
-                MintEvent::MintRecovered {
-                    tx_hash,
-                    vault,
-                    receipt_id,
-                    shares,
-                    block,
-                    gas_used,
-                    ..
-                },
-            ) => Self::Minted {
-                request,
-                minted: MintedTokens {
-                    tx_hash,
-                    vault,
-                    receipt_id,
-                    shares,
-                    block,
-                    gas_used,
-                },
-            },
             (state, MintEvent::MintClosed { reason, .. })
                 if state.closable() =>
             {
@@ -728,6 +721,12 @@ impl Mint {
                             requested: JournalOutcome::Completed,
                         })
                     }
+                    // Closed before Alpaca confirmed: shares journaled
+                    // now would never be minted, so Alpaca must hear it.
+                    Self::Closed {
+                        closed_from: MintStatus::Initiated,
+                        ..
+                    } => Err(self.invalid("ConfirmJournal")),
                     _ => Ok(None),
                 }
             }
@@ -743,7 +742,11 @@ impl Mint {
                             rejected_at: now,
                         }))
                     }
-                    Self::JournalRejected { .. } => Ok(None),
+                    Self::JournalRejected { .. }
+                    | Self::Closed {
+                        closed_from: MintStatus::Initiated,
+                        ..
+                    } => Ok(None),
                     _ => Err(MintError::ConflictingConfirmation {
                         recorded: JournalOutcome::Completed,
                         requested: JournalOutcome::Rejected,

@@ -392,35 +392,47 @@ pub async fn unfinished_mints(
         .collect()
 }
 
-/// Mints needing attention for the `flows_stuck` gauge: unfinished
-/// (including those still waiting for Alpaca's journal) and initiated
-/// before `cutoff`, and failed.
+/// Mints needing attention: unfinished (including those still waiting
+/// for Alpaca's journal) and initiated before `cutoff`, and failed ones
+/// whatever their age; oldest first.
+pub async fn stuck_mint_views(
+    pool: &SqlitePool,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<MintView>, MintQueryError> {
+    // Only the unfinished and failed rows are read: terminal mints, the
+    // bulk of the table, stay in SQLite.
+    let payloads: Vec<String> = sqlx::query_scalar(
+        "SELECT payload FROM mint_view \
+         WHERE json_extract(payload, '$.status') IN \
+               ('initiated', 'journal_confirmed', 'mint_intended', \
+                'minted', 'failed') \
+         ORDER BY json_extract(payload, '$.initiated_at'), view_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut stuck = Vec::new();
+    for payload in payloads {
+        let StoredMintView(view) =
+            serde_json::from_str(&payload).map_err(SqliteEsError::from)?;
+        if let Some(view) = view
+            && (view.status == MintStatus::Failed || view.initiated_at < cutoff)
+        {
+            stuck.push(view);
+        }
+    }
+    Ok(stuck)
+}
+
+/// The `flows_stuck` gauge's counts of [`stuck_mint_views`].
 pub async fn stuck_mints(
     pool: &SqlitePool,
     cutoff: DateTime<Utc>,
 ) -> Result<StuckFlows, MintQueryError> {
-    // Only the unfinished and failed rows are read: terminal mints, the
-    // bulk of the table, stay in SQLite.
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT json_extract(payload, '$.status'), \
-                json_extract(payload, '$.initiated_at') \
-         FROM mint_view \
-         WHERE json_extract(payload, '$.status') IN \
-               ('initiated', 'journal_confirmed', 'mint_intended', \
-                'minted', 'failed')",
-    )
-    .fetch_all(pool)
-    .await?;
     let mut stuck = StuckFlows::default();
-    for (status, initiated_at) in rows {
-        if status == MintStatus::Failed.as_str() {
+    for view in stuck_mint_views(pool, cutoff).await? {
+        if view.status == MintStatus::Failed {
             stuck.failed += 1;
-        } else if DateTime::parse_from_rfc3339(&initiated_at).map_err(|_| {
-            MintQueryError::CorruptTimestamp {
-                value: initiated_at.clone(),
-            }
-        })? < cutoff
-        {
+        } else {
             stuck.overdue += 1;
         }
     }

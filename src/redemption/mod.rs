@@ -55,7 +55,8 @@ pub use cmd::RedemptionCommand;
 pub use event::RedemptionEvent;
 pub use view::{
     RedemptionCqrs, RedemptionQueryError, cqrs, find, non_terminal,
-    rebuild_stale_views, rebuild_views, stuck_redemptions,
+    rebuild_stale_views, rebuild_views, stuck_redemption_states,
+    stuck_redemptions,
 };
 
 /// The aggregate type, also the `owner_type` of burn intents.

@@ -189,31 +189,45 @@ pub async fn non_terminal(
     Ok(open)
 }
 
-/// Redemptions needing attention for the `flows_stuck` gauge: unfinished
-/// and detected before `cutoff`, and failed.
+/// Redemptions needing attention: unfinished and detected before
+/// `cutoff`, and failed ones whatever their age; by id.
+pub async fn stuck_redemption_states(
+    pool: &SqlitePool,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<(String, Redemption)>, RedemptionQueryError> {
+    // Served by the `redemption_view_by_state` index: completed ones, the
+    // bulk of the table, are never read.
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT view_id, payload FROM redemption_view \
+         WHERE state IN ('detected', 'alpaca_called', 'journal_completed', \
+         'burning', 'failed') ORDER BY view_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut stuck = Vec::new();
+    for (view_id, payload) in rows {
+        let RedemptionView(state) = serde_json::from_str(&payload)?;
+        let overdue = !state.is_terminal()
+            && state
+                .detection()
+                .is_some_and(|detection| detection.detected_at < cutoff);
+        if matches!(state, Redemption::Failed { .. }) || overdue {
+            stuck.push((view_id, state));
+        }
+    }
+    Ok(stuck)
+}
+
+/// The `flows_stuck` gauge's counts of [`stuck_redemption_states`].
 pub async fn stuck_redemptions(
     pool: &SqlitePool,
     cutoff: DateTime<Utc>,
 ) -> Result<StuckFlows, RedemptionQueryError> {
-    // Completed ones, the bulk of the table, are never read; the payload
-    // is the externally tagged state (`{"Completed": {...}}`).
-    let payloads: Vec<String> = sqlx::query_scalar(
-        "SELECT payload FROM redemption_view \
-         WHERE json_type(payload) = 'object' \
-           AND json_type(payload, '$.Completed') IS NULL",
-    )
-    .fetch_all(pool)
-    .await?;
     let mut stuck = StuckFlows::default();
-    for payload in payloads {
-        let RedemptionView(state) = serde_json::from_str(&payload)?;
+    for (_, state) in stuck_redemption_states(pool, cutoff).await? {
         if matches!(state, Redemption::Failed { .. }) {
             stuck.failed += 1;
-        } else if state
-            .detection()
-            .is_some_and(|detection| detection.detected_at < cutoff)
-            && !state.is_terminal()
-        {
+        } else {
             stuck.overdue += 1;
         }
     }

@@ -8,6 +8,7 @@
     reason = "test helpers outside #[test] fns"
 )]
 
+mod admin;
 mod affiliated;
 mod harness;
 mod metrics_names;

@@ -1,0 +1,146 @@
+//! Operator actions end to end: the service, anvil and the simulator.
+
+use alloy::primitives::Bytes;
+use chrono::Utc;
+use issuance_bot::chain::{ReceiptInformation, ReceiptOp, SHARE_RATIO};
+use issuance_bot::quantity::Quantity;
+use rpc_fault_proxy::{Fault, Rule};
+use serde_json::json;
+
+use crate::harness::{Env, Options};
+use crate::redemption::shares;
+
+/// A mint's deposit done by hand (an operator with the wallet's key)
+/// while the node refused the service's own transaction: the chain has
+/// the deposit, from a transaction that is none of the mint's attempts,
+/// so the mint stops for an operator. Retrying must record that deposit
+/// and never mint again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_records_a_deposit_made_by_hand_and_never_mints_again() {
+    let env = Env::start_opts(Options {
+        rpc_proxy: true,
+        ..Options::default()
+    })
+    .await;
+    let faults = env.faults();
+    faults.add(Rule::new(
+        "eth_sendRawTransaction",
+        Fault::Error {
+            code: -32000,
+            message: "backend unavailable".into(),
+        },
+    ));
+    let outcome = env.request_mint("3").await;
+    let issuer_request_id = outcome.issuer_request_id.clone().unwrap();
+    let intended = env
+        .wait_for_status(&issuer_request_id, "mint_intended")
+        .await;
+    let nonce = env.bot_nonce().await;
+    assert_eq!(intended["tx_nonce"], nonce, "{intended}");
+
+    // The operator's hand mint takes that nonce.
+    let info = ReceiptInformation::new(
+        ReceiptOp::Mint,
+        outcome.tokenization_request_id.to_string(),
+        issuer_request_id.clone(),
+        "AAPL".into(),
+        Quantity::parse("3").unwrap(),
+        Utc::now(),
+    )
+    .unwrap();
+    let vault = env.chain.vault_as(&env.chain.bot);
+    let deposit = vault
+        .deposit(
+            shares("3"),
+            env.chain.bot.address(),
+            SHARE_RATIO,
+            info.encode(),
+        )
+        .calldata()
+        .clone();
+    let transfer = vault
+        .transfer(env.ap_wallet, shares("3"))
+        .calldata()
+        .clone();
+    let by_hand = vault
+        .multicall(vec![Bytes::from(deposit), Bytes::from(transfer)])
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(by_hand.status());
+
+    let failed = env.wait_for_status(&issuer_request_id, "failed").await;
+    assert_eq!(
+        failed["failure"]["classification"], "landed_outside_attempts",
+        "{failed}"
+    );
+    let (status, stuck) = env.get("/admin/stuck").await;
+    assert_eq!(status, 200, "{stuck}");
+    assert_eq!(stuck["mints"][0]["issuer_request_id"], issuer_request_id);
+    assert_eq!(stuck["mints"][0]["state"], "failed");
+
+    // Closing needs the transaction echoed.
+    let (status, answer) = env
+        .post_internal(
+            &format!("/admin/mints/{issuer_request_id}/close"),
+            &json!({"reason": "looking"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("echo it"),
+        "{answer}"
+    );
+
+    let nonce_before = env.bot_nonce().await;
+    let retry = format!("/admin/mints/{issuer_request_id}/retry");
+    let reason =
+        json!({"reason": "deposit made by hand during an RPC incident"});
+    let (status, answer) = env.post_internal(&retry, &reason).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["action"], "recovered");
+    let by_hand_hash = format!("{:#x}", by_hand.transaction_hash);
+    assert_eq!(answer["mint"]["tx_hash"], by_hand_hash);
+
+    let completed = env.wait_for_status(&issuer_request_id, "completed").await;
+    assert_eq!(completed["tx_hash"], by_hand_hash);
+    let callbacks = env.sim.mint_callbacks(outcome.tokenization_request_id);
+    assert_eq!(callbacks.len(), 1, "{callbacks:?}");
+    assert_eq!(callbacks[0]["tx_hash"], by_hand_hash);
+    // A repeat answers the same and sends nothing.
+    let (status, again) = env.post_internal(&retry, &reason).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["action"], "recovered");
+    // Exactly one deposit, the hand one; the service sent nothing more.
+    assert_eq!(
+        env.deposit_tx_hashes().await,
+        vec![by_hand.transaction_hash]
+    );
+    assert_eq!(env.bot_nonce().await, nonce_before);
+    assert_eq!(env.share_balance(env.ap_wallet).await, shares("3"));
+    let (status, history) = env
+        .get(&format!("/admin/history/mint/{issuer_request_id}"))
+        .await;
+    assert_eq!(status, 200);
+    let types: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "MintEvent::Initiated",
+            "MintEvent::JournalConfirmed",
+            "MintEvent::MintTxIntended",
+            "MintEvent::MintFailed",
+            "MintEvent::MintRecovered",
+            "MintEvent::CallbackDelivered",
+        ]
+    );
+    env.stop().await;
+}

@@ -428,7 +428,7 @@ async fn mint_then_redeem_burns_returns_dust_and_restores_the_position() {
     let state = world.run_until(&id, completed).await;
 
     let Redemption::Completed {
-        detection, burn, ..
+        detection, burns, ..
     } = &state
     else {
         unreachable!()
@@ -436,7 +436,7 @@ async fn mint_then_redeem_burns_returns_dust_and_restores_the_position() {
     assert_eq!(detection.transfer.client_id, world.client_id);
     assert_eq!(detection.alpaca_qty.unwrap().to_string(), "1.5");
     assert_eq!(detection.dust, dust);
-    assert_eq!(burn.burns.len(), 1);
+    assert_eq!(burns.len(), 1);
     // On chain: the bot burned 1.5 and returned the dust; the receipt
     // shrank by what was burned.
     assert_eq!(world.share_balance(world.bot()).await, U256::ZERO);
@@ -469,12 +469,12 @@ async fn a_redemption_larger_than_any_receipt_burns_two() {
     let second = world.mint("2").await;
     let id = world.redeem(shares("2.5")).await;
     let state = world.run_until(&id, completed).await;
-    let Redemption::Completed { burn, .. } = &state else {
+    let Redemption::Completed { burns, .. } = &state else {
         unreachable!()
     };
     // Largest first, the last one partial.
     assert_eq!(
-        burn.burns,
+        *burns,
         vec![
             ReceiptBurn {
                 receipt_id: second,

@@ -75,6 +75,11 @@ pub struct RedemptionResponse {
     /// yet, ...); cleared when it makes progress.
     #[serde(default)]
     pub last_error: Option<DriverStatus>,
+    /// Set when an operator closed the redemption.
+    #[serde(default)]
+    pub close_reason: Option<String>,
+    #[serde(default)]
+    pub closed_at: Option<String>,
 }
 
 impl RedemptionResponse {
@@ -110,6 +115,8 @@ impl RedemptionResponse {
             failure_reason: None,
             failed_at: None,
             last_error: None,
+            close_reason: None,
+            closed_at: None,
         };
         match state {
             Redemption::Burning {
@@ -121,14 +128,14 @@ impl RedemptionResponse {
                 response.burns = burn.burns.iter().map(BurnRow::from).collect();
             }
             Redemption::Completed {
-                burn,
+                burns,
                 burn_tx_hash,
                 block,
                 completed_at,
                 ..
             } => {
                 response.burn_tx_hash = Some(burn_tx_hash.to_string());
-                response.burns = burn.burns.iter().map(BurnRow::from).collect();
+                response.burns = burns.iter().map(BurnRow::from).collect();
                 response.burn_block = Some(*block);
                 response.completed_at = Some(completed_at.to_rfc3339());
             }
@@ -145,6 +152,12 @@ impl RedemptionResponse {
                 }
                 response.failure_reason = Some(reason.to_string());
                 response.failed_at = Some(failed_at.to_rfc3339());
+            }
+            Redemption::Closed {
+                reason, closed_at, ..
+            } => {
+                response.close_reason = Some(reason.to_string());
+                response.closed_at = Some(closed_at.to_rfc3339());
             }
             Redemption::NotDetected
             | Redemption::Detected { .. }

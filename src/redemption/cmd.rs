@@ -2,6 +2,7 @@ use alloy::primitives::{TxHash, U256};
 
 use super::{BurnFailure, DetectedTransfer};
 use crate::chain::SignedTx;
+use crate::operator::OperatorReason;
 use crate::receipt_inventory::ReceiptBurn;
 
 /// Every command is idempotent: repeating one whose effect is already
@@ -37,6 +38,25 @@ pub enum RedemptionCommand {
     },
     RecordBurnFailed {
         failure: BurnFailure,
+    },
+    /// Operator: run a failed redemption again (poll again, call Alpaca
+    /// again, or burn again). The caller has searched the chain for a
+    /// burn of it first and found none.
+    Retry {
+        reason: OperatorReason,
+    },
+    /// Operator: the chain shows this redemption's burn (found by a
+    /// retry's search, or done by hand and checked on chain).
+    RecordBurnByOperator {
+        reason: OperatorReason,
+        burn_tx_hash: TxHash,
+        burns: Vec<ReceiptBurn>,
+        block: u64,
+    },
+    /// Operator: stop for good; `tx_hash` echoes the burn, if any.
+    Close {
+        reason: OperatorReason,
+        tx_hash: Option<TxHash>,
     },
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Detection, FailureReason};
 use crate::chain::SignedTx;
+use crate::operator::OperatorReason;
 use crate::receipt_inventory::ReceiptBurn;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +43,25 @@ pub enum RedemptionEvent {
         resolves: Option<TxHash>,
         failed_at: DateTime<Utc>,
     },
+    /// An operator ran the failed redemption again.
+    Retried {
+        reason: OperatorReason,
+        retried_at: DateTime<Utc>,
+    },
+    /// An operator recorded a burn the chain shows (never burned again).
+    BurnRecordedByOperator {
+        reason: OperatorReason,
+        vault: Address,
+        burn_tx_hash: TxHash,
+        burns: Vec<ReceiptBurn>,
+        block: u64,
+        recorded_at: DateTime<Utc>,
+    },
+    /// An operator closed the redemption.
+    Closed {
+        reason: OperatorReason,
+        closed_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for RedemptionEvent {
@@ -55,6 +75,11 @@ impl DomainEvent for RedemptionEvent {
             Self::BurnIntended { .. } => "RedemptionEvent::BurnIntended",
             Self::Completed { .. } => "RedemptionEvent::Completed",
             Self::Failed { .. } => "RedemptionEvent::Failed",
+            Self::Retried { .. } => "RedemptionEvent::Retried",
+            Self::BurnRecordedByOperator { .. } => {
+                "RedemptionEvent::BurnRecordedByOperator"
+            }
+            Self::Closed { .. } => "RedemptionEvent::Closed",
         }
         .to_owned()
     }

@@ -242,7 +242,8 @@ impl Flow for RedemptionFlow {
             }
             Redemption::NotDetected
             | Redemption::Completed { .. }
-            | Redemption::Failed { .. } => Step::Done,
+            | Redemption::Failed { .. }
+            | Redemption::Closed { .. } => Step::Done,
         };
         if step == Step::Progress {
             lock(&self.poll_delays).remove(id);
@@ -472,7 +473,8 @@ impl RedemptionFlow {
         alpaca: &AlpacaCall,
     ) -> Result<Step, FlowError> {
         let now = self.clock.now();
-        if !has_elapsed(alpaca.called_at, now, self.settings.poll_timeout) {
+        if !has_elapsed(alpaca.polling_since(), now, self.settings.poll_timeout)
+        {
             return Ok(self.poll_again(id));
         }
         let waited_secs = self.settings.poll_timeout.as_secs();

@@ -45,6 +45,7 @@ use crate::alpaca::{AlpacaClient, ApRef};
 use crate::chain::{ChainConfig, SignedTx, TxLifecycle, TxPipeline};
 use crate::clock::Clock;
 use crate::driver::EngineSettings;
+use crate::operator::{EchoError, OperatorReason, check_echo};
 use crate::quantity::{AlpacaQuantity, split_for_alpaca};
 use crate::receipt_inventory::ReceiptBurn;
 use crate::shutdown::ShutdownTrigger;
@@ -331,6 +332,17 @@ impl Detection {
 pub struct AlpacaCall {
     pub tokenization_request_id: String,
     pub called_at: DateTime<Utc>,
+    /// When an operator's retry restarted polling (the timeout then
+    /// counts from here, not from `called_at`).
+    #[serde(default)]
+    pub polling_since: Option<DateTime<Utc>>,
+}
+
+impl AlpacaCall {
+    /// Where the poll timeout counts from.
+    pub fn polling_since(&self) -> DateTime<Utc> {
+        self.polling_since.unwrap_or(self.called_at)
+    }
 }
 
 /// One signed burn transaction and what it burns.
@@ -476,17 +488,31 @@ pub enum Redemption {
     Completed {
         detection: Detection,
         alpaca: AlpacaCall,
-        burn: BurnAttempt,
+        /// What the landed burn took from each receipt.
+        burns: Vec<ReceiptBurn>,
         burn_tx_hash: TxHash,
         block: u64,
         completed_at: DateTime<Utc>,
     },
+    /// Terminal until an operator acts (retry, force-complete, close).
     Failed {
         detection: Detection,
         alpaca: Option<AlpacaCall>,
         burn: Option<BurnAttempt>,
+        /// Set when Alpaca had journaled (a burn failure): a retry burns
+        /// again from there.
+        #[serde(default)]
+        journal_completed_at: Option<DateTime<Utc>>,
         reason: FailureReason,
         failed_at: DateTime<Utc>,
+    },
+    /// Terminal: an operator closed it; the tokens stay in the wallet.
+    Closed {
+        detection: Detection,
+        alpaca: Option<AlpacaCall>,
+        reason: OperatorReason,
+        closed_from: String,
+        closed_at: DateTime<Utc>,
     },
 }
 
@@ -499,7 +525,8 @@ impl Redemption {
             | Self::JournalCompleted { detection, .. }
             | Self::Burning { detection, .. }
             | Self::Completed { detection, .. }
-            | Self::Failed { detection, .. } => Some(detection),
+            | Self::Failed { detection, .. }
+            | Self::Closed { detection, .. } => Some(detection),
         }
     }
 
@@ -510,12 +537,29 @@ impl Redemption {
             | Self::JournalCompleted { alpaca, .. }
             | Self::Burning { alpaca, .. }
             | Self::Completed { alpaca, .. } => Some(alpaca),
-            Self::Failed { alpaca, .. } => alpaca.as_ref(),
+            Self::Failed { alpaca, .. } | Self::Closed { alpaca, .. } => {
+                alpaca.as_ref()
+            }
         }
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::Completed { .. } | Self::Failed { .. })
+        matches!(
+            self,
+            Self::Completed { .. } | Self::Failed { .. } | Self::Closed { .. }
+        )
+    }
+
+    /// The burn transaction an operator must echo to close this one.
+    pub fn burn_tx_hash(&self) -> Option<TxHash> {
+        match self {
+            Self::Burning { burn, .. }
+            | Self::Failed {
+                burn: Some(burn), ..
+            } => Some(burn.tx.hash),
+            Self::Completed { burn_tx_hash, .. } => Some(*burn_tx_hash),
+            _ => None,
+        }
     }
 
     pub const fn state_name(&self) -> &'static str {
@@ -527,6 +571,7 @@ impl Redemption {
             Self::Burning { .. } => "burning",
             Self::Completed { .. } => "completed",
             Self::Failed { .. } => "failed",
+            Self::Closed { .. } => "closed",
         }
     }
 }
@@ -555,6 +600,12 @@ pub enum RedemptionError {
     UnknownAttempt { given: TxHash },
     #[error("all {used} burn replacements are used")]
     ReplacementBudgetExhausted { used: u32 },
+    #[error("a redemption that failed with \"{reason}\" cannot be retried")]
+    NotRetryable { reason: String },
+    #[error("the burn took {burned} shares; this redemption burns {expected}")]
+    RecordedBurnMismatch { burned: U256, expected: U256 },
+    #[error(transparent)]
+    Echo(#[from] EchoError),
 }
 
 /// A burn whose amounts do not add up to the detected transfer.
@@ -647,6 +698,129 @@ impl Redemption {
             RedemptionCommand::RecordBurnFailed { failure } => {
                 self.record_burn_failed(failure, now)
             }
+            RedemptionCommand::Retry { reason } => self.retry(reason, now),
+            RedemptionCommand::RecordBurnByOperator {
+                reason,
+                burn_tx_hash,
+                burns,
+                block,
+            } => self.record_burn_by_operator(
+                reason,
+                burn_tx_hash,
+                burns,
+                block,
+                now,
+            ),
+            RedemptionCommand::Close { reason, tx_hash } => {
+                self.close(reason, tx_hash, now)
+            }
+        }
+    }
+
+    /// Which failures an operator may run again, and from where.
+    fn retry(
+        &self,
+        reason: OperatorReason,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        let Self::Failed {
+            reason: failure,
+            alpaca,
+            journal_completed_at,
+            ..
+        } = self
+        else {
+            return Err(invalid("Retry", self));
+        };
+        let retryable = match failure {
+            FailureReason::PollTimedOut { .. } => alpaca.is_some(),
+            FailureReason::AlpacaRejected { refusal } => refusal.is_some(),
+            FailureReason::BurnFailed { .. } => {
+                alpaca.is_some() && journal_completed_at.is_some()
+            }
+            FailureReason::BelowMinimumQuantity { .. }
+            | FailureReason::UnrepresentableQuantity { .. } => false,
+        };
+        if !retryable {
+            return Err(RedemptionError::NotRetryable {
+                reason: failure.to_string(),
+            });
+        }
+        Ok(vec![RedemptionEvent::Retried {
+            reason,
+            retried_at: now,
+        }])
+    }
+
+    /// A burn the chain shows (found by a retry's search, or done by
+    /// hand): recorded instead of burning again.
+    fn record_burn_by_operator(
+        &self,
+        reason: OperatorReason,
+        burn_tx_hash: TxHash,
+        burns: Vec<ReceiptBurn>,
+        block: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        match self {
+            Self::NotDetected => Err(RedemptionError::NotDetected),
+            Self::JournalCompleted { detection, .. }
+            | Self::Burning { detection, .. }
+            | Self::Failed {
+                detection,
+                reason: FailureReason::BurnFailed { .. },
+                journal_completed_at: Some(_),
+                ..
+            } => {
+                let burned = burns
+                    .iter()
+                    .try_fold(U256::ZERO, |sum, burn| {
+                        sum.checked_add(burn.shares)
+                    })
+                    .unwrap_or(U256::MAX);
+                let expected = detection.burn_shares();
+                if burned != expected {
+                    return Err(RedemptionError::RecordedBurnMismatch {
+                        burned,
+                        expected,
+                    });
+                }
+                Ok(vec![RedemptionEvent::BurnRecordedByOperator {
+                    reason,
+                    vault: detection.transfer.vault,
+                    burn_tx_hash,
+                    burns,
+                    block,
+                    recorded_at: now,
+                }])
+            }
+            Self::Completed {
+                burn_tx_hash: recorded,
+                ..
+            } if *recorded == burn_tx_hash => Ok(Vec::new()),
+            other => Err(invalid("RecordBurnByOperator", other)),
+        }
+    }
+
+    /// Only a failed redemption, or one Alpaca was never asked about, is
+    /// closed: anything in between may still move money.
+    fn close(
+        &self,
+        reason: OperatorReason,
+        tx_hash: Option<TxHash>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        match self {
+            Self::NotDetected => Err(RedemptionError::NotDetected),
+            Self::Closed { .. } => Ok(Vec::new()),
+            Self::Detected { .. } | Self::Failed { .. } => {
+                check_echo(self.burn_tx_hash(), tx_hash)?;
+                Ok(vec![RedemptionEvent::Closed {
+                    reason,
+                    closed_at: now,
+                }])
+            }
+            other => Err(invalid("Close", other)),
         }
     }
 
@@ -918,6 +1092,7 @@ impl Redemption {
                 alpaca: AlpacaCall {
                     tokenization_request_id,
                     called_at,
+                    polling_since: None,
                 },
             },
             (
@@ -985,25 +1160,84 @@ impl Redemption {
             }
             (
                 Self::Burning {
-                    detection,
-                    alpaca,
-                    burn,
-                    ..
+                    detection, alpaca, ..
                 },
                 RedemptionEvent::Completed {
                     burn_tx_hash,
+                    burns,
                     block,
                     completed_at,
+                    ..
+                },
+            )
+            | (
+                Self::JournalCompleted {
+                    detection, alpaca, ..
+                }
+                | Self::Burning {
+                    detection, alpaca, ..
+                }
+                | Self::Failed {
+                    detection,
+                    alpaca: Some(alpaca),
+                    ..
+                },
+                RedemptionEvent::BurnRecordedByOperator {
+                    burn_tx_hash,
+                    burns,
+                    block,
+                    recorded_at: completed_at,
                     ..
                 },
             ) => Self::Completed {
                 detection,
                 alpaca,
-                burn,
+                burns,
                 burn_tx_hash,
                 block,
                 completed_at,
             },
+            (
+                Self::Failed {
+                    detection,
+                    alpaca,
+                    reason: failure,
+                    journal_completed_at,
+                    ..
+                },
+                RedemptionEvent::Retried { retried_at, .. },
+            ) => retried(
+                detection,
+                alpaca,
+                &failure,
+                journal_completed_at,
+                retried_at,
+            ),
+            (
+                state @ (Self::Detected { .. } | Self::Failed { .. }),
+                RedemptionEvent::Closed { reason, closed_at },
+            ) => {
+                let closed_from = state.state_name().to_owned();
+                match state {
+                    Self::Detected { detection } => Self::Closed {
+                        detection,
+                        alpaca: None,
+                        reason,
+                        closed_from,
+                        closed_at,
+                    },
+                    Self::Failed {
+                        detection, alpaca, ..
+                    } => Self::Closed {
+                        detection,
+                        alpaca,
+                        reason,
+                        closed_from,
+                        closed_at,
+                    },
+                    other => other,
+                }
+            }
             (
                 state,
                 RedemptionEvent::Failed {
@@ -1014,16 +1248,27 @@ impl Redemption {
                     detection,
                     alpaca: None,
                     burn: None,
+                    journal_completed_at: None,
                     reason,
                     failed_at,
                 },
-                Self::AlpacaCalled { detection, alpaca }
-                | Self::JournalCompleted {
-                    detection, alpaca, ..
+                Self::AlpacaCalled { detection, alpaca } => Self::Failed {
+                    detection,
+                    alpaca: Some(alpaca),
+                    burn: None,
+                    journal_completed_at: None,
+                    reason,
+                    failed_at,
+                },
+                Self::JournalCompleted {
+                    detection,
+                    alpaca,
+                    journal_completed_at,
                 } => Self::Failed {
                     detection,
                     alpaca: Some(alpaca),
                     burn: None,
+                    journal_completed_at: Some(journal_completed_at),
                     reason,
                     failed_at,
                 },
@@ -1031,22 +1276,58 @@ impl Redemption {
                     detection,
                     alpaca,
                     burn,
+                    journal_completed_at,
                     ..
                 } => Self::Failed {
                     detection,
                     alpaca: Some(alpaca),
                     burn: Some(burn),
+                    journal_completed_at: Some(journal_completed_at),
                     reason,
                     failed_at,
                 },
                 // `decide` never emits Failed from these states.
                 other @ (Self::NotDetected
                 | Self::Completed { .. }
-                | Self::Failed { .. }) => other,
+                | Self::Failed { .. }
+                | Self::Closed { .. }) => other,
             },
             // `decide` never emits any other combination.
             (state, _) => state,
         }
+    }
+}
+
+/// Where a retried redemption resumes (`decide` only emits `Retried` for
+/// the failures handled here).
+fn retried(
+    detection: Detection,
+    alpaca: Option<AlpacaCall>,
+    failure: &FailureReason,
+    journal_completed_at: Option<DateTime<Utc>>,
+    retried_at: DateTime<Utc>,
+) -> Redemption {
+    match (failure, alpaca, journal_completed_at) {
+        (FailureReason::PollTimedOut { .. }, Some(alpaca), _) => {
+            Redemption::AlpacaCalled {
+                detection,
+                alpaca: AlpacaCall {
+                    polling_since: Some(retried_at),
+                    ..alpaca
+                },
+            }
+        }
+        (
+            FailureReason::BurnFailed { .. },
+            Some(alpaca),
+            Some(journal_completed_at),
+        ) => Redemption::JournalCompleted {
+            detection,
+            alpaca,
+            journal_completed_at,
+        },
+        // A refused redeem call is made again.
+        _ => Redemption::Detected { detection },
     }
 }
 

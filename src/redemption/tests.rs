@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::clock::FixedClock;
+use crate::operator::{EchoError, OperatorReason};
 use crate::quantity::AlpacaQuantity;
 
 const ONE: u128 = 1_000_000_000_000_000_000;
@@ -698,4 +699,202 @@ mod bookkeeping {
         assert_eq!(response.alpaca_qty.as_deref(), Some("1.5"));
         assert_eq!(response.burns.len(), 2);
     }
+}
+
+fn reason(text: &str) -> OperatorReason {
+    OperatorReason::new(text).unwrap()
+}
+
+fn replay(events: Vec<RedemptionEvent>) -> Redemption {
+    let mut state = Redemption::default();
+    for event in events {
+        cqrs_es::Aggregate::apply(&mut state, event);
+    }
+    state
+}
+
+fn burn_failed() -> Vec<RedemptionEvent> {
+    vec![
+        detected(),
+        called(),
+        journal_completed(),
+        intended(0, None),
+        RedemptionEvent::Failed {
+            reason: FailureReason::BurnFailed {
+                failure: BurnFailure::DeterministicRevert {
+                    tx_hash: signed(0).hash,
+                    revert: "CertificationExpired".into(),
+                },
+            },
+            resolves: Some(signed(0).hash),
+            failed_at: earlier(),
+        },
+    ]
+}
+
+fn retried() -> RedemptionEvent {
+    RedemptionEvent::Retried {
+        reason: reason("certified again"),
+        retried_at: now(),
+    }
+}
+
+#[test]
+fn a_retried_burn_failure_burns_again_from_the_journal() {
+    framework()
+        .given(burn_failed())
+        .when(RedemptionCommand::Retry {
+            reason: reason("certified again"),
+        })
+        .then_expect_events(vec![retried()]);
+    let mut history = burn_failed();
+    history.push(retried());
+    let state = replay(history.clone());
+    assert_eq!(state.state_name(), "journal_completed");
+    // A fresh burn may be intended again.
+    framework()
+        .given(history)
+        .when(intend(1, None))
+        .then_expect_events(vec![RedemptionEvent::BurnIntended {
+            tx: signed(1),
+            burns: burns(),
+            dust: U256::from(123),
+            replaces: None,
+            intended_at: now(),
+        }]);
+}
+
+#[test]
+fn a_retried_poll_timeout_polls_again_with_a_fresh_window() {
+    let history = vec![
+        detected(),
+        called(),
+        RedemptionEvent::Failed {
+            reason: FailureReason::PollTimedOut { waited_secs: 3600 },
+            resolves: None,
+            failed_at: earlier(),
+        },
+        retried(),
+    ];
+    let Redemption::AlpacaCalled { alpaca, .. } = replay(history) else {
+        panic!("expected AlpacaCalled");
+    };
+    assert_eq!(alpaca.called_at, earlier());
+    assert_eq!(alpaca.polling_since(), now());
+}
+
+#[test]
+fn alpacas_rejection_and_dust_are_not_retried() {
+    let rejected = vec![
+        detected(),
+        called(),
+        RedemptionEvent::Failed {
+            reason: FailureReason::AlpacaRejected { refusal: None },
+            resolves: None,
+            failed_at: earlier(),
+        },
+    ];
+    framework()
+        .given(rejected)
+        .when(RedemptionCommand::Retry {
+            reason: reason("again"),
+        })
+        .then_expect_error(RedemptionError::NotRetryable {
+            reason: "Alpaca rejected the redemption".into(),
+        });
+    framework()
+        .given(vec![detected(), called()])
+        .when(RedemptionCommand::Retry {
+            reason: reason("again"),
+        })
+        .then_expect_error(RedemptionError::InvalidState {
+            command: "Retry",
+            state: "alpaca_called",
+        });
+}
+
+#[test]
+fn a_burn_the_chain_shows_is_recorded_once_with_its_amount_checked() {
+    let hand = TxHash::repeat_byte(0x77);
+    let record = |burns| RedemptionCommand::RecordBurnByOperator {
+        reason: reason("burned by hand"),
+        burn_tx_hash: hand,
+        burns,
+        block: 42,
+    };
+    framework()
+        .given(burn_failed())
+        .when(record(vec![ReceiptBurn {
+            receipt_id: U256::from(1),
+            shares: U256::from(ONE),
+        }]))
+        .then_expect_error(RedemptionError::RecordedBurnMismatch {
+            burned: U256::from(ONE),
+            expected: shares() - U256::from(123),
+        });
+    let recorded = RedemptionEvent::BurnRecordedByOperator {
+        reason: reason("burned by hand"),
+        vault: VAULT,
+        burn_tx_hash: hand,
+        burns: burns(),
+        block: 42,
+        recorded_at: now(),
+    };
+    framework()
+        .given(burn_failed())
+        .when(record(burns()))
+        .then_expect_events(vec![recorded.clone()]);
+    let mut history = burn_failed();
+    history.push(recorded);
+    assert_eq!(replay(history.clone()).state_name(), "completed");
+    framework()
+        .given(history)
+        .when(record(burns()))
+        .then_expect_events(vec![]);
+    // Before Alpaca journaled, no burn may be recorded.
+    framework()
+        .given(vec![detected(), called()])
+        .when(record(burns()))
+        .then_expect_error(RedemptionError::InvalidState {
+            command: "RecordBurnByOperator",
+            state: "alpaca_called",
+        });
+}
+
+#[test]
+fn closing_echoes_the_burn_and_is_refused_mid_flight() {
+    let close = |tx_hash| RedemptionCommand::Close {
+        reason: reason("returned to the AP by hand"),
+        tx_hash,
+    };
+    framework()
+        .given(burn_failed())
+        .when(close(None))
+        .then_expect_error(RedemptionError::Echo(EchoError::Missing {
+            expected: signed(0).hash,
+        }));
+    let closed = RedemptionEvent::Closed {
+        reason: reason("returned to the AP by hand"),
+        closed_at: now(),
+    };
+    framework()
+        .given(burn_failed())
+        .when(close(Some(signed(0).hash)))
+        .then_expect_events(vec![closed.clone()]);
+    let mut history = burn_failed();
+    history.push(closed);
+    let state = replay(history.clone());
+    assert_eq!(state.state_name(), "closed");
+    assert!(state.is_terminal());
+    framework()
+        .given(history)
+        .when(close(Some(signed(0).hash)))
+        .then_expect_events(vec![]);
+    framework()
+        .given(vec![detected(), called()])
+        .when(close(None))
+        .then_expect_error(RedemptionError::InvalidState {
+            command: "Close",
+            state: "alpaca_called",
+        });
 }

@@ -294,6 +294,23 @@ impl TxProjection<Redemption> for BurnBookkeeping {
                     .await?;
                     mark_intent_resolved(conn, *burn_tx_hash).await?;
                 }
+                RedemptionEvent::BurnRecordedByOperator {
+                    vault,
+                    burns,
+                    recorded_at,
+                    ..
+                } => {
+                    // Settles like a burn of ours; no intent of ours is
+                    // resolved by it (a failed one already was).
+                    receipt_inventory::settle(
+                        conn,
+                        *vault,
+                        id,
+                        burns,
+                        *recorded_at,
+                    )
+                    .await?;
+                }
                 RedemptionEvent::Failed { resolves, .. } => {
                     receipt_inventory::release(conn, id).await?;
                     if let Some(hash) = resolves {
@@ -302,7 +319,9 @@ impl TxProjection<Redemption> for BurnBookkeeping {
                 }
                 RedemptionEvent::Detected { .. }
                 | RedemptionEvent::AlpacaCalled { .. }
-                | RedemptionEvent::AlpacaJournalCompleted { .. } => {}
+                | RedemptionEvent::AlpacaJournalCompleted { .. }
+                | RedemptionEvent::Retried { .. }
+                | RedemptionEvent::Closed { .. } => {}
             }
         }
         Ok(())

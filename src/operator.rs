@@ -6,6 +6,7 @@ use std::fmt;
 
 use alloy::primitives::TxHash;
 use serde::{Deserialize, Serialize};
+use sqlite_es::StoredEvent;
 
 /// Longest reason kept (an event is not a document store).
 pub const MAX_REASON_CHARS: usize = 1_000;
@@ -84,6 +85,29 @@ pub fn check_echo(
             Err(EchoError::Mismatch { expected, found })
         }
     }
+}
+
+/// Of the operator actions in `actions` (stored event type → action
+/// name), the latest in `history`, and whether it was taken for `reason`:
+/// a repeat of an action already done then gets the same answer.
+pub fn last_action(
+    history: &[StoredEvent],
+    actions: &[(&str, &'static str)],
+    reason: &OperatorReason,
+) -> Option<(&'static str, bool)> {
+    history.iter().rev().find_map(|event| {
+        let (_, action) = actions
+            .iter()
+            .find(|(event_type, _)| *event_type == event.event_type)?;
+        // Stored events are externally tagged: {"<Variant>": {...}}.
+        let recorded = event
+            .payload
+            .as_object()
+            .and_then(|fields| fields.values().next())
+            .and_then(|body| body.get("reason"))
+            .and_then(serde_json::Value::as_str);
+        Some((*action, recorded == Some(reason.as_str())))
+    })
 }
 
 #[cfg(test)]

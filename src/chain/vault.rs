@@ -207,6 +207,28 @@ impl VaultService {
         })
     }
 
+    /// The `Withdraw`s of `owner`'s receipts emitted by `vault`, in log
+    /// order.
+    pub fn parse_burn_by(
+        logs: &[Log],
+        vault: Address,
+        owner: Address,
+    ) -> Vec<BurnOnChain> {
+        logs.iter()
+            .filter(|log| {
+                log.address == vault
+                    && log.topics().first()
+                        == Some(&Vault::Withdraw::SIGNATURE_HASH)
+            })
+            .filter_map(|log| Vault::Withdraw::decode_log_data(&log.data).ok())
+            .filter(|withdraw| withdraw.owner == owner)
+            .map(|withdraw| BurnOnChain {
+                receipt_id: withdraw.id,
+                shares: withdraw.shares,
+            })
+            .collect()
+    }
+
     /// Every `Withdraw` emitted by `vault`, in log order.
     pub fn parse_burn(logs: &[Log], vault: Address) -> Vec<BurnOnChain> {
         logs.iter()

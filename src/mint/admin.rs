@@ -32,7 +32,7 @@ use crate::auth::InternalAuth;
 use crate::chain::{ChainSlot, Effect, VaultService};
 use crate::http::ApiError;
 use crate::http::body::{BodyError, JsonBody};
-use crate::operator::OperatorReason;
+use crate::operator::{OperatorReason, last_action};
 
 pub fn routes() -> Vec<Route> {
     rocket::routes![retry, close]
@@ -213,21 +213,11 @@ async fn repeated_retry(
     let history = event_history(state.pool(), Mint::TYPE, id.as_str())
         .await
         .map_err(ApiError::internal)?;
-    let last_action = history.iter().rev().find_map(|event| {
-        let action = match event.event_type.as_str() {
-            "MintEvent::MintRetried" => "retried",
-            "MintEvent::MintRecovered" => "recovered",
-            _ => return None,
-        };
-        let recorded = event
-            .payload
-            .as_object()
-            .and_then(|fields| fields.values().next())
-            .and_then(|body| body.get("reason"))
-            .and_then(serde_json::Value::as_str);
-        Some((action, recorded == Some(reason.as_str())))
-    });
-    match last_action {
+    let actions = [
+        ("MintEvent::MintRetried", "retried"),
+        ("MintEvent::MintRecovered", "recovered"),
+    ];
+    match last_action(&history, &actions, reason) {
         Some((action, true)) => answer(state, id, action).await,
         _ => Err(ApiError::conflict(
             MintError::InvalidState {

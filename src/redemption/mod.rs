@@ -9,6 +9,7 @@
 //! - [`driver`]: the only place with side effects (Alpaca calls, burns);
 //! - `api`: internal read endpoints.
 
+mod admin;
 mod api;
 mod cmd;
 mod event;
@@ -137,6 +138,7 @@ pub async fn install(
     Ok(rocket
         .manage(RedemptionState::new(pool.clone(), clock))
         .mount("/", routes())
+        .mount("/", admin::routes())
         .mount("/", crate::receipt_inventory::routes()))
 }
 
@@ -734,11 +736,13 @@ impl Redemption {
         };
         let retryable = match failure {
             FailureReason::PollTimedOut { .. } => alpaca.is_some(),
-            FailureReason::AlpacaRejected { refusal } => refusal.is_some(),
             FailureReason::BurnFailed { .. } => {
                 alpaca.is_some() && journal_completed_at.is_some()
             }
-            FailureReason::BelowMinimumQuantity { .. }
+            // Alpaca answers a repeated redeem call (same Idempotency-Key)
+            // with the same refusal: the tokens go back instead.
+            FailureReason::AlpacaRejected { .. }
+            | FailureReason::BelowMinimumQuantity { .. }
             | FailureReason::UnrepresentableQuantity { .. } => false,
         };
         if !retryable {
@@ -1216,28 +1220,7 @@ impl Redemption {
             (
                 state @ (Self::Detected { .. } | Self::Failed { .. }),
                 RedemptionEvent::Closed { reason, closed_at },
-            ) => {
-                let closed_from = state.state_name().to_owned();
-                match state {
-                    Self::Detected { detection } => Self::Closed {
-                        detection,
-                        alpaca: None,
-                        reason,
-                        closed_from,
-                        closed_at,
-                    },
-                    Self::Failed {
-                        detection, alpaca, ..
-                    } => Self::Closed {
-                        detection,
-                        alpaca,
-                        reason,
-                        closed_from,
-                        closed_at,
-                    },
-                    other => other,
-                }
-            }
+            ) => closed(state, reason, closed_at),
             (
                 state,
                 RedemptionEvent::Failed {
@@ -1298,6 +1281,35 @@ impl Redemption {
     }
 }
 
+/// A closed redemption keeps what it knew (`decide` only closes
+/// `Detected` and `Failed`).
+fn closed(
+    state: Redemption,
+    reason: OperatorReason,
+    closed_at: DateTime<Utc>,
+) -> Redemption {
+    let closed_from = state.state_name().to_owned();
+    match state {
+        Redemption::Detected { detection } => Redemption::Closed {
+            detection,
+            alpaca: None,
+            reason,
+            closed_from,
+            closed_at,
+        },
+        Redemption::Failed {
+            detection, alpaca, ..
+        } => Redemption::Closed {
+            detection,
+            alpaca,
+            reason,
+            closed_from,
+            closed_at,
+        },
+        other => other,
+    }
+}
+
 /// Where a retried redemption resumes (`decide` only emits `Retried` for
 /// the failures handled here).
 fn retried(
@@ -1326,7 +1338,8 @@ fn retried(
             alpaca,
             journal_completed_at,
         },
-        // A refused redeem call is made again.
+        // `decide` retries nothing else; a stored stream that did is
+        // kept where it was told to go: back to the start of the flow.
         _ => Redemption::Detected { detection },
     }
 }

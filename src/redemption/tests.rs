@@ -802,6 +802,27 @@ fn alpacas_rejection_and_dust_are_not_retried() {
         .then_expect_error(RedemptionError::NotRetryable {
             reason: "Alpaca rejected the redemption".into(),
         });
+    // A refused redeem call would be refused again (same request key).
+    framework()
+        .given(vec![
+            detected(),
+            RedemptionEvent::Failed {
+                reason: FailureReason::AlpacaRejected {
+                    refusal: Some(Refusal {
+                        status: Some(400),
+                        message: "insufficient quantity".into(),
+                    }),
+                },
+                resolves: None,
+                failed_at: earlier(),
+            },
+        ])
+        .when(RedemptionCommand::Retry {
+            reason: reason("again"),
+        })
+        .then_expect_error(RedemptionError::NotRetryable {
+            reason: "Alpaca refused the redeem call (HTTP 400): insufficient quantity".into(),
+        });
     framework()
         .given(vec![detected(), called()])
         .when(RedemptionCommand::Retry {

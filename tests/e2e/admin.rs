@@ -8,7 +8,7 @@ use rpc_fault_proxy::{Fault, Rule};
 use serde_json::json;
 
 use crate::harness::{Env, Options};
-use crate::redemption::shares;
+use crate::redemption::{redeem, shares, wait_for_state};
 
 /// A mint's deposit done by hand (an operator with the wallet's key)
 /// while the node refused the service's own transaction: the chain has
@@ -63,7 +63,7 @@ async fn a_retry_records_a_deposit_made_by_hand_and_never_mints_again() {
         .calldata()
         .clone();
     let by_hand = vault
-        .multicall(vec![Bytes::from(deposit), Bytes::from(transfer)])
+        .multicall(vec![deposit, transfer])
         .send()
         .await
         .unwrap()
@@ -142,5 +142,107 @@ async fn a_retry_records_a_deposit_made_by_hand_and_never_mints_again() {
             "MintEvent::CallbackDelivered",
         ]
     );
+    env.stop().await;
+}
+
+/// Tokens minted outside the service (no receipt in its inventory) are
+/// redeemed: Alpaca journals, but the burn cannot be covered, so the
+/// redemption waits. The operator burns by hand and force-completes with
+/// that transaction, which is accepted only once the chain shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burn_done_by_hand_is_force_completed_only_with_chain_proof() {
+    let env = Env::start().await;
+    let vault = env.chain.vault_as(&env.chain.bot);
+    let bot = env.chain.bot.address();
+    let deposited = vault
+        .deposit(shares("2"), bot, SHARE_RATIO, Bytes::new())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(deposited.status());
+    let receipt_id = env.highwater().await;
+    let sent = vault
+        .transfer(env.ap_wallet, shares("2"))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(sent.status());
+
+    // Alpaca holds the underlying those tokens stand for, so it journals;
+    // the service knows no receipt to burn from and holds the burn.
+    env.sim.set_issuer_position("AAPL", "2".parse().unwrap());
+    let id = redeem(&env, shares("2")).await;
+    wait_for_state(&env, &id, "journal_completed").await;
+    let (status, stuck) = env.get("/admin/stuck?older_than_secs=0").await;
+    assert_eq!(status, 200, "{stuck}");
+    assert_eq!(stuck["redemptions"][0]["issuer_request_id"], id, "{stuck}");
+    assert_eq!(stuck["redemptions"][0]["state"], "journal_completed");
+    let (status, answer) = env
+        .post_internal(
+            &format!("/admin/redemptions/{id}/retry"),
+            &json!({"reason": "burn it"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("journal_completed"),
+        "{answer}"
+    );
+
+    // The operator burns by hand from the receipt the service never saw.
+    let burned = vault
+        .redeem(shares("2"), env.ap_wallet, bot, receipt_id, Bytes::new())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(burned.status());
+    let force = format!("/admin/redemptions/{id}/force-complete");
+    // The AP's own transfer is no burn of ours.
+    let (status, answer) = env
+        .post_internal(
+            &force,
+            &json!({"reason": "burned by hand", "burn_tx": format!("{:#x}", sent.transaction_hash)}),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    let body = json!({
+        "reason": "burned by hand",
+        "burn_tx": format!("{:#x}", burned.transaction_hash),
+    });
+    for _ in 0..2 {
+        let (status, answer) = env.post_internal(&force, &body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["action"], "burn_recorded");
+        assert_eq!(answer["redemption"]["state"], "completed");
+        assert_eq!(
+            answer["redemption"]["burn_tx_hash"],
+            format!("{:#x}", burned.transaction_hash)
+        );
+    }
+    // Nothing else was burned, and Alpaca accepted one redeem call.
+    assert_eq!(
+        env.withdraw_tx_hashes().await,
+        vec![burned.transaction_hash]
+    );
+    assert_eq!(env.sim.redeem_calls().len(), 1);
+    let (status, answer) = env
+        .post_internal(
+            &format!("/admin/redemptions/{id}/close"),
+            &json!({"reason": "done"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
     env.stop().await;
 }

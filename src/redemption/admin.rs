@@ -1,0 +1,358 @@
+//! The operator's actions on one redemption, behind the internal key
+//! (SPEC.md "Operator actions"):
+//!
+//! - `POST /admin/redemptions/<id>/retry {reason}`: a failed redemption
+//!   runs again. After a burn failure the chain is searched first for a
+//!   `Withdraw` whose receiptInformation names this redemption; if there
+//!   is one it is recorded and nothing is burned again.
+//! - `POST /admin/redemptions/<id>/force-complete {reason, burn_tx}`: a
+//!   burn done by hand, accepted only once the chain shows that
+//!   transaction withdrawing exactly this redemption's shares from our
+//!   wallet.
+//! - `POST /admin/redemptions/<id>/close {reason, tx_hash?}`: stop for
+//!   good (the burn echoed, if there was one); the tokens stay in the
+//!   wallet.
+//!
+//! A repeat of an action already done answers the same and changes
+//! nothing.
+
+use alloy::primitives::{Address, TxHash};
+use cqrs_es::AggregateError;
+use rocket::serde::json::Json;
+use rocket::{Route, State};
+use serde::{Deserialize, Serialize};
+use sqlite_es::{event_history, execute_retrying};
+
+use super::{
+    AGGREGATE_TYPE, FailureReason, Redemption, RedemptionCommand,
+    RedemptionError, RedemptionId, RedemptionResponse, RedemptionState, find,
+};
+use crate::auth::InternalAuth;
+use crate::chain::{ChainSlot, Effect, ReceiptSummary, VaultService};
+use crate::http::ApiError;
+use crate::http::body::{BodyError, JsonBody};
+use crate::operator::{OperatorReason, last_action};
+use crate::receipt_inventory::ReceiptBurn;
+
+pub fn routes() -> Vec<Route> {
+    rocket::routes![retry, force_complete, close]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    pub reason: OperatorReason,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForceCompleteRequest {
+    pub reason: OperatorReason,
+    pub burn_tx: TxHash,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseRequest {
+    pub reason: OperatorReason,
+    #[serde(default)]
+    pub tx_hash: Option<TxHash>,
+}
+
+/// What an operator action did, and the redemption afterwards.
+#[derive(Debug, Serialize)]
+pub struct ActionAnswer {
+    /// `retried`, `burn_recorded` or `closed`.
+    pub action: &'static str,
+    pub redemption: RedemptionResponse,
+}
+
+#[rocket::post("/admin/redemptions/<id>/retry", data = "<body>")]
+async fn retry(
+    _auth: InternalAuth,
+    state: &State<RedemptionState>,
+    chain: &State<ChainSlot>,
+    id: &str,
+    body: Result<JsonBody<RetryRequest>, BodyError>,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let JsonBody(RetryRequest { reason }) =
+        body.map_err(|err| ApiError::from_body_error(&err))?;
+    let (id, redemption) = load(state, id).await?;
+    let Redemption::Failed {
+        detection,
+        burn,
+        reason: failure,
+        ..
+    } = &redemption
+    else {
+        return repeated(state, &id, &reason, &redemption, "Retry").await;
+    };
+    // Only a failed burn can have burned anything.
+    let evidence = if matches!(failure, FailureReason::BurnFailed { .. }) {
+        let pipeline = connected(chain)?;
+        let from_block = burn
+            .as_ref()
+            .and_then(|burn| burn.tx.head_at_signing)
+            .unwrap_or(detection.transfer.block);
+        find_burn(pipeline.vault(), detection.transfer.vault, &id, from_block)
+            .await?
+    } else {
+        None
+    };
+    let (command, action) = match evidence {
+        Some((burn_tx_hash, block, burns)) => (
+            RedemptionCommand::RecordBurnByOperator {
+                reason: reason.clone(),
+                burn_tx_hash,
+                burns,
+                block,
+            },
+            "burn_recorded",
+        ),
+        None => (
+            RedemptionCommand::Retry {
+                reason: reason.clone(),
+            },
+            "retried",
+        ),
+    };
+    execute(state, &id, &reason, command, action).await
+}
+
+#[rocket::post("/admin/redemptions/<id>/force-complete", data = "<body>")]
+async fn force_complete(
+    _auth: InternalAuth,
+    state: &State<RedemptionState>,
+    chain: &State<ChainSlot>,
+    id: &str,
+    body: Result<JsonBody<ForceCompleteRequest>, BodyError>,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let JsonBody(ForceCompleteRequest { reason, burn_tx }) =
+        body.map_err(|err| ApiError::from_body_error(&err))?;
+    let (id, redemption) = load(state, id).await?;
+    if let Redemption::Completed { burn_tx_hash, .. } = &redemption
+        && *burn_tx_hash == burn_tx
+    {
+        return answer(state, &id, "burn_recorded").await;
+    }
+    let detection = redemption
+        .detection()
+        .ok_or_else(|| ApiError::not_found("redemption not found"))?;
+    let pipeline = connected(chain)?;
+    let receipt = pipeline
+        .client()
+        .settled_receipt(burn_tx)
+        .await
+        .map_err(|error| {
+            ApiError::unavailable(format!("cannot read {burn_tx}: {error}"))
+        })?
+        .ok_or_else(|| {
+            ApiError::conflict(format!(
+                "{burn_tx} is not a confirmed transaction on this chain"
+            ))
+        })?;
+    let burns = withdrawals(
+        &receipt,
+        detection.transfer.vault,
+        pipeline.client().address(),
+    );
+    if burns.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "{burn_tx} withdrew nothing from vault {} for our wallet",
+            detection.transfer.vault
+        )));
+    }
+    execute(
+        state,
+        &id,
+        &reason,
+        RedemptionCommand::RecordBurnByOperator {
+            reason: reason.clone(),
+            burn_tx_hash: burn_tx,
+            burns,
+            block: receipt.block_number,
+        },
+        "burn_recorded",
+    )
+    .await
+}
+
+#[rocket::post("/admin/redemptions/<id>/close", data = "<body>")]
+async fn close(
+    _auth: InternalAuth,
+    state: &State<RedemptionState>,
+    id: &str,
+    body: Result<JsonBody<CloseRequest>, BodyError>,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let JsonBody(CloseRequest { reason, tx_hash }) =
+        body.map_err(|err| ApiError::from_body_error(&err))?;
+    let (id, _) = load(state, id).await?;
+    execute(
+        state,
+        &id,
+        &reason,
+        RedemptionCommand::Close {
+            reason: reason.clone(),
+            tx_hash,
+        },
+        "closed",
+    )
+    .await
+}
+
+fn connected(chain: &ChainSlot) -> Result<&crate::chain::TxPipeline, ApiError> {
+    chain.get().ok_or_else(|| {
+        ApiError::unavailable(
+            "the chain is not connected: this action checks the chain first",
+        )
+    })
+}
+
+/// This redemption's burn, if the vault's logs show one.
+async fn find_burn(
+    vault: &VaultService,
+    vault_address: Address,
+    id: &RedemptionId,
+    from_block: u64,
+) -> Result<Option<(TxHash, u64, Vec<ReceiptBurn>)>, ApiError> {
+    let landed = vault
+        .find_effect(
+            vault_address,
+            Effect::Burn {
+                issuer_request_id: id.as_str(),
+            },
+            from_block,
+        )
+        .await
+        .map_err(|error| {
+            ApiError::unavailable(format!(
+                "cannot search the chain for the redemption's burn: {error}"
+            ))
+        })?;
+    Ok(landed.map(|landed| {
+        let burns = withdrawals(
+            &landed.receipt,
+            vault_address,
+            vault.client().address(),
+        );
+        (landed.tx_hash, landed.receipt.block_number, burns)
+    }))
+}
+
+/// The receipts `owner` withdrew from `vault` in one transaction.
+fn withdrawals(
+    receipt: &ReceiptSummary,
+    vault: Address,
+    owner: Address,
+) -> Vec<ReceiptBurn> {
+    VaultService::parse_burn_by(&receipt.logs, vault, owner)
+        .into_iter()
+        .map(|burn| ReceiptBurn {
+            receipt_id: burn.receipt_id,
+            shares: burn.shares,
+        })
+        .collect()
+}
+
+async fn execute(
+    state: &RedemptionState,
+    id: &RedemptionId,
+    reason: &OperatorReason,
+    command: RedemptionCommand,
+    action: &'static str,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let name = match &command {
+        RedemptionCommand::Retry { .. } => "Retry",
+        RedemptionCommand::Close { .. } => "Close",
+        _ => "RecordBurnByOperator",
+    };
+    match execute_retrying(state.cqrs(), id.as_str(), command).await {
+        Ok(()) => {}
+        // Another operator's identical action won the race.
+        Err(AggregateError::UserError(RedemptionError::InvalidState {
+            ..
+        })) => {
+            let (_, redemption) = load(state, id.as_str()).await?;
+            return repeated(state, id, reason, &redemption, name).await;
+        }
+        Err(error) => return Err(command_error(error)),
+    }
+    tracing::warn!(
+        target: "redemption",
+        issuer_request_id = %id,
+        action,
+        %reason,
+        "operator action on a redemption"
+    );
+    state.wake.notify_one();
+    answer(state, id, action).await
+}
+
+/// An action on a redemption no longer in the state it needs: the same
+/// answer if this very action (same reason) is what moved it on, 409
+/// naming the state otherwise.
+async fn repeated(
+    state: &RedemptionState,
+    id: &RedemptionId,
+    reason: &OperatorReason,
+    redemption: &Redemption,
+    command: &'static str,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let history = event_history(&state.pool, AGGREGATE_TYPE, id.as_str())
+        .await
+        .map_err(ApiError::internal)?;
+    let actions = [
+        ("RedemptionEvent::Retried", "retried"),
+        ("RedemptionEvent::BurnRecordedByOperator", "burn_recorded"),
+    ];
+    match last_action(&history, &actions, reason) {
+        Some((action, true)) => answer(state, id, action).await,
+        _ => Err(ApiError::conflict(
+            RedemptionError::InvalidState {
+                command,
+                state: redemption.state_name(),
+            }
+            .to_string(),
+        )),
+    }
+}
+
+async fn load(
+    state: &RedemptionState,
+    raw: &str,
+) -> Result<(RedemptionId, Redemption), ApiError> {
+    let id: RedemptionId = raw
+        .parse()
+        .map_err(|_| ApiError::not_found("redemption not found"))?;
+    let redemption = find(&state.pool, &id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("redemption not found"))?;
+    Ok((id, redemption))
+}
+
+async fn answer(
+    state: &RedemptionState,
+    id: &RedemptionId,
+    action: &'static str,
+) -> Result<Json<ActionAnswer>, ApiError> {
+    let (_, redemption) = load(state, id.as_str()).await?;
+    let redemption = RedemptionResponse::from_state(id, &redemption)
+        .ok_or_else(|| ApiError::not_found("redemption not found"))?;
+    Ok(Json(ActionAnswer { action, redemption }))
+}
+
+fn command_error(error: AggregateError<RedemptionError>) -> ApiError {
+    match error {
+        AggregateError::UserError(RedemptionError::NotDetected) => {
+            ApiError::not_found("redemption not found")
+        }
+        AggregateError::UserError(error) => {
+            ApiError::conflict(error.to_string())
+        }
+        AggregateError::AggregateConflict => ApiError::unavailable(
+            "the redemption is being changed concurrently; retry",
+        ),
+        error => ApiError::internal(error),
+    }
+}

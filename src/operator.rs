@@ -12,8 +12,11 @@ use sqlite_es::StoredEvent;
 pub const MAX_REASON_CHARS: usize = 1_000;
 
 /// Why an operator acted: 1–1000 characters, not blank.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String)]
 pub struct OperatorReason(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -16,7 +16,7 @@ use super::DEFAULT_STUCK_AFTER_SECS;
 use crate::auth::InternalAuth;
 use crate::clock::Clock;
 use crate::driver::{self, DriverStatus, FlowName};
-use crate::http::ApiError;
+use crate::http::{ApiError, ErrorBody};
 use crate::mint::{MintState, MintView};
 use crate::redemption::RedemptionResponse;
 
@@ -24,8 +24,13 @@ pub fn routes() -> Vec<Route> {
     rocket::routes![stuck, history, rebuild_views]
 }
 
+/// The admin routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(stuck, history, rebuild_views))]
+pub struct AdminApiDoc;
+
 /// A mint needing attention.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StuckMint {
     pub issuer_request_id: String,
     pub tokenization_request_id: String,
@@ -35,12 +40,13 @@ pub struct StuckMint {
     pub attempts: u32,
     pub last_error: Option<String>,
     /// Every transaction the mint signed, oldest first.
+    #[schema(value_type = Vec<String>)]
     pub tx_hashes: Vec<TxHash>,
     pub failure: Option<String>,
 }
 
 /// A redemption needing attention.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StuckRedemption {
     pub issuer_request_id: String,
     pub state: String,
@@ -52,7 +58,7 @@ pub struct StuckRedemption {
     pub failure: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StuckAnswer {
     pub older_than_secs: u64,
     pub mints: Vec<StuckMint>,
@@ -61,6 +67,17 @@ pub struct StuckAnswer {
 
 /// Unfinished flows older than `older_than_secs` (default 600), and every
 /// failed one.
+#[utoipa::path(
+    get,
+    path = "/admin/stuck",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("older_than_secs" = Option<u64>, Query, description = "Age past which an unfinished flow is listed (default 600)")),
+    responses(
+        (status = 200, description = "Stuck and failed mints and redemptions", body = StuckAnswer),
+        (status = 422, description = "`older_than_secs is too large`", body = ErrorBody),
+    )
+)]
 #[rocket::get("/admin/stuck?<older_than_secs>")]
 async fn stuck(
     _auth: InternalAuth,
@@ -167,16 +184,17 @@ fn stuck_redemption(
 }
 
 /// One stored event.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryEvent {
     pub sequence: u64,
     pub event_type: String,
     /// The event's own time (its `…_at` field), when it has one.
     pub time: Option<String>,
+    #[schema(value_type = Object)]
     pub payload: Value,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryAnswer {
     pub aggregate: String,
     pub id: String,
@@ -186,6 +204,20 @@ pub struct HistoryAnswer {
 /// Every event of one aggregate. `<aggregate>`: `account`,
 /// `tokenized-asset`, `mint` (by tokenization_request_id or
 /// issuer_request_id) or `redemption`.
+#[utoipa::path(
+    get,
+    path = "/admin/history/{aggregate}/{id}",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(
+        ("aggregate" = String, Path, description = "`account`, `tokenized-asset`, `mint` or `redemption`"),
+        ("id" = String, Path, description = "The aggregate id (a mint also by its issuer_request_id)"),
+    ),
+    responses(
+        (status = 200, description = "Every event, oldest first", body = HistoryAnswer),
+        (status = 404, description = "Unknown aggregate kind, or no events for that id", body = ErrorBody),
+    )
+)]
 #[rocket::get("/admin/history/<aggregate>/<id>")]
 async fn history(
     _auth: InternalAuth,
@@ -246,14 +278,24 @@ fn event_time(payload: &Value) -> Option<String> {
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RebuildAnswer {
-    /// Events replayed per view.
+    /// Events replayed per view: `[view, events]` pairs.
+    #[schema(value_type = Vec<Vec<Object>>)]
     pub replayed: Vec<(String, u64)>,
 }
 
 /// Rebuilds every view from the event log, each in one transaction (so a
 /// reader sees the old or the new view, never a half-built one).
+#[utoipa::path(
+    post,
+    path = "/admin/views/rebuild",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    responses(
+        (status = 200, description = "Every view rebuilt from the event log", body = RebuildAnswer),
+    )
+)]
 #[rocket::post("/admin/views/rebuild")]
 async fn rebuild_views(
     _auth: InternalAuth,

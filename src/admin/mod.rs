@@ -8,8 +8,8 @@ mod api;
 use rocket::{Build, Rocket};
 
 pub use api::{
-    HistoryAnswer, HistoryEvent, RebuildAnswer, StuckAnswer, StuckMint,
-    StuckRedemption, routes,
+    AdminApiDoc, HistoryAnswer, HistoryEvent, RebuildAnswer, StuckAnswer,
+    StuckMint, StuckRedemption, routes,
 };
 
 /// Default age past which an unfinished flow is listed as stuck.

@@ -30,37 +30,61 @@ use super::{
 };
 use crate::auth::InternalAuth;
 use crate::chain::{ChainSlot, Effect, VaultService};
-use crate::http::ApiError;
 use crate::http::body::{BodyError, JsonBody};
+use crate::http::{ApiError, ErrorBody};
 use crate::operator::{OperatorReason, last_action};
 
 pub fn routes() -> Vec<Route> {
     rocket::routes![retry, close]
 }
 
-#[derive(Debug, Deserialize)]
+/// The mint operator routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(retry, close))]
+pub struct MintAdminApiDoc;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryRequest {
     pub reason: OperatorReason,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseRequest {
     pub reason: OperatorReason,
     /// The mint's transaction, echoed; required when it has one.
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^0x[0-9a-fA-F]{64}$")]
     pub tx_hash: Option<TxHash>,
 }
 
 /// What an operator action did, and the mint afterwards.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActionAnswer {
     /// `retried`, `recovered` (the deposit was found on chain) or `closed`.
     pub action: &'static str,
     pub mint: MintView,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/mints/{issuer_request_id}/retry",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("issuer_request_id" = String, Path, description = "The mint's issuer_request_id (a UUID)")),
+    request_body = RetryRequest,
+    responses(
+        (status = 200, description = "`retried`, or `recovered` when the chain shows the mint's deposit (also the answer to a repeat)", body = ActionAnswer),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (a reason is required; unknown fields are refused)", body = ErrorBody),
+        (status = 404, description = "`mint not found`", body = ErrorBody),
+        (status = 409, description = "`Retry is not allowed in state <state>` (only a failed mint), or the deposit found does not match the mint", body = ErrorBody),
+        (status = 503, description = "The chain is not connected or cannot be searched; retry", body = ErrorBody),
+    )
+)]
 #[rocket::post("/admin/mints/<issuer_request_id>/retry", data = "<body>")]
 async fn retry(
     _auth: InternalAuth,
@@ -134,6 +158,23 @@ async fn retry(
     answer(state, &id, action).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/mints/{issuer_request_id}/close",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("issuer_request_id" = String, Path, description = "The mint's issuer_request_id (a UUID)")),
+    request_body = CloseRequest,
+    responses(
+        (status = 200, description = "`closed` (also the answer to a repeat)", body = ActionAnswer),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (a reason is required; unknown fields are refused)", body = ErrorBody),
+        (status = 404, description = "`mint not found`", body = ErrorBody),
+        (status = 409, description = "`Close is not allowed in state <state>` (a transaction that may still land), or the mint's transaction was not echoed (`tx_hash`)", body = ErrorBody),
+    )
+)]
 #[rocket::post("/admin/mints/<issuer_request_id>/close", data = "<body>")]
 async fn close(
     _auth: InternalAuth,

@@ -42,6 +42,7 @@ use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
 
 pub use crate::driver::DriverStatus;
 pub use crate::tokenized_asset::Vault;
+pub use admin::MintAdminApiDoc;
 pub use api::{MintApiDoc, MintState, install, routes};
 pub use cmd::MintCommand;
 pub use event::MintEvent;

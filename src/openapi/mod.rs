@@ -101,7 +101,10 @@ pub fn document() -> Document {
         crate::tokenized_asset::TokenizedAssetApiDoc::openapi(),
         crate::tokenized_asset::CustodyApiDoc::openapi(),
         crate::mint::MintApiDoc::openapi(),
+        crate::mint::MintAdminApiDoc::openapi(),
         crate::redemption::RedemptionApiDoc::openapi(),
+        crate::redemption::RedemptionAdminApiDoc::openapi(),
+        crate::admin::AdminApiDoc::openapi(),
         crate::receipt_inventory::ReceiptApiDoc::openapi(),
     ] {
         doc.merge(part);

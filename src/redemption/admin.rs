@@ -29,8 +29,8 @@ use super::{
 };
 use crate::auth::InternalAuth;
 use crate::chain::{ChainSlot, Effect, ReceiptSummary, VaultService};
-use crate::http::ApiError;
 use crate::http::body::{BodyError, JsonBody};
+use crate::http::{ApiError, ErrorBody};
 use crate::operator::{OperatorReason, last_action};
 use crate::receipt_inventory::ReceiptBurn;
 
@@ -38,35 +38,62 @@ pub fn routes() -> Vec<Route> {
     rocket::routes![retry, force_complete, close]
 }
 
-#[derive(Debug, Deserialize)]
+/// The redemption operator routes in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(retry, force_complete, close))]
+pub struct RedemptionAdminApiDoc;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryRequest {
     pub reason: OperatorReason,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForceCompleteRequest {
     pub reason: OperatorReason,
+    /// The burn done by hand.
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{64}$")]
     pub burn_tx: TxHash,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseRequest {
     pub reason: OperatorReason,
+    /// The burn transaction, echoed; required when there is one.
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^0x[0-9a-fA-F]{64}$")]
     pub tx_hash: Option<TxHash>,
 }
 
 /// What an operator action did, and the redemption afterwards.
-#[derive(Debug, Serialize)]
-pub struct ActionAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RedemptionActionAnswer {
     /// `retried`, `burn_recorded` or `closed`.
     pub action: &'static str,
     pub redemption: RedemptionResponse,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/redemptions/{id}/retry",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("id" = String, Path, description = "The redemption's issuer_request_id (`<tx_hash>-<log_index>`)")),
+    request_body = RetryRequest,
+    responses(
+        (status = 200, description = "`retried`, or `burn_recorded` when the chain shows its burn (also the answer to a repeat)", body = RedemptionActionAnswer),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (a reason is required; unknown fields are refused)", body = ErrorBody),
+        (status = 404, description = "`redemption not found`", body = ErrorBody),
+        (status = 409, description = "`Retry is not allowed in state <state>`, or the failure cannot be retried (Alpaca's refusal, dust)", body = ErrorBody),
+        (status = 503, description = "The chain is not connected or cannot be searched; retry", body = ErrorBody),
+    )
+)]
 #[rocket::post("/admin/redemptions/<id>/retry", data = "<body>")]
 async fn retry(
     _auth: InternalAuth,
@@ -74,7 +101,7 @@ async fn retry(
     chain: &State<ChainSlot>,
     id: &str,
     body: Result<JsonBody<RetryRequest>, BodyError>,
-) -> Result<Json<ActionAnswer>, ApiError> {
+) -> Result<Json<RedemptionActionAnswer>, ApiError> {
     let JsonBody(RetryRequest { reason }) =
         body.map_err(|err| ApiError::from_body_error(&err))?;
     let (id, redemption) = load(state, id).await?;
@@ -119,6 +146,24 @@ async fn retry(
     execute(state, &id, &reason, command, action).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/redemptions/{id}/force-complete",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("id" = String, Path, description = "The redemption's issuer_request_id (`<tx_hash>-<log_index>`)")),
+    request_body = ForceCompleteRequest,
+    responses(
+        (status = 200, description = "`burn_recorded` (also the answer to a repeat)", body = RedemptionActionAnswer),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (a reason is required; unknown fields are refused)", body = ErrorBody),
+        (status = 404, description = "`redemption not found`", body = ErrorBody),
+        (status = 409, description = "The transaction is not confirmed, withdrew nothing of ours, or not exactly this redemption's shares; or the state does not allow it", body = ErrorBody),
+        (status = 503, description = "The chain is not connected or cannot be read; retry", body = ErrorBody),
+    )
+)]
 #[rocket::post("/admin/redemptions/<id>/force-complete", data = "<body>")]
 async fn force_complete(
     _auth: InternalAuth,
@@ -126,7 +171,7 @@ async fn force_complete(
     chain: &State<ChainSlot>,
     id: &str,
     body: Result<JsonBody<ForceCompleteRequest>, BodyError>,
-) -> Result<Json<ActionAnswer>, ApiError> {
+) -> Result<Json<RedemptionActionAnswer>, ApiError> {
     let JsonBody(ForceCompleteRequest { reason, burn_tx }) =
         body.map_err(|err| ApiError::from_body_error(&err))?;
     let (id, redemption) = load(state, id).await?;
@@ -177,13 +222,30 @@ async fn force_complete(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/redemptions/{id}/close",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("id" = String, Path, description = "The redemption's issuer_request_id (`<tx_hash>-<log_index>`)")),
+    request_body = CloseRequest,
+    responses(
+        (status = 200, description = "`closed` (also the answer to a repeat)", body = RedemptionActionAnswer),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (a reason is required; unknown fields are refused)", body = ErrorBody),
+        (status = 404, description = "`redemption not found`", body = ErrorBody),
+        (status = 409, description = "`Close is not allowed in state <state>` (only detected or failed), or the burn was not echoed (`tx_hash`)", body = ErrorBody),
+    )
+)]
 #[rocket::post("/admin/redemptions/<id>/close", data = "<body>")]
 async fn close(
     _auth: InternalAuth,
     state: &State<RedemptionState>,
     id: &str,
     body: Result<JsonBody<CloseRequest>, BodyError>,
-) -> Result<Json<ActionAnswer>, ApiError> {
+) -> Result<Json<RedemptionActionAnswer>, ApiError> {
     let JsonBody(CloseRequest { reason, tx_hash }) =
         body.map_err(|err| ApiError::from_body_error(&err))?;
     let (id, _) = load(state, id).await?;
@@ -260,7 +322,7 @@ async fn execute(
     reason: &OperatorReason,
     command: RedemptionCommand,
     action: &'static str,
-) -> Result<Json<ActionAnswer>, ApiError> {
+) -> Result<Json<RedemptionActionAnswer>, ApiError> {
     let name = match &command {
         RedemptionCommand::Retry { .. } => "Retry",
         RedemptionCommand::Close { .. } => "Close",
@@ -297,7 +359,7 @@ async fn repeated(
     reason: &OperatorReason,
     redemption: &Redemption,
     command: &'static str,
-) -> Result<Json<ActionAnswer>, ApiError> {
+) -> Result<Json<RedemptionActionAnswer>, ApiError> {
     let history = event_history(&state.pool, AGGREGATE_TYPE, id.as_str())
         .await
         .map_err(ApiError::internal)?;
@@ -335,11 +397,11 @@ async fn answer(
     state: &RedemptionState,
     id: &RedemptionId,
     action: &'static str,
-) -> Result<Json<ActionAnswer>, ApiError> {
+) -> Result<Json<RedemptionActionAnswer>, ApiError> {
     let (_, redemption) = load(state, id.as_str()).await?;
     let redemption = RedemptionResponse::from_state(id, &redemption)
         .ok_or_else(|| ApiError::not_found("redemption not found"))?;
-    Ok(Json(ActionAnswer { action, redemption }))
+    Ok(Json(RedemptionActionAnswer { action, redemption }))
 }
 
 fn command_error(error: AggregateError<RedemptionError>) -> ApiError {

@@ -52,6 +52,7 @@ use crate::receipt_inventory::ReceiptBurn;
 use crate::shutdown::ShutdownTrigger;
 use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
 
+pub use admin::RedemptionAdminApiDoc;
 pub use api::{RedemptionApiDoc, RedemptionResponse, routes};
 pub use cmd::RedemptionCommand;
 pub use event::RedemptionEvent;

@@ -50,8 +50,7 @@ pub use flow::{DriverSettings, MintDriver, MintFlow, engine};
 pub use view::{
     MintCqrs, MintQueryError, MintView, cqrs, find_by_issuer_request_id,
     find_by_tokenization_request_id, rebuild_stale_views, rebuild_views,
-    stuck_mint_views,
-    stuck_mints, unfinished_mints,
+    stuck_mint_views, stuck_mints, unfinished_mints,
 };
 
 /// The stream type under which mints own `tx_intents` rows.

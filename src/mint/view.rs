@@ -36,7 +36,8 @@ const TX_INTENTS: &str = "tx_intents";
 
 /// The projection's version: bump it whenever `update` or the table
 /// changes (a migration included), and startup rebuilds the table.
-const VIEW_VERSION: u32 = 1;
+/// 2: operator events (retried, recovered, closed).
+const VIEW_VERSION: u32 = 2;
 
 static VIEW: LazyLock<ViewProjection<StoredMintView, Mint>> =
     LazyLock::new(|| ViewProjection::new("mint_view", VIEW_VERSION));

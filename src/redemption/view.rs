@@ -28,7 +28,9 @@ const VIEW_TABLE: &str = "redemption_view";
 
 /// The projection's version: bump it whenever `update` or the table
 /// changes (a migration included), and startup rebuilds the table.
-const VIEW_VERSION: u32 = 1;
+/// 2: the aggregate state changed: Completed keeps its burns, Failed its
+/// journal time, and Closed is new.
+const VIEW_VERSION: u32 = 2;
 
 static VIEW: LazyLock<ViewProjection<RedemptionView, Redemption>> =
     LazyLock::new(|| ViewProjection::new(VIEW_TABLE, VIEW_VERSION));

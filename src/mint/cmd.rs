@@ -73,6 +73,9 @@ impl MintCommand {
             Self::RecordMinted { .. } => "record_minted",
             Self::RecordFailure { .. } => "record_failure",
             Self::RecordCallbackDelivered => "record_callback_delivered",
+            Self::Retry { .. } => "retry",
+            Self::Recover { .. } => "recover",
+            Self::Close { .. } => "close",
         }
     }
 }

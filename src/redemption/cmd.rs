@@ -72,6 +72,9 @@ impl RedemptionCommand {
             Self::IntendBurn { .. } => "intend_burn",
             Self::RecordBurnCompleted { .. } => "record_burn_completed",
             Self::RecordBurnFailed { .. } => "record_burn_failed",
+            Self::Retry { .. } => "retry",
+            Self::RecordBurnByOperator { .. } => "record_burn_by_operator",
+            Self::Close { .. } => "close",
         }
     }
 }

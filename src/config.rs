@@ -127,6 +127,36 @@ impl Config {
     where
         I: IntoIterator<Item = (OsString, OsString)>,
     {
+        let figment = Self::sources(path, env)?;
+        let config: Self = figment.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// What `issuance-bot admin` needs to call the running service, read
+    /// from the same sources as `serve` (the whole configuration must be
+    /// valid): where it listens and the internal key in clear (the loaded
+    /// [`Config`] keeps only the key's digest).
+    pub fn operator_access(
+        path: Option<&Path>,
+    ) -> Result<OperatorAccess, ConfigError> {
+        let figment = Self::sources(path, std::env::vars_os())?;
+        let config: Self = figment.extract()?;
+        config.validate()?;
+        let internal_key: String =
+            figment.extract_inner("auth.internal.api_key")?;
+        Ok(OperatorAccess {
+            bind: config.server.bind,
+            internal_key,
+        })
+    }
+
+    /// Every source layered, secrets read from their files, placeholders
+    /// refused.
+    fn sources<I>(path: Option<&Path>, env: I) -> Result<Figment, ConfigError>
+    where
+        I: IntoIterator<Item = (OsString, OsString)>,
+    {
         if let Some(path) = path {
             // figment treats a missing file as empty; a named file that
             // cannot be read is an operator error.
@@ -149,9 +179,7 @@ impl Config {
         if !placeholders.is_empty() {
             return Err(ConfigError::Placeholders(placeholders));
         }
-        let config: Self = figment.extract()?;
-        config.validate()?;
-        Ok(config)
+        Ok(figment)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -163,6 +191,21 @@ impl Config {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// See [`Config::operator_access`].
+pub struct OperatorAccess {
+    pub bind: SocketAddr,
+    pub internal_key: String,
+}
+
+impl std::fmt::Debug for OperatorAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorAccess")
+            .field("bind", &self.bind)
+            .field("internal_key", &"[REDACTED]")
+            .finish()
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use issuance_bot::admin::{AdminAction, AdminClient};
 use issuance_bot::config::{CONFIG_PATH_ENV, Config};
 
 #[derive(Debug, Parser)]
@@ -23,6 +24,122 @@ enum Command {
     /// Load and validate the configuration, print it with secrets
     /// redacted, and exit.
     ValidateConfig(ConfigArgs),
+    /// Operator actions on the running service (its admin API, with the
+    /// internal key from the configuration).
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+struct AdminArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The service's URL (default: `server.bind` from the configuration,
+    /// on loopback when it is 0.0.0.0).
+    #[arg(long, env = "ISSUANCE_ADMIN_URL")]
+    url: Option<String>,
+    #[command(subcommand)]
+    action: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Unfinished flows older than a threshold, and every failed one.
+    Stuck {
+        #[arg(long)]
+        older_than_secs: Option<u64>,
+    },
+    /// Every event of one aggregate (account, tokenized-asset, mint,
+    /// redemption).
+    History { aggregate: String, id: String },
+    /// Rebuild every view from the event log.
+    RebuildViews,
+    /// Actions on one mint (by issuer_request_id).
+    #[command(subcommand)]
+    Mint(FlowAction),
+    /// Actions on one redemption (by issuer_request_id).
+    #[command(subcommand)]
+    Redemption(RedemptionAction),
+}
+
+#[derive(Debug, Subcommand)]
+enum FlowAction {
+    /// Run a failed flow again (the chain is searched for its effect
+    /// first).
+    Retry {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Stop it for good; echo its transaction with --tx-hash if it has one.
+    Close {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        tx_hash: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RedemptionAction {
+    #[command(flatten)]
+    Flow(FlowAction),
+    /// Record a burn done by hand (checked on chain first).
+    ForceComplete {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        burn_tx: String,
+    },
+}
+
+impl AdminCommand {
+    fn into_action(self) -> AdminAction {
+        match self {
+            Self::Stuck { older_than_secs } => {
+                AdminAction::Stuck { older_than_secs }
+            }
+            Self::History { aggregate, id } => {
+                AdminAction::History { aggregate, id }
+            }
+            Self::RebuildViews => AdminAction::RebuildViews,
+            Self::Mint(FlowAction::Retry { id, reason }) => {
+                AdminAction::MintRetry { id, reason }
+            }
+            Self::Mint(FlowAction::Close {
+                id,
+                reason,
+                tx_hash,
+            }) => AdminAction::MintClose {
+                id,
+                reason,
+                tx_hash,
+            },
+            Self::Redemption(RedemptionAction::Flow(FlowAction::Retry {
+                id,
+                reason,
+            })) => AdminAction::RedemptionRetry { id, reason },
+            Self::Redemption(RedemptionAction::Flow(FlowAction::Close {
+                id,
+                reason,
+                tx_hash,
+            })) => AdminAction::RedemptionClose {
+                id,
+                reason,
+                tx_hash,
+            },
+            Self::Redemption(RedemptionAction::ForceComplete {
+                id,
+                reason,
+                burn_tx,
+            }) => AdminAction::RedemptionForceComplete {
+                id,
+                reason,
+                burn_tx,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +185,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Admin(args) => match admin(args) {
+            Ok(answer) => {
+                let mut out = std::io::stdout().lock();
+                // A closed pipe is no failure of the action, which is done.
+                let _ = writeln!(out, "{answer}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("issuance-bot: {}", report(&error));
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => match serve(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -94,6 +223,20 @@ fn report(error: &anyhow::Error) -> String {
         }
     }
     text
+}
+
+/// Runs one operator action; the service's answer, pretty-printed.
+fn admin(args: AdminArgs) -> anyhow::Result<String> {
+    let access = Config::operator_access(args.config.config.as_deref())
+        .context("cannot load the configuration")?;
+    let client = AdminClient::new(access, args.url.as_deref())?;
+    let action = args.action.into_action();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let answer = runtime.block_on(client.run(&action))?;
+    Ok(serde_json::to_string_pretty(&answer)?)
 }
 
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {

@@ -431,3 +431,61 @@ async fn a_restart_after_sigkill_is_ready_within_seconds() {
     );
     assert!(log.contains(&format!("pid{killed_pid}-")), "{log}");
 }
+
+#[tokio::test]
+async fn admin_commands_call_the_running_service_with_the_internal_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, free_port());
+    let mut service = spawn_serve(&config);
+    wait_ready(port).await;
+
+    let stuck = run(&["admin", "--config", &config, "stuck"]);
+    let stdout = String::from_utf8_lossy(&stuck.stdout);
+    assert!(
+        stuck.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&stuck.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["older_than_secs"], 600);
+    assert_eq!(answer["mints"], serde_json::json!([]));
+
+    let rebuilt = run(&["admin", "--config", &config, "rebuild-views"]);
+    assert!(rebuilt.status.success());
+
+    // The service's refusal, once, with its status; exit code 1.
+    let close = run(&[
+        "admin",
+        "--config",
+        &config,
+        "mint",
+        "close",
+        "00000000-0000-0000-0000-00000000ffff",
+        "--reason",
+        "no such mint",
+    ]);
+    let stderr = String::from_utf8_lossy(&close.stderr);
+    assert_eq!(close.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "issuance-bot: the service answered 404: mint not found"
+    );
+    let no_reason = run(&[
+        "admin",
+        "--config",
+        &config,
+        "redemption",
+        "retry",
+        "x",
+        "--reason",
+        " ",
+    ]);
+    assert_eq!(no_reason.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&no_reason.stderr).contains("422"),
+        "{}",
+        String::from_utf8_lossy(&no_reason.stderr)
+    );
+    assert!(terminate(&mut service).success());
+}

@@ -4,6 +4,7 @@
 //! their feature (`mint::admin`, `redemption::admin`).
 
 mod api;
+mod client;
 
 use rocket::{Build, Rocket};
 
@@ -11,6 +12,7 @@ pub use api::{
     AdminApiDoc, HistoryAnswer, HistoryEvent, RebuildAnswer, StuckAnswer,
     StuckMint, StuckRedemption, routes,
 };
+pub use client::{AdminAction, AdminClient, AdminClientError};
 
 /// Default age past which an unfinished flow is listed as stuck.
 pub const DEFAULT_STUCK_AFTER_SECS: u64 = 600;

@@ -74,6 +74,10 @@ pub enum Retry {
     /// The cause needs a person (a final 4xx, a vault refusal): retried
     /// slowly, never given up.
     Slowly,
+    /// Not an error: the item is held on purpose (an operator's freeze)
+    /// and looked at again after this delay. Shown in `flow_status` like
+    /// an error, so that operators see why, but not counted as one.
+    Held(Duration),
 }
 
 /// A step that could not complete; the item stays where it is.
@@ -95,6 +99,15 @@ impl StepError {
         Self {
             message: message.into(),
             retry: Retry::Slowly,
+        }
+    }
+
+    /// A deliberate hold, reported as `message` and rechecked after
+    /// `recheck`.
+    pub fn held(message: impl Into<String>, recheck: Duration) -> Self {
+        Self {
+            message: message.into(),
+            retry: Retry::Held(recheck),
         }
     }
 
@@ -485,7 +498,7 @@ impl<F: Flow> Inner<F> {
     async fn failed(&self, id: &F::Id, error: &StepError) {
         let name = F::NAME.as_str();
         let settings = self.settings;
-        let delay = {
+        let (delay, failures) = {
             let mut schedules = lock(&self.schedules);
             let failures = schedules
                 .get(id)
@@ -499,6 +512,7 @@ impl<F: Flow> Inner<F> {
                         .min(settings.retry_max)
                 }
                 Retry::Slowly => settings.final_error_backoff,
+                Retry::Held(recheck) => recheck,
             };
             schedules.insert(
                 id.clone(),
@@ -507,32 +521,52 @@ impl<F: Flow> Inner<F> {
                     failures,
                 },
             );
-            delay
+            (delay, failures)
         };
-        let retryable = error.retry == Retry::Soon;
-        metrics::counter!(
-            format!("{name}_step_errors_total"),
-            "retryable" => if retryable { "true" } else { "false" }
-        )
-        .increment(1);
-        if retryable {
-            tracing::warn!(
-                target: "driver",
-                flow = name,
-                id = %id,
-                error = %error.message,
-                retry_in_ms = delay.as_millis(),
-                "step failed; will retry"
-            );
-        } else {
-            tracing::error!(
-                target: "driver",
-                flow = name,
-                id = %id,
-                error = %error.message,
-                retry_in_ms = delay.as_millis(),
-                "step failed and needs attention; will retry later"
-            );
+        match error.retry {
+            // Not an error: logged once per hold, not on every recheck.
+            Retry::Held(_) => {
+                if failures == 1 {
+                    tracing::info!(
+                        target: "driver",
+                        flow = name,
+                        id = %id,
+                        reason = %error.message,
+                        recheck_in_ms = delay.as_millis(),
+                        "item held"
+                    );
+                }
+            }
+            Retry::Soon => {
+                metrics::counter!(
+                    format!("{name}_step_errors_total"),
+                    "retryable" => "true"
+                )
+                .increment(1);
+                tracing::warn!(
+                    target: "driver",
+                    flow = name,
+                    id = %id,
+                    error = %error.message,
+                    retry_in_ms = delay.as_millis(),
+                    "step failed; will retry"
+                );
+            }
+            Retry::Slowly => {
+                metrics::counter!(
+                    format!("{name}_step_errors_total"),
+                    "retryable" => "false"
+                )
+                .increment(1);
+                tracing::error!(
+                    target: "driver",
+                    flow = name,
+                    id = %id,
+                    error = %error.message,
+                    retry_in_ms = delay.as_millis(),
+                    "step failed and needs attention; will retry later"
+                );
+            }
         }
         let now = self.clock.now();
         if let Err(db) = status::record_error(

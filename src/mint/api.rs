@@ -46,6 +46,9 @@ pub const INVALID_TOKEN: &str =
 pub const NOT_ELIGIBLE: &str = "Insufficient Eligibility: Client not eligible";
 pub const INVALID_WALLET: &str =
     "Invalid Wallet: Wallet does not belong to client";
+/// The reference issuer's answer while an operator froze the listing.
+pub const ASSET_FROZEN: &str =
+    "Asset Frozen: Minting is suspended for this asset";
 pub const DIFFERENT_CONTENT: &str =
     "tokenization_request_id already used with different content";
 
@@ -387,8 +390,8 @@ fn refuse(message: &'static str, reason: &str) -> ApiError {
     ApiError::bad_request(message)
 }
 
-/// Checks the token, the client and the wallet, in Alpaca's order, and
-/// resolves the client and the vault.
+/// Checks the token, a freeze, the client and the wallet (the reference
+/// issuer's order), and resolves the client and the vault.
 async fn resolve(
     state: &MintState,
     order: MintOrder,
@@ -408,6 +411,11 @@ async fn resolve(
     }
     if state.network.is_some_and(|served| served != order.network) {
         return Err(refuse(INVALID_TOKEN, "no chain serves this network"));
+    }
+    // Only new requests: a mint already initiated (or repeated, answered
+    // above) carries on through a freeze.
+    if asset.active_freeze(state.clock.now()).is_some() {
+        return Err(refuse(ASSET_FROZEN, "listing frozen"));
     }
     let vault = Vault::new(asset.vault)
         .map_err(|_| refuse(INVALID_TOKEN, "listing has no vault"))?;
@@ -515,7 +523,7 @@ async fn handle_initiate(
     request_body = super::openapi::MintRequestBody,
     responses(
         (status = 200, description = "Mint created, or a repeat of the same order (the existing id)", body = InitiateResponse),
-        (status = 400, description = "One of Alpaca's strings: `Failed Validation: Invalid data payload` (also a body that is not UTF-8 or not JSON), `Invalid Token: Token not available on the network`, `Insufficient Eligibility: Client not eligible`, `Invalid Wallet: Wallet does not belong to client`; or `request body could not be read`", body = ErrorBody),
+        (status = 400, description = "One of Alpaca's strings: `Failed Validation: Invalid data payload` (also a body that is not UTF-8 or not JSON), `Invalid Token: Token not available on the network`, `Insufficient Eligibility: Client not eligible`, `Invalid Wallet: Wallet does not belong to client`, `Asset Frozen: Minting is suspended for this asset` (the listing is frozen); or `request body could not be read`", body = ErrorBody),
         (status = 409, description = "`tokenization_request_id already used with different content`", body = ErrorBody),
         (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
         (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
@@ -541,7 +549,7 @@ async fn initiate_oldest(
     request_body = super::openapi::MintRequestBody,
     responses(
         (status = 200, description = "Mint created, or a repeat of the same order (the existing id)", body = InitiateResponse),
-        (status = 400, description = "One of Alpaca's strings: `Failed Validation: Invalid data payload` (also a body that is not UTF-8 or not JSON), `Invalid Token: Token not available on the network`, `Insufficient Eligibility: Client not eligible`, `Invalid Wallet: Wallet does not belong to client`; or `request body could not be read`", body = ErrorBody),
+        (status = 400, description = "One of Alpaca's strings: `Failed Validation: Invalid data payload` (also a body that is not UTF-8 or not JSON), `Invalid Token: Token not available on the network`, `Insufficient Eligibility: Client not eligible`, `Invalid Wallet: Wallet does not belong to client`, `Asset Frozen: Minting is suspended for this asset` (the listing is frozen); or `request body could not be read`", body = ErrorBody),
         (status = 409, description = "`tokenization_request_id already used with different content`", body = ErrorBody),
         (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
         (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),

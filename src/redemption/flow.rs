@@ -5,7 +5,7 @@
 //!
 //! | State | Step |
 //! |---|---|
-//! | `Detected` | redeem call to Alpaca (idempotent: `Idempotency-Key` from the id, 422 recovered by lookup) → `AlpacaCalled` |
+//! | `Detected` | held while the listing is frozen; then the redeem call to Alpaca (idempotent: `Idempotency-Key` from the id, 422 recovered by lookup) → `AlpacaCalled` |
 //! | `AlpacaCalled` | poll the keyed GET (250 ms doubling to 30 s, timeout from the persisted `called_at`) → `AlpacaJournalCompleted` / `Failed` |
 //! | `JournalCompleted` | select receipts, sign the burn, commit `BurnIntended` (reserves them), broadcast ([`TxPipeline::submit`]) |
 //! | `Burning` | [`TxPipeline::advance`]: record the landed burn, wait, replace (bounded, after the log search) or fail |
@@ -209,6 +209,7 @@ impl Flow for RedemptionFlow {
         };
         let step = match &state {
             Redemption::Detected { detection } => {
+                self.hold_while_frozen(detection).await?;
                 self.call_alpaca(id, detection)
                     .instrument(crate::flow_span!("redemption.redeem_call"))
                     .await?
@@ -317,6 +318,33 @@ impl RedemptionFlow {
             .execute(id.as_str(), command)
             .instrument(span)
             .await
+    }
+
+    /// A redemption not yet called to Alpaca waits while its listing is
+    /// frozen (reported as `asset frozen: <reason>`); one already called
+    /// carries on to its burn, like a mint confirmed before a freeze.
+    async fn hold_while_frozen(
+        &self,
+        detection: &Detection,
+    ) -> Result<(), StepError> {
+        let transfer = &detection.transfer;
+        let asset = tokenized_asset::find(
+            &self.pool,
+            &transfer.underlying,
+            transfer.network,
+        )
+        .await
+        .map_err(|error| StepError::from_error(&error, Retry::Soon))?;
+        match asset
+            .as_ref()
+            .and_then(|asset| asset.active_freeze(self.clock.now()))
+        {
+            Some(freeze) => Err(StepError::held(
+                format!("asset frozen: {}", freeze.reason),
+                self.settings.retry_after,
+            )),
+            None => Ok(()),
+        }
     }
 
     fn retry_later(&self) -> Step {

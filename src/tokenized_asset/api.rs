@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
 use rocket::serde::json::{self, Json};
 use rocket::{Route, State};
@@ -15,24 +16,32 @@ use super::view::VAULT_CLAIMS;
 use super::{
     AssetKey, AssetView, Network, TokenSymbol, TokenizedAssetCommand,
     TokenizedAssetCqrs, TokenizedAssetError, TokenizedAssetServices,
-    UnderlyingSymbol, Vault, cqrs, find, list_enabled,
+    UnderlyingSymbol, Vault, cqrs, find, list_enabled, list_for_underlying,
 };
 use crate::auth::{AlpacaAuth, InternalAuth};
 use crate::clock::Clock;
 use crate::http::ApiError;
 use crate::http::ErrorBody;
+use crate::operator::OperatorReason;
 
 /// Everything the tokenized-asset endpoints need, managed by Rocket.
 pub struct TokenizedAssetState {
     cqrs: TokenizedAssetCqrs,
     pool: SqlitePool,
+    clock: Arc<dyn Clock>,
 }
 
 impl TokenizedAssetState {
     pub fn new(pool: SqlitePool, clock: Arc<dyn Clock>) -> Self {
         Self {
-            cqrs: cqrs(pool.clone(), TokenizedAssetServices { clock }),
+            cqrs: cqrs(
+                pool.clone(),
+                TokenizedAssetServices {
+                    clock: clock.clone(),
+                },
+            ),
             pool,
+            clock,
         }
     }
 
@@ -50,12 +59,70 @@ impl TokenizedAssetState {
             .map_err(command_error)
     }
 
-    async fn load(&self, key: &AssetKey) -> Result<AssetView, ApiError> {
-        find(&self.pool, &key.underlying, key.network)
+    async fn load(&self, key: &AssetKey) -> Result<AssetAnswer, ApiError> {
+        let asset = find(&self.pool, &key.underlying, key.network)
             .await
             .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found("tokenized asset not found"))
+            .ok_or_else(|| ApiError::not_found("tokenized asset not found"))?;
+        Ok(self.answer(asset))
     }
+
+    fn answer(&self, asset: AssetView) -> AssetAnswer {
+        AssetAnswer {
+            frozen: asset.active_freeze(self.clock.now()).is_some(),
+            asset,
+        }
+    }
+
+    /// The listings a freeze or unfreeze of `underlying` acts on: the one
+    /// on `network`, or all of them.
+    async fn freeze_targets(
+        &self,
+        underlying: &str,
+        network: Option<Network>,
+    ) -> Result<Vec<AssetKey>, ApiError> {
+        let underlying = UnderlyingSymbol::new(underlying)
+            .map_err(|err| ApiError::unprocessable(err.to_string()))?;
+        if let Some(network) = network {
+            return Ok(vec![AssetKey::new(underlying, network)]);
+        }
+        let keys: Vec<AssetKey> = list_for_underlying(&self.pool, &underlying)
+            .await
+            .map_err(ApiError::internal)?
+            .iter()
+            .map(AssetView::key)
+            .collect();
+        if keys.is_empty() {
+            return Err(ApiError::not_found("tokenized asset not found"));
+        }
+        Ok(keys)
+    }
+
+    /// Runs `command` on every target, in order; a repeat after a partial
+    /// failure finishes the rest (each command is idempotent).
+    async fn execute_all(
+        &self,
+        keys: &[AssetKey],
+        command: &TokenizedAssetCommand,
+    ) -> Result<FreezeResponse, ApiError> {
+        let mut assets = Vec::with_capacity(keys.len());
+        for key in keys {
+            self.execute(key, command.clone()).await?;
+            assets.push(self.load(key).await?);
+        }
+        Ok(FreezeResponse { assets })
+    }
+}
+
+/// A listing as the internal endpoints show it: the stored view and
+/// whether a freeze holds now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AssetAnswer {
+    #[serde(flatten)]
+    asset: AssetView,
+    /// A freeze is active at this instant (new mints refused, newly
+    /// detected redemptions held).
+    frozen: bool,
 }
 
 pub fn routes() -> Vec<Route> {
@@ -63,6 +130,8 @@ pub fn routes() -> Vec<Route> {
         add_asset,
         enable_asset,
         disable_asset,
+        freeze_asset,
+        unfreeze_asset,
         get_asset,
         list_tokens_oldest,
         list_tokens,
@@ -78,6 +147,9 @@ fn command_error(error: AggregateError<TokenizedAssetError>) -> ApiError {
             err @ (TokenizedAssetError::TokenMismatch { .. }
             | TokenizedAssetError::KeyMismatch { .. }),
         ) => ApiError::conflict(err.to_string()),
+        AggregateError::UserError(err @ TokenizedAssetError::InvalidWindow(_)) => {
+            ApiError::unprocessable(err.to_string())
+        }
         AggregateError::AggregateConflict => ApiError::conflict(
             "the tokenized asset is being changed concurrently; retry",
         ),
@@ -139,7 +211,7 @@ struct AddResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_vault: Option<String>,
     #[serde(flatten)]
-    asset: AssetView,
+    asset: AssetAnswer,
 }
 
 /// Lists an asset, or repoints its vault. Same token and vault again is a
@@ -186,7 +258,7 @@ async fn add_asset(
     // of the same listing could make this description stale.
     let (outcome, previous_vault) = match before {
         None => (AddOutcome::Created, None),
-        Some(before) if before.vault == asset.vault => {
+        Some(before) if before.vault == asset.asset.vault => {
             (AddOutcome::Unchanged, None)
         }
         Some(before) => (AddOutcome::Repointed, Some(before.vault.to_string())),
@@ -194,7 +266,7 @@ async fn add_asset(
     tracing::info!(
         target: "tokenized_asset",
         asset = %key,
-        vault = %asset.vault,
+        vault = %asset.asset.vault,
         ?outcome,
         "tokenized asset added"
     );
@@ -213,7 +285,7 @@ async fn add_asset(
     security(("internal_api_key" = [])),
     params(("underlying" = UnderlyingSymbol, Path, description = "Underlying symbol, e.g. `AAPL`"), ("network" = Network, Path, description = "Alpaca network name")),
     responses(
-        (status = 200, description = "The listing", body = AssetView),
+        (status = 200, description = "The listing", body = AssetAnswer),
         (status = 404, description = "`tokenized asset not found`", body = ErrorBody),
         (status = 409, description = "`the tokenized asset is being changed concurrently; retry`", body = ErrorBody),
         (status = 422, description = "Malformed symbol or unknown network", body = ErrorBody),
@@ -226,7 +298,7 @@ async fn enable_asset(
     state: &State<TokenizedAssetState>,
     underlying: &str,
     network: &str,
-) -> Result<Json<AssetView>, ApiError> {
+) -> Result<Json<AssetAnswer>, ApiError> {
     let key = parse_key(underlying, network)?;
     state.execute(&key, TokenizedAssetCommand::Enable).await?;
     Ok(Json(state.load(&key).await?))
@@ -240,7 +312,7 @@ async fn enable_asset(
     security(("internal_api_key" = [])),
     params(("underlying" = UnderlyingSymbol, Path, description = "Underlying symbol, e.g. `AAPL`"), ("network" = Network, Path, description = "Alpaca network name")),
     responses(
-        (status = 200, description = "The listing", body = AssetView),
+        (status = 200, description = "The listing", body = AssetAnswer),
         (status = 404, description = "`tokenized asset not found`", body = ErrorBody),
         (status = 409, description = "`the tokenized asset is being changed concurrently; retry`", body = ErrorBody),
         (status = 422, description = "Malformed symbol or unknown network", body = ErrorBody),
@@ -253,10 +325,132 @@ async fn disable_asset(
     state: &State<TokenizedAssetState>,
     underlying: &str,
     network: &str,
-) -> Result<Json<AssetView>, ApiError> {
+) -> Result<Json<AssetAnswer>, ApiError> {
     let key = parse_key(underlying, network)?;
     state.execute(&key, TokenizedAssetCommand::Disable).await?;
     Ok(Json(state.load(&key).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct FreezeRequest {
+    reason: OperatorReason,
+    /// Only this network's listing; absent = every listing of the
+    /// underlying.
+    #[serde(default)]
+    network: Option<Network>,
+    /// Start of the window (RFC 3339); absent = now.
+    #[serde(default)]
+    from: Option<DateTime<Utc>>,
+    /// End of the window (RFC 3339, exclusive); absent = until unfrozen.
+    #[serde(default)]
+    until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct UnfreezeRequest {
+    reason: OperatorReason,
+    /// Only this network's listing; absent = every listing of the
+    /// underlying.
+    #[serde(default)]
+    network: Option<Network>,
+}
+
+/// The listings a freeze or unfreeze acted on, ordered by network.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct FreezeResponse {
+    assets: Vec<AssetAnswer>,
+}
+
+/// Freezes an underlying on one network or all its listed networks, now
+/// or in a window: new mints get `Asset Frozen: Minting is suspended for
+/// this asset`, newly detected redemptions are held. The same freeze
+/// again is a no-op; another reason or window replaces it.
+#[utoipa::path(
+    post,
+    path = "/tokenized-assets/{underlying}/freeze",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("underlying" = UnderlyingSymbol, Path, description = "Underlying symbol, e.g. `AAPL`")),
+    request_body = FreezeRequest,
+    responses(
+        (status = 200, description = "The listings, frozen", body = FreezeResponse),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 404, description = "`tokenized asset not found`", body = ErrorBody),
+        (status = 409, description = "`the tokenized asset is being changed concurrently; retry`", body = ErrorBody),
+        (status = 413, description = "Body above `server.body_limit`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (strict; blank reason, unknown network), malformed symbol, or a window that ends before it starts or has already ended", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
+#[rocket::post("/tokenized-assets/<underlying>/freeze", data = "<body>")]
+async fn freeze_asset(
+    _auth: InternalAuth,
+    state: &State<TokenizedAssetState>,
+    underlying: &str,
+    body: Result<Json<FreezeRequest>, json::Error<'_>>,
+) -> Result<Json<FreezeResponse>, ApiError> {
+    let Json(request) = body.map_err(|err| ApiError::from_json_error(&err))?;
+    let keys = state.freeze_targets(underlying, request.network).await?;
+    let command = TokenizedAssetCommand::Freeze {
+        reason: request.reason.clone(),
+        from: request.from,
+        until: request.until,
+    };
+    let answer = state.execute_all(&keys, &command).await?;
+    tracing::info!(
+        target: "tokenized_asset",
+        %underlying,
+        network = ?request.network,
+        from = ?request.from,
+        until = ?request.until,
+        reason = %request.reason,
+        "tokenized asset frozen"
+    );
+    Ok(Json(answer))
+}
+
+/// Lifts the freeze (active or scheduled) of an underlying on one network
+/// or all its listed networks; a listing without a freeze is unchanged.
+#[utoipa::path(
+    post,
+    path = "/tokenized-assets/{underlying}/unfreeze",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(("underlying" = UnderlyingSymbol, Path, description = "Underlying symbol, e.g. `AAPL`")),
+    request_body = UnfreezeRequest,
+    responses(
+        (status = 200, description = "The listings, unfrozen", body = FreezeResponse),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 404, description = "`tokenized asset not found`", body = ErrorBody),
+        (status = 409, description = "`the tokenized asset is being changed concurrently; retry`", body = ErrorBody),
+        (status = 413, description = "Body above `server.body_limit`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (strict; blank reason, unknown network) or malformed symbol", body = ErrorBody),
+        (status = 503, description = "`storage temporarily unavailable; retry`", body = ErrorBody),
+    )
+)]
+#[rocket::post("/tokenized-assets/<underlying>/unfreeze", data = "<body>")]
+async fn unfreeze_asset(
+    _auth: InternalAuth,
+    state: &State<TokenizedAssetState>,
+    underlying: &str,
+    body: Result<Json<UnfreezeRequest>, json::Error<'_>>,
+) -> Result<Json<FreezeResponse>, ApiError> {
+    let Json(request) = body.map_err(|err| ApiError::from_json_error(&err))?;
+    let keys = state.freeze_targets(underlying, request.network).await?;
+    let command = TokenizedAssetCommand::Unfreeze {
+        reason: request.reason.clone(),
+    };
+    let answer = state.execute_all(&keys, &command).await?;
+    tracing::info!(
+        target: "tokenized_asset",
+        %underlying,
+        network = ?request.network,
+        reason = %request.reason,
+        "tokenized asset unfrozen"
+    );
+    Ok(Json(answer))
 }
 
 /// One listing.
@@ -267,7 +461,7 @@ async fn disable_asset(
     security(("internal_api_key" = [])),
     params(("underlying" = UnderlyingSymbol, Path, description = "Underlying symbol, e.g. `AAPL`"), ("network" = Network, Path, description = "Alpaca network name")),
     responses(
-        (status = 200, description = "The listing", body = AssetView),
+        (status = 200, description = "The listing", body = AssetAnswer),
         (status = 404, description = "`tokenized asset not found`", body = ErrorBody),
         (status = 422, description = "Malformed symbol or unknown network", body = ErrorBody),
     )
@@ -278,7 +472,7 @@ async fn get_asset(
     state: &State<TokenizedAssetState>,
     underlying: &str,
     network: &str,
-) -> Result<Json<AssetView>, ApiError> {
+) -> Result<Json<AssetAnswer>, ApiError> {
     let key = parse_key(underlying, network)?;
     Ok(Json(state.load(&key).await?))
 }
@@ -288,6 +482,10 @@ struct TokenRow {
     underlying: UnderlyingSymbol,
     token: TokenSymbol,
     networks: Vec<Network>,
+    /// Those of `networks` on which minting is suspended now (our
+    /// addition to Alpaca's row; absent when none is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    frozen_networks: Vec<Network>,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -296,23 +494,35 @@ struct TokenList {
 }
 
 /// One row per (underlying, token) with the sorted union of its enabled
-/// networks.
-async fn token_list(pool: &SqlitePool) -> Result<TokenList, ApiError> {
+/// networks, and those of them frozen at `now`.
+async fn token_list(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+) -> Result<TokenList, ApiError> {
     let enabled = list_enabled(pool).await.map_err(ApiError::internal)?;
-    let mut rows: BTreeMap<(UnderlyingSymbol, TokenSymbol), BTreeSet<Network>> =
-        BTreeMap::new();
+    let mut rows: BTreeMap<
+        (UnderlyingSymbol, TokenSymbol),
+        (BTreeSet<Network>, BTreeSet<Network>),
+    > = BTreeMap::new();
     for asset in enabled {
-        rows.entry((asset.underlying, asset.token))
-            .or_default()
-            .insert(asset.network);
+        let frozen = asset.active_freeze(now).is_some();
+        let (networks, frozen_networks) =
+            rows.entry((asset.underlying, asset.token)).or_default();
+        networks.insert(asset.network);
+        if frozen {
+            frozen_networks.insert(asset.network);
+        }
     }
     Ok(TokenList {
         tokens: rows
             .into_iter()
-            .map(|((underlying, token), networks)| TokenRow {
-                underlying,
-                token,
-                networks: networks.into_iter().collect(),
+            .map(|((underlying, token), (networks, frozen_networks))| {
+                TokenRow {
+                    underlying,
+                    token,
+                    networks: networks.into_iter().collect(),
+                    frozen_networks: frozen_networks.into_iter().collect(),
+                }
             })
             .collect(),
     })
@@ -325,7 +535,7 @@ async fn token_list(pool: &SqlitePool) -> Result<TokenList, ApiError> {
     tag = "alpaca",
     security(("alpaca_api_key" = [])),
     responses(
-        (status = 200, description = "Enabled listings: one row per (underlying, token), its networks sorted", body = TokenList),
+        (status = 200, description = "Enabled listings: one row per (underlying, token), its networks sorted; `frozen_networks` when minting is suspended on some", body = TokenList),
     )
 )]
 #[rocket::get("/tokenized-assets")]
@@ -333,7 +543,7 @@ async fn list_tokens_oldest(
     _auth: AlpacaAuth,
     state: &State<TokenizedAssetState>,
 ) -> Result<Json<TokenList>, ApiError> {
-    Ok(Json(token_list(&state.pool).await?))
+    Ok(Json(token_list(&state.pool, state.clock.now()).await?))
 }
 
 /// Alpaca's documented path (middle and current wire).
@@ -343,7 +553,7 @@ async fn list_tokens_oldest(
     tag = "alpaca",
     security(("alpaca_api_key" = [])),
     responses(
-        (status = 200, description = "Enabled listings: one row per (underlying, token), its networks sorted", body = TokenList),
+        (status = 200, description = "Enabled listings: one row per (underlying, token), its networks sorted; `frozen_networks` when minting is suspended on some", body = TokenList),
     )
 )]
 #[rocket::get("/tokenization/tokens")]
@@ -351,7 +561,7 @@ async fn list_tokens(
     _auth: AlpacaAuth,
     state: &State<TokenizedAssetState>,
 ) -> Result<Json<TokenList>, ApiError> {
-    Ok(Json(token_list(&state.pool).await?))
+    Ok(Json(token_list(&state.pool, state.clock.now()).await?))
 }
 
 /// The tokenized-asset routes in the OpenAPI document (`crate::openapi`).
@@ -360,6 +570,8 @@ async fn list_tokens(
     add_asset,
     enable_asset,
     disable_asset,
+    freeze_asset,
+    unfreeze_asset,
     get_asset,
     list_tokens_oldest,
     list_tokens,

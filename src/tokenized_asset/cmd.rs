@@ -1,4 +1,7 @@
+use chrono::{DateTime, Utc};
+
 use super::{Network, TokenSymbol, UnderlyingSymbol, Vault};
+use crate::operator::OperatorReason;
 
 /// Commands carry already-validated values: parsing happens at the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,4 +15,13 @@ pub enum TokenizedAssetCommand {
     },
     Enable,
     Disable,
+    /// Suspends new mints and held redemptions, now or in the window
+    /// `[from, until)`; replaces any earlier freeze.
+    Freeze {
+        reason: OperatorReason,
+        from: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    },
+    /// Lifts the freeze, active or scheduled.
+    Unfreeze { reason: OperatorReason },
 }

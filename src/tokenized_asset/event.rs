@@ -3,6 +3,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use super::{Network, TokenSymbol, UnderlyingSymbol, Vault};
+use crate::operator::OperatorReason;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenizedAssetEvent {
@@ -24,6 +25,18 @@ pub enum TokenizedAssetEvent {
     Disabled {
         disabled_at: DateTime<Utc>,
     },
+    /// A freeze (replacing any earlier one): active from `from` (or at
+    /// once) until `until` (or an `Unfrozen`).
+    Frozen {
+        reason: OperatorReason,
+        from: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        frozen_at: DateTime<Utc>,
+    },
+    Unfrozen {
+        reason: OperatorReason,
+        unfrozen_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for TokenizedAssetEvent {
@@ -35,6 +48,8 @@ impl DomainEvent for TokenizedAssetEvent {
             }
             Self::Enabled { .. } => "TokenizedAssetEvent::Enabled",
             Self::Disabled { .. } => "TokenizedAssetEvent::Disabled",
+            Self::Frozen { .. } => "TokenizedAssetEvent::Frozen",
+            Self::Unfrozen { .. } => "TokenizedAssetEvent::Unfrozen",
         }
         .to_owned()
     }

@@ -29,6 +29,7 @@ use sqlx::SqlitePool;
 
 use crate::account::parse_address;
 use crate::clock::Clock;
+use crate::operator::OperatorReason;
 
 pub use api::{TokenizedAssetApiDoc, TokenizedAssetState, routes};
 pub use cmd::TokenizedAssetCommand;
@@ -39,7 +40,7 @@ pub use custody::{
 pub use event::TokenizedAssetEvent;
 pub use view::{
     AssetQueryError, AssetView, TokenizedAssetCqrs, cqrs, find, find_by_vault,
-    list_enabled, rebuild_stale_views, rebuild_views,
+    list_enabled, list_for_underlying, rebuild_stale_views, rebuild_views,
 };
 
 /// Rebuilds `tokenized_asset_view` if its projection's version changed
@@ -398,7 +399,8 @@ impl fmt::Display for AssetKey {
     }
 }
 
-/// A listed asset's fixed facts; the vault may be repointed.
+/// A listed asset's facts: the vault may be repointed, a freeze set or
+/// lifted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listing {
     pub underlying: UnderlyingSymbol,
@@ -406,6 +408,73 @@ pub struct Listing {
     pub network: Network,
     pub vault: Vault,
     pub added_at: DateTime<Utc>,
+    #[serde(default)]
+    pub freeze: Option<Freeze>,
+}
+
+/// An operator's freeze of one listing: new mints are refused and newly
+/// detected redemptions held while it is active. Stored with its window
+/// so that a scheduled freeze starts and ends by itself (also across a
+/// restart): whether it is active is decided with the clock.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
+)]
+pub struct Freeze {
+    pub reason: OperatorReason,
+    /// Active from this instant; `None` = from `frozen_at`.
+    pub from: Option<DateTime<Utc>>,
+    /// Active until this instant (exclusive); `None` = until unfrozen.
+    pub until: Option<DateTime<Utc>>,
+    pub frozen_at: DateTime<Utc>,
+}
+
+impl Freeze {
+    /// Whether the freeze holds at `now`: inside `[from, until)`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|from| from <= now)
+            && self.until.is_none_or(|until| now < until)
+    }
+
+    /// A freeze command that would change nothing: same window, same reason.
+    fn is_same(
+        &self,
+        reason: &OperatorReason,
+        from: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> bool {
+        self.reason == *reason && self.from == from && self.until == until
+    }
+}
+
+/// A freeze window that cannot hold at any future instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidWindow {
+    #[error("the freeze window ends ({until}) before it starts ({from})")]
+    EndsBeforeStart {
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    },
+    #[error("the freeze window has already ended ({until})")]
+    AlreadyEnded { until: DateTime<Utc> },
+}
+
+fn check_window(
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), InvalidWindow> {
+    let Some(until) = until else {
+        return Ok(());
+    };
+    if let Some(from) = from
+        && until <= from
+    {
+        return Err(InvalidWindow::EndsBeforeStart { from, until });
+    }
+    if until <= now {
+        return Err(InvalidWindow::AlreadyEnded { until });
+    }
+    Ok(())
 }
 
 /// The listing lifecycle. A newly added asset is enabled.
@@ -448,6 +517,8 @@ pub enum TokenizedAssetError {
     },
     #[error("this stream holds {listed}, not {requested}")]
     KeyMismatch { listed: String, requested: String },
+    #[error(transparent)]
+    InvalidWindow(#[from] InvalidWindow),
 }
 
 /// What the tokenized-asset aggregate needs from the outside world.
@@ -526,6 +597,41 @@ impl Aggregate for TokenizedAsset {
                 }
             }
             (Self::NotAdded, _) => return Err(TokenizedAssetError::NotAdded),
+            (
+                Self::Enabled { listing } | Self::Disabled { listing },
+                TokenizedAssetCommand::Freeze {
+                    reason,
+                    from,
+                    until,
+                },
+            ) => {
+                if listing
+                    .freeze
+                    .as_ref()
+                    .is_some_and(|freeze| freeze.is_same(&reason, from, until))
+                {
+                    return Ok(());
+                }
+                check_window(from, until, now)?;
+                TokenizedAssetEvent::Frozen {
+                    reason,
+                    from,
+                    until,
+                    frozen_at: now,
+                }
+            }
+            (
+                Self::Enabled { listing } | Self::Disabled { listing },
+                TokenizedAssetCommand::Unfreeze { reason },
+            ) => {
+                if listing.freeze.is_none() {
+                    return Ok(());
+                }
+                TokenizedAssetEvent::Unfrozen {
+                    reason,
+                    unfrozen_at: now,
+                }
+            }
             (Self::Enabled { .. }, TokenizedAssetCommand::Enable)
             | (Self::Disabled { .. }, TokenizedAssetCommand::Disable) => {
                 return Ok(());
@@ -557,8 +663,29 @@ impl Aggregate for TokenizedAsset {
                         network,
                         vault,
                         added_at,
+                        freeze: None,
                     },
                 };
+            }
+            TokenizedAssetEvent::Frozen {
+                reason,
+                from,
+                until,
+                frozen_at,
+            } => {
+                if let Some(listing) = self.listing_mut() {
+                    listing.freeze = Some(Freeze {
+                        reason,
+                        from,
+                        until,
+                        frozen_at,
+                    });
+                }
+            }
+            TokenizedAssetEvent::Unfrozen { .. } => {
+                if let Some(listing) = self.listing_mut() {
+                    listing.freeze = None;
+                }
             }
             TokenizedAssetEvent::VaultRepointed { vault, .. } => {
                 if let Some(listing) = self.listing_mut() {

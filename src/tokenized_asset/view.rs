@@ -16,8 +16,8 @@ use sqlite_es::{
 use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{
-    AssetKey, Network, TokenSymbol, TokenizedAsset, TokenizedAssetEvent,
-    TokenizedAssetServices, UnderlyingSymbol,
+    AssetKey, Freeze, Network, TokenSymbol, TokenizedAsset,
+    TokenizedAssetEvent, TokenizedAssetServices, UnderlyingSymbol,
 };
 
 pub type TokenizedAssetCqrs =
@@ -27,7 +27,7 @@ pub(super) const VAULT_CLAIMS: &str = "tokenized_asset_vaults";
 
 /// The projection's version: bump it whenever `update` or the table
 /// changes (a migration included), and startup rebuilds the table.
-const VIEW_VERSION: u32 = 1;
+const VIEW_VERSION: u32 = 2;
 
 static VIEW: LazyLock<ViewProjection<StoredAssetView, TokenizedAsset>> =
     LazyLock::new(|| ViewProjection::new("tokenized_asset_view", VIEW_VERSION));
@@ -76,6 +76,8 @@ pub struct AssetView {
     #[serde(serialize_with = "all_checksummed")]
     #[schema(value_type = Vec<String>)]
     pub previous_vaults: Vec<Address>,
+    /// The operator's freeze, active or scheduled (or past its `until`).
+    pub freeze: Option<Freeze>,
 }
 
 /// EIP-55 text, like every other address we show (alloy's own serde
@@ -97,6 +99,11 @@ fn all_checksummed<S: serde::Serializer>(
 impl AssetView {
     pub fn key(&self) -> AssetKey {
         AssetKey::new(self.underlying.clone(), self.network)
+    }
+
+    /// The freeze in force at `now`, if any.
+    pub fn active_freeze(&self, now: DateTime<Utc>) -> Option<&Freeze> {
+        self.freeze.as_ref().filter(|freeze| freeze.is_active(now))
     }
 }
 
@@ -123,6 +130,7 @@ impl View<TokenizedAsset> for StoredAssetView {
                     enabled: true,
                     added_at: *added_at,
                     previous_vaults: Vec::new(),
+                    freeze: None,
                 });
             }
             TokenizedAssetEvent::VaultRepointed {
@@ -143,6 +151,26 @@ impl View<TokenizedAsset> for StoredAssetView {
             TokenizedAssetEvent::Disabled { .. } => {
                 if let Some(view) = &mut self.0 {
                     view.enabled = false;
+                }
+            }
+            TokenizedAssetEvent::Frozen {
+                reason,
+                from,
+                until,
+                frozen_at,
+            } => {
+                if let Some(view) = &mut self.0 {
+                    view.freeze = Some(Freeze {
+                        reason: reason.clone(),
+                        from: *from,
+                        until: *until,
+                        frozen_at: *frozen_at,
+                    });
+                }
+            }
+            TokenizedAssetEvent::Unfrozen { .. } => {
+                if let Some(view) = &mut self.0 {
+                    view.freeze = None;
                 }
             }
         }
@@ -175,21 +203,39 @@ async fn load(
     Ok(VIEW.load(pool, key).await?.and_then(|stored| stored.0))
 }
 
-/// Enabled listings, ordered by key.
-pub async fn list_enabled(
-    pool: &SqlitePool,
-) -> Result<Vec<AssetView>, AssetQueryError> {
+/// Every listing, ordered by key.
+async fn list_all(pool: &SqlitePool) -> Result<Vec<AssetView>, AssetQueryError> {
     let payloads: Vec<String> = sqlx::query_scalar(
         "SELECT payload FROM tokenized_asset_view ORDER BY view_id",
     )
     .fetch_all(pool)
     .await?;
-    let mut enabled = Vec::new();
+    let mut all = Vec::new();
     for payload in payloads {
         let StoredAssetView(view) = serde_json::from_str(&payload)?;
-        enabled.extend(view.filter(|view| view.enabled));
+        all.extend(view);
     }
-    Ok(enabled)
+    Ok(all)
+}
+
+/// Enabled listings, ordered by key.
+pub async fn list_enabled(
+    pool: &SqlitePool,
+) -> Result<Vec<AssetView>, AssetQueryError> {
+    let mut all = list_all(pool).await?;
+    all.retain(|view| view.enabled);
+    Ok(all)
+}
+
+/// The listings of `underlying` on every network, enabled or not,
+/// ordered by network.
+pub async fn list_for_underlying(
+    pool: &SqlitePool,
+    underlying: &UnderlyingSymbol,
+) -> Result<Vec<AssetView>, AssetQueryError> {
+    let mut all = list_all(pool).await?;
+    all.retain(|view| view.underlying == *underlying);
+    Ok(all)
 }
 
 /// The listing currently backed by `vault`, enabled or not.
@@ -267,7 +313,9 @@ impl TxProjection<TokenizedAsset> for VaultClaims {
                         .await?;
                 }
                 TokenizedAssetEvent::Enabled { .. }
-                | TokenizedAssetEvent::Disabled { .. } => {}
+                | TokenizedAssetEvent::Disabled { .. }
+                | TokenizedAssetEvent::Frozen { .. }
+                | TokenizedAssetEvent::Unfrozen { .. } => {}
             }
         }
         Ok(())

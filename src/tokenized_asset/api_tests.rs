@@ -446,3 +446,219 @@ async fn find_by_vault_ignores_checksum_case() {
     let found = find_by_vault(h.pool(), vault).await.unwrap().unwrap();
     assert_eq!(found.underlying.as_str(), "AAPL");
 }
+
+impl Harness {
+    async fn freeze(&self, underlying: &str, body: &Value) -> (Status, Value) {
+        self.send(
+            Method::Post,
+            &format!("/tokenized-assets/{underlying}/freeze"),
+            Key::Internal,
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    async fn unfreeze(&self, underlying: &str, body: &Value) -> (Status, Value) {
+        self.send(
+            Method::Post,
+            &format!("/tokenized-assets/{underlying}/unfreeze"),
+            Key::Internal,
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    async fn token_list(&self) -> Value {
+        let (status, body) = self
+            .send(Method::Get, "/tokenization/tokens", Key::Alpaca, None)
+            .await;
+        assert_eq!(status, Status::Ok, "{body}");
+        body
+    }
+}
+
+fn frozen_flags(body: &Value) -> Vec<(String, bool)> {
+    body["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|asset| {
+            (
+                asset["network"].as_str().unwrap().to_owned(),
+                asset["frozen"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[rocket::async_test]
+async fn freeze_all_networks_then_unfreeze_one_then_all() {
+    let h = Harness::start().await;
+    h.add("AAPL", "tAAPL", "ethereum", VAULT_1).await;
+    h.add("AAPL", "tAAPL", "base", VAULT_2).await;
+    h.add("TSLA", "tTSLA", "base", VAULT_3).await;
+    let freeze = json!({"reason": "2-for-1 split"});
+    let (status, body) = h.freeze("AAPL", &freeze).await;
+    assert_eq!(status, Status::Ok, "{body}");
+    assert_eq!(
+        frozen_flags(&body),
+        [("base".to_owned(), true), ("ethereum".to_owned(), true)]
+    );
+    assert_eq!(body["assets"][0]["freeze"]["reason"], "2-for-1 split");
+    assert_eq!(body["assets"][0]["freeze"]["until"], Value::Null);
+    let events = h.event_count().await;
+    // A repeat answers the same and writes nothing.
+    let (status, again) = h.freeze("AAPL", &freeze).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(again, body);
+    assert_eq!(h.event_count().await, events);
+
+    let (status, fetched) = h
+        .send(
+            Method::Get,
+            "/tokenized-assets/AAPL/base",
+            Key::Internal,
+            None,
+        )
+        .await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(fetched["frozen"], true);
+    assert_eq!(fetched["freeze"]["reason"], "2-for-1 split");
+    assert_eq!(
+        h.token_list().await,
+        json!({"tokens": [
+            {"underlying": "AAPL", "token": "tAAPL",
+             "networks": ["base", "ethereum"],
+             "frozen_networks": ["base", "ethereum"]},
+            {"underlying": "TSLA", "token": "tTSLA", "networks": ["base"]},
+        ]})
+    );
+
+    let (status, body) = h
+        .unfreeze("AAPL", &json!({"reason": "split done", "network": "base"}))
+        .await;
+    assert_eq!(status, Status::Ok, "{body}");
+    assert_eq!(frozen_flags(&body), [("base".to_owned(), false)]);
+    assert_eq!(body["assets"][0]["freeze"], Value::Null);
+    assert_eq!(
+        h.token_list().await["tokens"][0]["frozen_networks"],
+        json!(["ethereum"])
+    );
+
+    let (status, body) =
+        h.unfreeze("AAPL", &json!({"reason": "split done"})).await;
+    assert_eq!(status, Status::Ok, "{body}");
+    assert_eq!(
+        frozen_flags(&body),
+        [("base".to_owned(), false), ("ethereum".to_owned(), false)]
+    );
+    let events = h.event_count().await;
+    let (status, _) =
+        h.unfreeze("AAPL", &json!({"reason": "split done"})).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(h.event_count().await, events);
+    assert!(h.token_list().await["tokens"][0].get("frozen_networks").is_none());
+}
+
+#[rocket::async_test]
+async fn a_scheduled_window_is_shown_but_not_yet_active() {
+    let h = Harness::start().await;
+    h.add("AAPL", "tAAPL", "base", VAULT_1).await;
+    let from = chrono::Utc::now() + chrono::Duration::hours(1);
+    let until = from + chrono::Duration::days(1);
+    let (status, body) = h
+        .freeze(
+            "AAPL",
+            &json!({
+                "reason": "dividend",
+                "network": "base",
+                "from": from.to_rfc3339(),
+                "until": until.to_rfc3339(),
+            }),
+        )
+        .await;
+    assert_eq!(status, Status::Ok, "{body}");
+    assert_eq!(frozen_flags(&body), [("base".to_owned(), false)]);
+    let stored: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(body["assets"][0]["freeze"]["from"].clone())
+            .unwrap();
+    assert_eq!(stored, from);
+    assert!(h.token_list().await["tokens"][0].get("frozen_networks").is_none());
+}
+
+#[rocket::async_test]
+async fn freeze_refuses_bad_input_and_unknown_assets() {
+    let h = Harness::start().await;
+    h.add("AAPL", "tAAPL", "base", VAULT_1).await;
+    let events = h.event_count().await;
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let soon = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let cases = [
+        ("AAPL", json!({"reason": "  "}), Status::UnprocessableEntity, "reason"),
+        ("AAPL", json!({}), Status::UnprocessableEntity, "reason"),
+        (
+            "AAPL",
+            json!({"reason": "split", "why": "x"}),
+            Status::UnprocessableEntity,
+            "why",
+        ),
+        (
+            "AAPL",
+            json!({"reason": "split", "network": "polygon"}),
+            Status::UnprocessableEntity,
+            "polygon",
+        ),
+        (
+            "AAPL",
+            json!({"reason": "split", "until": past}),
+            Status::UnprocessableEntity,
+            "already ended",
+        ),
+        (
+            "AAPL",
+            json!({"reason": "split", "from": soon, "until": soon}),
+            Status::UnprocessableEntity,
+            "ends",
+        ),
+        (
+            "AAPL",
+            json!({"reason": "split", "until": "tomorrow"}),
+            Status::UnprocessableEntity,
+            "invalid request body",
+        ),
+        ("aapl", json!({"reason": "split"}), Status::UnprocessableEntity, "underlying symbol"),
+        ("MSFT", json!({"reason": "split"}), Status::NotFound, "tokenized asset not found"),
+        (
+            "AAPL",
+            json!({"reason": "split", "network": "ethereum"}),
+            Status::NotFound,
+            "tokenized asset not found",
+        ),
+    ];
+    for (underlying, body, expected, text) in cases {
+        let (status, answer) = h.freeze(underlying, &body).await;
+        assert_error(status, &answer, expected, text);
+    }
+    let (status, answer) = h.unfreeze("MSFT", &json!({"reason": "x"})).await;
+    assert_error(status, &answer, Status::NotFound, "tokenized asset not found");
+    let (status, answer) = h.unfreeze("AAPL", &json!({"reason": ""})).await;
+    assert_error(status, &answer, Status::UnprocessableEntity, "reason");
+    assert_eq!(h.event_count().await, events);
+}
+
+#[rocket::async_test]
+async fn freeze_endpoints_require_the_internal_key() {
+    let h = Harness::start().await;
+    h.add("AAPL", "tAAPL", "base", VAULT_1).await;
+    let events = h.event_count().await;
+    let body = json!({"reason": "split"}).to_string();
+    for action in ["freeze", "unfreeze"] {
+        let path = format!("/tokenized-assets/AAPL/{action}");
+        for key in [Key::Alpaca, Key::Missing] {
+            let (status, _) =
+                h.send(Method::Post, &path, key, Some(&body)).await;
+            assert_eq!(status, Status::Unauthorized, "{path} {key:?}");
+        }
+    }
+    assert_eq!(h.event_count().await, events);
+}

@@ -203,6 +203,182 @@ fn enable_and_disable_require_a_listing() {
     }
 }
 
+fn reason(text: &str) -> OperatorReason {
+    OperatorReason::new(text).unwrap()
+}
+
+fn later() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 30, 16, 0, 0).unwrap()
+}
+
+fn freeze(
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> TokenizedAssetCommand {
+    TokenizedAssetCommand::Freeze {
+        reason: reason("stock split"),
+        from,
+        until,
+    }
+}
+
+fn frozen(
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    frozen_at: DateTime<Utc>,
+) -> TokenizedAssetEvent {
+    TokenizedAssetEvent::Frozen {
+        reason: reason("stock split"),
+        from,
+        until,
+        frozen_at,
+    }
+}
+
+#[test]
+fn freeze_a_listing_now_or_in_a_window() {
+    framework()
+        .given(vec![added()])
+        .when(freeze(None, None))
+        .then_expect_events(vec![frozen(None, None, now())]);
+    framework()
+        .given(vec![added(), disabled()])
+        .when(freeze(Some(now()), Some(later())))
+        .then_expect_events(vec![frozen(Some(now()), Some(later()), now())]);
+}
+
+#[test]
+fn the_same_freeze_again_is_a_no_op() {
+    framework()
+        .given(vec![added(), frozen(None, Some(later()), earlier())])
+        .when(freeze(None, Some(later())))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn another_window_or_reason_replaces_the_freeze() {
+    framework()
+        .given(vec![added(), frozen(None, Some(later()), earlier())])
+        .when(freeze(None, None))
+        .then_expect_events(vec![frozen(None, None, now())]);
+    framework()
+        .given(vec![added(), frozen(None, None, earlier())])
+        .when(TokenizedAssetCommand::Freeze {
+            reason: reason("merger"),
+            from: None,
+            until: None,
+        })
+        .then_expect_events(vec![TokenizedAssetEvent::Frozen {
+            reason: reason("merger"),
+            from: None,
+            until: None,
+            frozen_at: now(),
+        }]);
+}
+
+#[test]
+fn a_window_that_cannot_hold_is_refused() {
+    framework()
+        .given(vec![added()])
+        .when(freeze(Some(later()), Some(later())))
+        .then_expect_error(TokenizedAssetError::InvalidWindow(
+            InvalidWindow::EndsBeforeStart {
+                from: later(),
+                until: later(),
+            },
+        ));
+    framework()
+        .given(vec![added()])
+        .when(freeze(None, Some(now())))
+        .then_expect_error(TokenizedAssetError::InvalidWindow(
+            InvalidWindow::AlreadyEnded { until: now() },
+        ));
+}
+
+#[test]
+fn unfreeze_lifts_a_freeze_and_is_a_no_op_without_one() {
+    framework()
+        .given(vec![added(), frozen(Some(later()), None, earlier())])
+        .when(TokenizedAssetCommand::Unfreeze {
+            reason: reason("split done"),
+        })
+        .then_expect_events(vec![TokenizedAssetEvent::Unfrozen {
+            reason: reason("split done"),
+            unfrozen_at: now(),
+        }]);
+    framework()
+        .given(vec![
+            added(),
+            frozen(None, None, earlier()),
+            TokenizedAssetEvent::Unfrozen {
+                reason: reason("split done"),
+                unfrozen_at: earlier(),
+            },
+        ])
+        .when(TokenizedAssetCommand::Unfreeze {
+            reason: reason("split done"),
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn freeze_and_unfreeze_require_a_listing() {
+    for command in [
+        freeze(None, None),
+        TokenizedAssetCommand::Unfreeze {
+            reason: reason("split done"),
+        },
+    ] {
+        framework()
+            .given_no_previous_events()
+            .when(command)
+            .then_expect_error(TokenizedAssetError::NotAdded);
+    }
+}
+
+#[test]
+fn a_freeze_is_active_inside_its_window_only() {
+    let window = Freeze {
+        reason: reason("stock split"),
+        from: Some(now()),
+        until: Some(later()),
+        frozen_at: earlier(),
+    };
+    assert!(!window.is_active(earlier()));
+    assert!(window.is_active(now()));
+    assert!(!window.is_active(later()));
+    let open = Freeze {
+        from: None,
+        until: None,
+        ..window
+    };
+    assert!(open.is_active(earlier()));
+    assert!(open.is_active(later()));
+}
+
+#[test]
+fn apply_tracks_the_freeze() {
+    let mut asset = TokenizedAsset::default();
+    asset.apply(added());
+    asset.apply(frozen(None, Some(later()), earlier()));
+    asset.apply(disabled());
+    let TokenizedAsset::Disabled { listing } = &asset else {
+        panic!("expected a disabled asset, got {asset:?}");
+    };
+    assert_eq!(
+        listing.freeze.as_ref().map(|freeze| freeze.until),
+        Some(Some(later()))
+    );
+    asset.apply(TokenizedAssetEvent::Unfrozen {
+        reason: reason("split done"),
+        unfrozen_at: now(),
+    });
+    let TokenizedAsset::Disabled { listing } = &asset else {
+        panic!("expected a disabled asset, got {asset:?}");
+    };
+    assert_eq!(listing.freeze, None);
+}
+
 #[test]
 fn apply_tracks_vault_and_status() {
     let mut asset = TokenizedAsset::default();

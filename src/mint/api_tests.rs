@@ -13,8 +13,8 @@ use sqlx::SqlitePool;
 use tempfile::TempDir;
 
 use super::api::{
-    DIFFERENT_CONTENT, INVALID_PAYLOAD, INVALID_TOKEN, INVALID_WALLET,
-    NOT_ELIGIBLE,
+    ASSET_FROZEN, DIFFERENT_CONTENT, INVALID_PAYLOAD, INVALID_TOKEN,
+    INVALID_WALLET, NOT_ELIGIBLE,
 };
 use crate::clock::{FixedClock, SequentialIds};
 use crate::config::{BodyLimit, Config, TEST_ALPACA_KEY, TEST_INTERNAL_KEY};
@@ -33,6 +33,7 @@ enum Key {
 
 struct Harness {
     client: Client,
+    clock: Arc<FixedClock>,
     _dir: TempDir,
 }
 
@@ -51,13 +52,12 @@ impl Harness {
         let url = format!("sqlite://{}", dir.path().join("bot.db").display());
         let pool = sqlite_es::open_pool(&url, 4).await.unwrap();
         migrate(&pool).await.unwrap();
+        let clock = Arc::new(FixedClock::new(
+            chrono::Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap(),
+        ));
         let deps = Deps {
             pool,
-            clock: Arc::new(FixedClock::new(
-                chrono::Utc
-                    .with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
-                    .unwrap(),
-            )),
+            clock: clock.clone(),
             ids: Arc::new(SequentialIds::new()),
             shutdown: crate::shutdown::channel().0,
         };
@@ -65,7 +65,11 @@ impl Harness {
         configure(&mut config);
         let rocket = build_rocket_with(config, deps).await.unwrap();
         let client = Client::tracked(rocket).await.unwrap();
-        Self { client, _dir: dir }
+        Self {
+            client,
+            clock,
+            _dir: dir,
+        }
     }
 
     fn pool(&self) -> &SqlitePool {
@@ -400,6 +404,97 @@ async fn unavailable_tokens_get_the_token_string() {
         h.post("/inkind/issuance", Key::Alpaca, &valid).await;
     assert_error(status, &response, Status::BadRequest, INVALID_TOKEN);
     assert_eq!(h.mint_events().await, 0);
+}
+
+#[rocket::async_test]
+async fn a_frozen_asset_refuses_new_mints_on_every_wire_but_not_earlier_ones()
+{
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    let earlier = h.initiate(&oldest(&seed)).await;
+    h.ok(
+        "/tokenized-assets/AAPL/freeze",
+        Key::Internal,
+        &json!({"reason": "2-for-1 split"}),
+    )
+    .await;
+    let middle = json!({
+        "id": "middle-1",
+        "qty": "2",
+        "underlying_symbol": "AAPL",
+        "token_symbol": "tAAPL",
+        "network": "base",
+        "client_id": seed.client_id,
+        "wallet_address": WALLET,
+    });
+    let current = json!({
+        "tokenization_request_id": "current-1",
+        "qty": "2",
+        "underlying_symbol": "AAPL",
+        "token_symbol": "tAAPL",
+        "network": "base",
+        "client_external_account_id": seed.client_id,
+        "wallet_address": WALLET,
+    });
+    let fresh = with(oldest(&seed), "tokenization_request_id", json!("old-2"));
+    for (path, body) in [
+        ("/inkind/issuance", &fresh),
+        ("/tokenization/mint", &middle),
+        ("/tokenization/mint", &current),
+    ] {
+        let (status, response) = h.post(path, Key::Alpaca, body).await;
+        assert_error(status, &response, Status::BadRequest, ASSET_FROZEN);
+    }
+    assert_eq!(h.mint_events().await, 1);
+    // The mint initiated before the freeze: a repeat gets its id, and its
+    // confirmation is accepted.
+    assert_eq!(h.initiate(&oldest(&seed)).await, earlier);
+    let confirmed = h
+        .ok(
+            "/inkind/issuance/confirm",
+            Key::Alpaca,
+            &confirm_body(&earlier, "completed"),
+        )
+        .await;
+    assert_eq!(confirmed["status"], "journal_confirmed");
+
+    h.ok(
+        "/tokenized-assets/AAPL/unfreeze",
+        Key::Internal,
+        &json!({"reason": "split done"}),
+    )
+    .await;
+    h.ok("/tokenization/mint", Key::Alpaca, &current).await;
+}
+
+#[rocket::async_test]
+async fn a_freeze_window_starts_and_ends_by_itself() {
+    let h = Harness::start().await;
+    let seed = h.seed().await;
+    h.ok(
+        "/tokenized-assets/AAPL/freeze",
+        Key::Internal,
+        &json!({
+            "reason": "dividend",
+            "network": "base",
+            "from": "2026-11-29T00:00:00Z",
+            "until": "2026-11-30T00:00:00Z",
+        }),
+    )
+    .await;
+    let order = |id: &str| {
+        with(oldest(&seed), "tokenization_request_id", json!(id))
+    };
+    h.initiate(&order("before")).await;
+    h.clock
+        .set(chrono::Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap());
+    let (status, response) =
+        h.post("/inkind/issuance", Key::Alpaca, &order("during")).await;
+    assert_error(status, &response, Status::BadRequest, ASSET_FROZEN);
+    h.clock
+        .set(chrono::Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap());
+    h.initiate(&order("after")).await;
+    assert_eq!(h.mint_events().await, 2);
 }
 
 #[rocket::async_test]

@@ -30,6 +30,7 @@ enum Behaviour {
     FailOnceThenDone,
     Hang,
     WaitFor(Duration),
+    Held(Duration),
 }
 
 struct ToyFlow {
@@ -100,6 +101,9 @@ impl Flow for ToyFlow {
                 Ok(Step::Done)
             }
             Behaviour::WaitFor(delay) => Ok(Step::WaitFor(delay)),
+            Behaviour::Held(recheck) => {
+                Err(StepError::held("asset frozen: split", recheck))
+            }
         };
         self.running.fetch_sub(1, Ordering::SeqCst);
         outcome
@@ -274,4 +278,26 @@ async fn a_wake_up_runs_a_pass_before_the_tick() {
     }
     trigger.trigger();
     handle.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hold_is_reported_and_rechecked_after_its_own_delay() {
+    let engine = engine(
+        ToyFlow::new([("a", Behaviour::Held(Duration::from_mins(1)))]),
+        EngineSettings {
+            retry_base: Duration::from_millis(1),
+            retry_max: Duration::from_millis(1),
+            ..EngineSettings::default()
+        },
+    )
+    .await;
+    assert_eq!(engine.pass().await, 1);
+    assert_eq!(
+        last_error(&engine, "a").await.as_deref(),
+        Some("asset frozen: split")
+    );
+    // Not the error backoff (1 ms here): the hold's own minute.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(engine.pass().await, 0);
+    assert_eq!(engine.flow().steps.load(Ordering::SeqCst), 1);
 }

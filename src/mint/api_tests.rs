@@ -53,7 +53,9 @@ impl Harness {
         let pool = sqlite_es::open_pool(&url, 4).await.unwrap();
         migrate(&pool).await.unwrap();
         let clock = Arc::new(FixedClock::new(
-            chrono::Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap(),
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
+                .unwrap(),
         ));
         let deps = Deps {
             pool,
@@ -407,8 +409,7 @@ async fn unavailable_tokens_get_the_token_string() {
 }
 
 #[rocket::async_test]
-async fn a_frozen_asset_refuses_new_mints_on_every_wire_but_not_earlier_ones()
-{
+async fn a_frozen_asset_refuses_new_mints_on_every_wire_but_not_earlier_ones() {
     let h = Harness::start().await;
     let seed = h.seed().await;
     let earlier = h.initiate(&oldest(&seed)).await;
@@ -482,14 +483,14 @@ async fn a_freeze_window_starts_and_ends_by_itself() {
         }),
     )
     .await;
-    let order = |id: &str| {
-        with(oldest(&seed), "tokenization_request_id", json!(id))
-    };
+    let order =
+        |id: &str| with(oldest(&seed), "tokenization_request_id", json!(id));
     h.initiate(&order("before")).await;
     h.clock
         .set(chrono::Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap());
-    let (status, response) =
-        h.post("/inkind/issuance", Key::Alpaca, &order("during")).await;
+    let (status, response) = h
+        .post("/inkind/issuance", Key::Alpaca, &order("during"))
+        .await;
     assert_error(status, &response, Status::BadRequest, ASSET_FROZEN);
     h.clock
         .set(chrono::Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap());

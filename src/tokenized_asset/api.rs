@@ -147,9 +147,9 @@ fn command_error(error: AggregateError<TokenizedAssetError>) -> ApiError {
             err @ (TokenizedAssetError::TokenMismatch { .. }
             | TokenizedAssetError::KeyMismatch { .. }),
         ) => ApiError::conflict(err.to_string()),
-        AggregateError::UserError(err @ TokenizedAssetError::InvalidWindow(_)) => {
-            ApiError::unprocessable(err.to_string())
-        }
+        AggregateError::UserError(
+            err @ TokenizedAssetError::InvalidWindow(_),
+        ) => ApiError::unprocessable(err.to_string()),
         AggregateError::AggregateConflict => ApiError::conflict(
             "the tokenized asset is being changed concurrently; retry",
         ),

@@ -458,7 +458,11 @@ impl Harness {
         .await
     }
 
-    async fn unfreeze(&self, underlying: &str, body: &Value) -> (Status, Value) {
+    async fn unfreeze(
+        &self,
+        underlying: &str,
+        body: &Value,
+    ) -> (Status, Value) {
         self.send(
             Method::Post,
             &format!("/tokenized-assets/{underlying}/unfreeze"),
@@ -557,7 +561,11 @@ async fn freeze_all_networks_then_unfreeze_one_then_all() {
         h.unfreeze("AAPL", &json!({"reason": "split done"})).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(h.event_count().await, events);
-    assert!(h.token_list().await["tokens"][0].get("frozen_networks").is_none());
+    assert!(
+        h.token_list().await["tokens"][0]
+            .get("frozen_networks")
+            .is_none()
+    );
 }
 
 #[rocket::async_test]
@@ -583,7 +591,11 @@ async fn a_scheduled_window_is_shown_but_not_yet_active() {
         serde_json::from_value(body["assets"][0]["freeze"]["from"].clone())
             .unwrap();
     assert_eq!(stored, from);
-    assert!(h.token_list().await["tokens"][0].get("frozen_networks").is_none());
+    assert!(
+        h.token_list().await["tokens"][0]
+            .get("frozen_networks")
+            .is_none()
+    );
 }
 
 #[rocket::async_test]
@@ -594,7 +606,12 @@ async fn freeze_refuses_bad_input_and_unknown_assets() {
     let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
     let soon = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let cases = [
-        ("AAPL", json!({"reason": "  "}), Status::UnprocessableEntity, "reason"),
+        (
+            "AAPL",
+            json!({"reason": "  "}),
+            Status::UnprocessableEntity,
+            "reason",
+        ),
         ("AAPL", json!({}), Status::UnprocessableEntity, "reason"),
         (
             "AAPL",
@@ -626,8 +643,18 @@ async fn freeze_refuses_bad_input_and_unknown_assets() {
             Status::UnprocessableEntity,
             "invalid request body",
         ),
-        ("aapl", json!({"reason": "split"}), Status::UnprocessableEntity, "underlying symbol"),
-        ("MSFT", json!({"reason": "split"}), Status::NotFound, "tokenized asset not found"),
+        (
+            "aapl",
+            json!({"reason": "split"}),
+            Status::UnprocessableEntity,
+            "underlying symbol",
+        ),
+        (
+            "MSFT",
+            json!({"reason": "split"}),
+            Status::NotFound,
+            "tokenized asset not found",
+        ),
         (
             "AAPL",
             json!({"reason": "split", "network": "ethereum"}),
@@ -640,7 +667,12 @@ async fn freeze_refuses_bad_input_and_unknown_assets() {
         assert_error(status, &answer, expected, text);
     }
     let (status, answer) = h.unfreeze("MSFT", &json!({"reason": "x"})).await;
-    assert_error(status, &answer, Status::NotFound, "tokenized asset not found");
+    assert_error(
+        status,
+        &answer,
+        Status::NotFound,
+        "tokenized asset not found",
+    );
     let (status, answer) = h.unfreeze("AAPL", &json!({"reason": ""})).await;
     assert_error(status, &answer, Status::UnprocessableEntity, "reason");
     assert_eq!(h.event_count().await, events);

@@ -23,5 +23,7 @@ pub enum TokenizedAssetCommand {
         until: Option<DateTime<Utc>>,
     },
     /// Lifts the freeze, active or scheduled.
-    Unfreeze { reason: OperatorReason },
+    Unfreeze {
+        reason: OperatorReason,
+    },
 }

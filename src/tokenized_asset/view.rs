@@ -204,7 +204,9 @@ async fn load(
 }
 
 /// Every listing, ordered by key.
-async fn list_all(pool: &SqlitePool) -> Result<Vec<AssetView>, AssetQueryError> {
+async fn list_all(
+    pool: &SqlitePool,
+) -> Result<Vec<AssetView>, AssetQueryError> {
     let payloads: Vec<String> = sqlx::query_scalar(
         "SELECT payload FROM tokenized_asset_view ORDER BY view_id",
     )

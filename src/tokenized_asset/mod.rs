@@ -421,9 +421,9 @@ pub struct Listing {
 )]
 pub struct Freeze {
     pub reason: OperatorReason,
-    /// Active from this instant; `None` = from `frozen_at`.
+    /// Active from this instant; null = from `frozen_at`.
     pub from: Option<DateTime<Utc>>,
-    /// Active until this instant (exclusive); `None` = until unfrozen.
+    /// Active until this instant (exclusive); null = until unfrozen.
     pub until: Option<DateTime<Utc>>,
     pub frozen_at: DateTime<Utc>,
 }

@@ -11,6 +11,7 @@
 //! are logged once, here.
 
 pub mod body;
+pub(crate) mod config;
 pub mod digest;
 pub mod httpsig;
 pub mod ip;
@@ -33,6 +34,10 @@ use rocket::outcome::Outcome as RocketOutcome;
 use rocket::request::{FromRequest, Outcome};
 
 pub use body::AlpacaJson;
+pub use config::{
+    AlpacaAuthConfig, AlpacaCredentials, AlpacaScheme, AudienceConfig,
+    AuthConfig, AuthConfigError,
+};
 pub use ip::{AllowList, ClientIpHeader, ClientIpSource};
 pub use key::{ApiKey, ApiKeyError};
 use rate_limit::FailureLimiter;
@@ -42,9 +47,6 @@ pub use signature::{
 };
 
 use crate::clock::Clock;
-use crate::config::{
-    AlpacaAuthConfig, AlpacaCredentials, AudienceConfig, AuthConfig,
-};
 
 /// The header carrying the API key.
 pub const API_KEY_HEADER: &str = "X-API-KEY";

@@ -19,7 +19,7 @@ use crate::tokenization::{
     ClientRef, Qty, RequestStatus, RequestType, TokenizationRequest,
     is_known_network,
 };
-use crate::world::{MintProgress, Shared};
+use crate::world::{ConfirmDelivery, DeliveryOutcome, MintProgress, Shared};
 
 /// What an AP asks Alpaca to mint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,32 +39,6 @@ pub struct MintOutcome {
     /// The issuer's body as JSON (a JSON string if it was not JSON).
     pub issuer_body: Value,
     pub issuer_request_id: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum DeliveryOutcome {
-    Answered {
-        status: u16,
-    },
-    /// The issuer answered but a DropResponse fault discarded it.
-    Dropped,
-    /// Timeout, connection failure or no issuer URL.
-    Failed {
-        reason: String,
-    },
-}
-
-/// One delivery of a mint confirmation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfirmDelivery {
-    /// 1-based; duplicates continue the count.
-    pub attempt: u32,
-    /// `completed` or `rejected`.
-    pub status: RequestStatus,
-    /// Sent by the DuplicateConfirm fault, not as a retry.
-    pub duplicate: bool,
-    pub outcome: DeliveryOutcome,
 }
 
 enum Sent {

@@ -22,9 +22,7 @@ mod world;
 
 pub use ap::{ApId, ApSpec, ClientIdMode};
 pub use config::{IssuerPaths, SimConfig, WireVersion};
-pub use drive::{
-    ConfirmDelivery, DeliveryOutcome, ListedToken, MintOutcome, MintSpec,
-};
+pub use drive::{ListedToken, MintOutcome, MintSpec};
 pub use fault::{Endpoint, Fault, FeeQuirk, InitialRedeemStatus, Quirks};
 pub use recording::RecordedRequest;
 pub use server::{SimHandle, Simulator};
@@ -33,6 +31,7 @@ pub use tokenization::{
     ClientRef, NETWORKS, Qty, QtyError, RequestStatus, RequestType,
     TokenizationRequest,
 };
+pub use world::{ConfirmDelivery, DeliveryOutcome};
 
 /// Re-exported so callers need no direct `url` dependency.
 pub use reqwest::Url;

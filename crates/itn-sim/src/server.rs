@@ -18,10 +18,11 @@ use uuid::Uuid;
 use crate::SimError;
 use crate::ap::{ApId, ApSpec};
 use crate::config::SimConfig;
-use crate::drive::{self, ConfirmDelivery, ListedToken, MintOutcome, MintSpec};
+use crate::drive::{self, ListedToken, MintOutcome, MintSpec};
 use crate::fault::{Endpoint, Fault, FaultBoard};
 use crate::recording::RecordedRequest;
 use crate::tokenization::TokenizationRequest;
+use crate::world::ConfirmDelivery;
 use crate::world::Shared;
 use crate::{admin, broker};
 

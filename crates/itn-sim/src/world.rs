@@ -8,12 +8,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::Utc;
 use reqwest::Url;
 use rust_decimal::Decimal;
+use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::ap::{Ap, ApId, ApSpec};
 use crate::config::SimConfig;
-use crate::drive::ConfirmDelivery;
 use crate::fault::{Endpoint, FaultBoard};
 use crate::recording::RecordedRequest;
 use crate::tokenization::{RequestStatus, RequestType, TokenizationRequest};
@@ -273,4 +273,31 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(url);
     }
+}
+
+/// How one delivery to the issuer ended (what the world records of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    Answered {
+        status: u16,
+    },
+    /// The issuer answered but a DropResponse fault discarded it.
+    Dropped,
+    /// Timeout, connection failure or no issuer URL.
+    Failed {
+        reason: String,
+    },
+}
+
+/// One delivery of a mint confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfirmDelivery {
+    /// 1-based; duplicates continue the count.
+    pub attempt: u32,
+    /// `completed` or `rejected`.
+    pub status: RequestStatus,
+    /// Sent by the DuplicateConfirm fault, not as a retry.
+    pub duplicate: bool,
+    pub outcome: DeliveryOutcome,
 }

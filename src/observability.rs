@@ -190,6 +190,12 @@ const CATALOG: &[(&str, Kind, &str)] = &[
         "Receipt balances corrected by reconciliation with the chain.",
     ),
     (
+        "aggregate_impossible_events_total",
+        Kind::Counter,
+        "Stored events an aggregate's state cannot follow (kept in the \
+         log, ignored by the state), by aggregate.",
+    ),
+    (
         "flows_stuck",
         Kind::Gauge,
         "Mints and redemptions needing attention, by flow and reason \
@@ -208,7 +214,10 @@ type LabelValues = (&'static str, &'static [&'static str]);
 const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
     (
         "mints_finished_total",
-        Some(("outcome", &["completed", "failed", "journal_rejected"])),
+        Some((
+            "outcome",
+            &["completed", "failed", "journal_rejected", "closed"],
+        )),
     ),
     (
         "mint_step_errors_total",
@@ -226,6 +235,7 @@ const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
                 "below_minimum_quantity",
                 "unrepresentable_quantity",
                 "burn_failed",
+                "closed",
             ],
         )),
     ),
@@ -241,6 +251,10 @@ const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
         Some(("operation", &["mint_callback", "redeem"])),
     ),
     ("receipt_inventory_mismatches_total", None),
+    (
+        "aggregate_impossible_events_total",
+        Some(("aggregate", &["mint", "redemption"])),
+    ),
     ("chain_foreign_nonce_total", None),
     (
         "chain_unseen_landing_stuck_total",
@@ -326,6 +340,21 @@ fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     )]
     let seconds = millis as f64 / 1000.0;
     seconds
+}
+
+/// A stored event the aggregate's state cannot follow: `decide` never
+/// emits one, so the log was written by something else (a bug, a hand
+/// edit). The state stays as it was; this says so, loudly and counted.
+pub fn impossible_event(aggregate: &'static str, state: &str, event: &str) {
+    tracing::error!(
+        target: "observability",
+        aggregate,
+        state,
+        event,
+        "stored event cannot follow the aggregate's state; ignored"
+    );
+    metrics::counter!("aggregate_impossible_events_total", "aggregate" => aggregate)
+        .increment(1);
 }
 
 /// `mint_duration_seconds` for a mint whose callback was just delivered:

@@ -117,7 +117,6 @@ impl fmt::Debug for ChainConfig {
             .field("max_fee_per_gas", &self.max_fee_per_gas)
             .field("max_priority_fee_per_gas", &self.max_priority_fee_per_gas)
             .field("receipt_poll_interval", &self.receipt_poll_interval)
-            .field("receipt_timeout", &self.receipt_timeout)
             .field("rpc_timeout", &self.rpc_timeout)
             .field("step_timeout", &self.step_timeout)
             .field("unseen_landing_alert", &self.unseen_landing_alert)
@@ -152,7 +151,6 @@ pub struct ChainConfig {
     pub max_fee_per_gas: WeiPerGas,
     pub max_priority_fee_per_gas: WeiPerGas,
     pub receipt_poll_interval: Duration,
-    pub receipt_timeout: Duration,
     /// Bound on every JSON-RPC call; a hung node becomes an error that the
     /// drivers retry instead of a stalled task.
     pub rpc_timeout: Duration,
@@ -186,6 +184,11 @@ pub enum ChainConfigError {
     InvalidGwei { value: String },
     #[error("{field} must be greater than zero")]
     Zero { field: &'static str },
+    #[error("{field} is no longer a setting, remove it: {instead}")]
+    Removed {
+        field: &'static str,
+        instead: &'static str,
+    },
     #[error(
         "max_priority_fee_per_gas ({priority}) exceeds max_fee_per_gas \
          ({max})"
@@ -213,8 +216,8 @@ struct RawChainConfig {
     max_priority_fee_per_gas_gwei: WeiPerGas,
     #[serde(default = "default_poll_ms")]
     receipt_poll_interval_ms: u64,
-    #[serde(default = "default_timeout_secs")]
-    receipt_timeout_secs: u64,
+    /// Removed: only read to refuse it with a message.
+    receipt_timeout_secs: Option<u64>,
     #[serde(default = "default_rpc_timeout_ms")]
     rpc_timeout_ms: u64,
     #[serde(default = "default_step_timeout_ms")]
@@ -233,10 +236,6 @@ struct RawChainConfig {
 
 const fn default_poll_ms() -> u64 {
     500
-}
-
-const fn default_timeout_secs() -> u64 {
-    120
 }
 
 const fn default_rpc_timeout_ms() -> u64 {
@@ -299,8 +298,14 @@ impl TryFrom<RawChainConfig> for ChainConfig {
         nonzero(raw.chain_id, "chain_id")?;
         let poll =
             nonzero(raw.receipt_poll_interval_ms, "receipt_poll_interval_ms")?;
-        let timeout =
-            nonzero(raw.receipt_timeout_secs, "receipt_timeout_secs")?;
+        if raw.receipt_timeout_secs.is_some() {
+            return Err(ChainConfigError::Removed {
+                field: "receipt_timeout_secs",
+                instead: "a transaction is followed until it lands or is \
+                          proven dead; each step is bounded by \
+                          step_timeout_ms and each RPC call by rpc_timeout_ms",
+            });
+        }
         let chunk = nonzero(raw.log_chunk_blocks, "log_chunk_blocks")?;
         let rpc_timeout = nonzero(raw.rpc_timeout_ms, "rpc_timeout_ms")?;
         let step_timeout = nonzero(raw.step_timeout_ms, "step_timeout_ms")?;
@@ -322,7 +327,6 @@ impl TryFrom<RawChainConfig> for ChainConfig {
             max_fee_per_gas: raw.max_fee_per_gas_gwei,
             max_priority_fee_per_gas: raw.max_priority_fee_per_gas_gwei,
             receipt_poll_interval: Duration::from_millis(poll),
-            receipt_timeout: Duration::from_secs(timeout),
             rpc_timeout: Duration::from_millis(rpc_timeout),
             step_timeout: Duration::from_millis(step_timeout),
             unseen_landing_alert: Duration::from_secs(unseen),
@@ -356,6 +360,19 @@ mod tests {
 
     fn parse(extra: &str) -> Result<ChainConfig, toml::de::Error> {
         toml::from_str(&format!("{BASE}\n{extra}"))
+    }
+
+    #[test]
+    fn the_removed_receipt_timeout_is_refused_with_what_replaced_it() {
+        let message =
+            parse("private_key = \"0xabc\"\nreceipt_timeout_secs = 120")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            message.contains("receipt_timeout_secs is no longer a setting"),
+            "{message}"
+        );
+        assert!(message.contains("step_timeout_ms"), "{message}");
     }
 
     #[test]
@@ -403,7 +420,6 @@ mod tests {
         assert_eq!(config.max_fee_per_gas.wei(), 2_500_000_000);
         assert_eq!(config.max_priority_fee_per_gas.wei(), 1_000_000);
         assert_eq!(config.receipt_poll_interval, Duration::from_millis(500));
-        assert_eq!(config.receipt_timeout, Duration::from_mins(2));
         assert_eq!(config.confirmations, 0);
         assert_eq!(config.log_chunk_blocks, 2000);
         assert_eq!(config.gas_limit_margin_percent, 20);

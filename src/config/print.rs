@@ -247,7 +247,6 @@ fn print_chain(out: &mut Printout, chain: &ChainConfig) {
         max_fee_per_gas,
         max_priority_fee_per_gas,
         receipt_poll_interval,
-        receipt_timeout,
         rpc_timeout,
         step_timeout,
         unseen_landing_alert,
@@ -293,7 +292,6 @@ fn print_chain(out: &mut Printout, chain: &ChainConfig) {
     out.raw("log_chunk_blocks", log_chunk_blocks);
     out.raw("start_block", start_block);
     out.millis("receipt_poll_interval_ms", *receipt_poll_interval);
-    out.secs("receipt_timeout_secs", *receipt_timeout);
     out.millis("rpc_timeout_ms", *rpc_timeout);
     out.millis("step_timeout_ms", *step_timeout);
     out.secs("unseen_landing_alert_secs", *unseen_landing_alert);

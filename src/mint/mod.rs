@@ -679,8 +679,15 @@ impl Aggregate for Mint {
                 MintEvent::CallbackDelivered { .. },
             ) => Self::Completed { request, minted },
             // `decide` never emits an event out of order; a stored stream
-            // that did would be kept as it was rather than invented.
-            (state, _) => state,
+            // that did is kept as it was rather than invented, and said.
+            (state, event) => {
+                crate::observability::impossible_event(
+                    "mint",
+                    state.status().as_str(),
+                    &cqrs_es::DomainEvent::event_type(&event),
+                );
+                state
+            }
         };
     }
 }

@@ -962,3 +962,10 @@ fn closing_needs_the_echoed_transaction_and_a_closable_state() {
             closed_at: now(),
         }]);
 }
+
+#[test]
+fn an_event_the_state_cannot_follow_is_ignored() {
+    // A deposit recorded for a mint Alpaca never confirmed.
+    let mint = replay(vec![initiated(), minted_event(1)]);
+    assert_eq!(mint.status(), MintStatus::Initiated);
+}

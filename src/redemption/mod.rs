@@ -1277,8 +1277,21 @@ impl Redemption {
                 | Self::Closed { .. }) => other,
             },
             // `decide` never emits any other combination.
-            (state, _) => state,
+            (state, event) => state.ignoring(&event),
         }
+    }
+}
+
+impl Redemption {
+    /// A stored event this state cannot follow: kept in the log, ignored
+    /// here, reported.
+    fn ignoring(self, event: &RedemptionEvent) -> Self {
+        crate::observability::impossible_event(
+            "redemption",
+            self.state_name(),
+            &cqrs_es::DomainEvent::event_type(event),
+        );
+        self
     }
 }
 

@@ -80,10 +80,12 @@ impl Query<Redemption> for Outcomes {
     async fn dispatch(&self, id: &str, events: &[EventEnvelope<Redemption>]) {
         for envelope in events {
             let outcome = match &envelope.payload {
-                RedemptionEvent::Completed { .. } => {
+                RedemptionEvent::Completed { .. }
+                | RedemptionEvent::BurnRecordedByOperator { .. } => {
                     self.record_duration(id).await;
                     "completed"
                 }
+                RedemptionEvent::Closed { .. } => "closed",
                 RedemptionEvent::Failed { reason, .. } => match reason {
                     super::FailureReason::AlpacaRejected { .. } => {
                         "alpaca_rejected"

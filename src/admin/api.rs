@@ -75,7 +75,7 @@ pub struct StuckAnswer {
     params(("older_than_secs" = Option<u64>, Query, description = "Age past which an unfinished flow is listed (default 600)")),
     responses(
         (status = 200, description = "Stuck and failed mints and redemptions", body = StuckAnswer),
-        (status = 422, description = "`older_than_secs is too large`", body = ErrorBody),
+        (status = 422, description = "`older_than_secs` is not a non-negative integer", body = ErrorBody),
     )
 )]
 #[rocket::get("/admin/stuck?<older_than_secs>")]
@@ -88,12 +88,11 @@ async fn stuck(
     let older_than_secs = older_than_secs.unwrap_or(DEFAULT_STUCK_AFTER_SECS);
     let clock: &Arc<dyn Clock> = mints.clock();
     let now = clock.now();
-    let age =
-        chrono::Duration::seconds(i64::try_from(older_than_secs).map_err(
-            |_| ApiError::unprocessable("older_than_secs is too large"),
-        )?);
-    let cutoff = now
-        .checked_sub_signed(age)
+    // Any age beyond what a timestamp can hold lists every open flow.
+    let cutoff = i64::try_from(older_than_secs)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|age| now.checked_sub_signed(age))
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut answer = StuckAnswer {
         older_than_secs,
@@ -278,11 +277,17 @@ fn event_time(payload: &Value) -> Option<String> {
     })
 }
 
+/// One view rebuilt.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RebuiltView {
+    pub view: &'static str,
+    /// Events replayed into it.
+    pub events: u64,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RebuildAnswer {
-    /// Events replayed per view: `[view, events]` pairs.
-    #[schema(value_type = Vec<Vec<Object>>)]
-    pub replayed: Vec<(String, u64)>,
+    pub replayed: Vec<RebuiltView>,
 }
 
 /// Rebuilds every view from the event log, each in one transaction (so a
@@ -301,31 +306,32 @@ async fn rebuild_views(
     _auth: InternalAuth,
     pool: &State<SqlitePool>,
 ) -> Result<Json<RebuildAnswer>, ApiError> {
-    let mut replayed = Vec::new();
-    replayed.push((
-        "account".to_owned(),
-        crate::account::rebuild_views(pool)
-            .await
-            .map_err(ApiError::internal)?,
-    ));
-    replayed.push((
-        "tokenized_asset".to_owned(),
-        crate::tokenized_asset::rebuild_views(pool)
-            .await
-            .map_err(ApiError::internal)?,
-    ));
-    replayed.push((
-        "mint".to_owned(),
-        crate::mint::rebuild_views(pool)
-            .await
-            .map_err(ApiError::internal)?,
-    ));
-    replayed.push((
-        "redemption".to_owned(),
-        crate::redemption::rebuild_views(pool)
-            .await
-            .map_err(ApiError::internal)?,
-    ));
+    let replayed = vec![
+        RebuiltView {
+            view: "account",
+            events: crate::account::rebuild_views(pool)
+                .await
+                .map_err(ApiError::internal)?,
+        },
+        RebuiltView {
+            view: "tokenized_asset",
+            events: crate::tokenized_asset::rebuild_views(pool)
+                .await
+                .map_err(ApiError::internal)?,
+        },
+        RebuiltView {
+            view: "mint",
+            events: crate::mint::rebuild_views(pool)
+                .await
+                .map_err(ApiError::internal)?,
+        },
+        RebuiltView {
+            view: "redemption",
+            events: crate::redemption::rebuild_views(pool)
+                .await
+                .map_err(ApiError::internal)?,
+        },
+    ];
     tracing::warn!(target: "admin", ?replayed, "views rebuilt by an operator");
     Ok(Json(RebuildAnswer { replayed }))
 }

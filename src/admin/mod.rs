@@ -9,8 +9,8 @@ mod client;
 use rocket::{Build, Rocket};
 
 pub use api::{
-    AdminApiDoc, HistoryAnswer, HistoryEvent, RebuildAnswer, StuckAnswer,
-    StuckMint, StuckRedemption, routes,
+    AdminApiDoc, HistoryAnswer, HistoryEvent, RebuildAnswer, RebuiltView,
+    StuckAnswer, StuckMint, StuckRedemption, routes,
 };
 pub use client::{AdminAction, AdminClient, AdminClientError};
 

@@ -1351,9 +1351,22 @@ async fn only_a_failed_mint_is_retried() {
         .await;
     assert_eq!(status, Status::Ok, "{rebuilt}");
     assert!(
-        rebuilt["replayed"].to_string().contains("\"mint\",2"),
+        rebuilt["replayed"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"view": "mint", "events": 2})),
         "{rebuilt}"
     );
+    let (status, stuck) = h
+        .send(
+            Method::Get,
+            "/admin/stuck?older_than_secs=9223372036854775806",
+            Key::Internal,
+            None,
+        )
+        .await;
+    assert_eq!(status, Status::Ok, "{stuck}");
+    assert_eq!(stuck["mints"].as_array().unwrap().len(), 0);
     let (_, mint) = h.get_mint(&id).await;
     assert_eq!(mint["status"], "journal_confirmed");
 }

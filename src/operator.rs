@@ -65,6 +65,25 @@ impl From<OperatorReason> for String {
     }
 }
 
+/// The body of an operator's retry.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    pub reason: OperatorReason,
+}
+
+/// The body of an operator's close.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseRequest {
+    pub reason: OperatorReason,
+    /// The flow's transaction (a mint's deposit, a redemption's burn),
+    /// echoed; required when it has one.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^0x[0-9a-fA-F]{64}$")]
+    pub tx_hash: Option<TxHash>,
+}
+
 /// The echo check: a flow with a transaction is closed only by someone
 /// who names that transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

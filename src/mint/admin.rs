@@ -17,11 +17,10 @@
 //! repeat of an action already done gets the same answer and changes
 //! nothing.
 
-use alloy::primitives::TxHash;
 use cqrs_es::{Aggregate as _, AggregateError, EventStore as _};
 use rocket::serde::json::Json;
 use rocket::{Route, State};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlite_es::{SqliteStore, event_history, execute_retrying};
 
 use super::{
@@ -32,7 +31,9 @@ use crate::auth::InternalAuth;
 use crate::chain::{ChainSlot, Effect, VaultService};
 use crate::http::body::{BodyError, JsonBody};
 use crate::http::{ApiError, ErrorBody};
-use crate::operator::{OperatorReason, last_action};
+use crate::operator::{
+    CloseRequest, OperatorReason, RetryRequest, last_action,
+};
 
 pub fn routes() -> Vec<Route> {
     rocket::routes![retry, close]
@@ -42,22 +43,6 @@ pub fn routes() -> Vec<Route> {
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(retry, close))]
 pub struct MintAdminApiDoc;
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RetryRequest {
-    pub reason: OperatorReason,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CloseRequest {
-    pub reason: OperatorReason,
-    /// The mint's transaction, echoed; required when it has one.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^0x[0-9a-fA-F]{64}$")]
-    pub tx_hash: Option<TxHash>,
-}
 
 /// What an operator action did, and the mint afterwards.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

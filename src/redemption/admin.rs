@@ -31,7 +31,9 @@ use crate::auth::InternalAuth;
 use crate::chain::{ChainSlot, Effect, ReceiptSummary, VaultService};
 use crate::http::body::{BodyError, JsonBody};
 use crate::http::{ApiError, ErrorBody};
-use crate::operator::{OperatorReason, last_action};
+use crate::operator::{
+    CloseRequest, OperatorReason, RetryRequest, last_action,
+};
 use crate::receipt_inventory::ReceiptBurn;
 
 pub fn routes() -> Vec<Route> {
@@ -45,27 +47,11 @@ pub struct RedemptionAdminApiDoc;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RetryRequest {
-    pub reason: OperatorReason,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ForceCompleteRequest {
     pub reason: OperatorReason,
     /// The burn done by hand.
     #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{64}$")]
     pub burn_tx: TxHash,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CloseRequest {
-    pub reason: OperatorReason,
-    /// The burn transaction, echoed; required when there is one.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^0x[0-9a-fA-F]{64}$")]
-    pub tx_hash: Option<TxHash>,
 }
 
 /// What an operator action did, and the redemption afterwards.

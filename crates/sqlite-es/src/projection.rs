@@ -5,12 +5,12 @@
 //! log. A [`TxProjection`] instead runs on the same SQLite transaction that
 //! appends the events: either both land or neither does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use cqrs_es::{Aggregate, EventEnvelope, View};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 
 use crate::error::{SqliteEsError, is_unique_violation};
 use crate::view_repository::ViewTable;
@@ -19,7 +19,7 @@ use crate::view_repository::ViewTable;
 const REBUILD_PAGE: i64 = 4096;
 
 /// Views held in memory while rebuilding before they are written out.
-const REBUILD_CACHE: usize = 4096;
+const REBUILD_CACHE: usize = 16_384;
 
 /// A projection applied atomically with the events it projects.
 #[async_trait]
@@ -228,9 +228,27 @@ where
     /// Streams the aggregate type's events in commit (rowid) order, in
     /// pages on this connection, parses each payload once, straight into
     /// the event type (no upcasters), and writes the views in multi-row
-    /// batches. At most [`REBUILD_CACHE`] views are held; an evicted view
-    /// that sees another event is read back from the table.
+    /// batches. About [`REBUILD_CACHE`] views are held; evicted views that
+    /// see another event are read back from the table, a page at a time.
     async fn rebuild_in(
+        &self,
+        conn: &mut SqliteConnection,
+    ) -> Result<u64, SqliteEsError> {
+        // The rebuild dirties far more pages than the default 2 MiB cache
+        // holds; SQLite would spill them to the WAL mid-transaction and
+        // read them back. A larger cache for the rebuild only.
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&mut *conn)
+            .await?;
+        sqlx::query(REBUILD_CACHE_SIZE).execute(&mut *conn).await?;
+        let replayed = self.replay(conn).await;
+        sqlx::query(AssertSqlSafe(format!("PRAGMA cache_size = {cache}")))
+            .execute(&mut *conn)
+            .await?;
+        replayed
+    }
+
+    async fn replay(
         &self,
         conn: &mut SqliteConnection,
     ) -> Result<u64, SqliteEsError> {
@@ -249,6 +267,21 @@ where
                 break;
             };
             after_rowid = last.0;
+            // Views not held whose stream started earlier were flushed:
+            // read them back in one query per page, not one per view.
+            let evicted: HashSet<&str> = page
+                .iter()
+                .filter(|(_, id, sequence, _, _)| {
+                    *sequence > 1 && !dirty.contains_key(id.as_str())
+                })
+                .map(|(_, id, _, _, _)| id.as_str())
+                .collect();
+            let evicted: Vec<&str> = evicted.into_iter().collect();
+            for (view_id, view) in
+                self.table.load_many::<V>(conn, &evicted).await?
+            {
+                dirty.insert(view_id, view);
+            }
             for (_, aggregate_id, sequence, payload, metadata) in page {
                 let event = EventEnvelope::<A> {
                     sequence: usize::try_from(sequence)?,
@@ -264,16 +297,9 @@ where
                     view.update(&event);
                     continue;
                 }
-                // A stream starts at sequence 1; a later event of a view
-                // not held was flushed earlier and is read back.
-                let mut view = if event.sequence == 1 {
-                    V::default()
-                } else {
-                    self.table
-                        .load::<V>(conn, &event.aggregate_id)
-                        .await?
-                        .map_or_else(V::default, |(view, _)| view)
-                };
+                // A new stream, or (after a gap the log should not have)
+                // a view that was never written.
+                let mut view = V::default();
                 view.update(&event);
                 dirty.insert(event.aggregate_id, view);
             }
@@ -290,6 +316,9 @@ where
         Ok(replayed)
     }
 }
+
+/// SQLite's page cache while rebuilding (negative: KiB), 64 MiB.
+const REBUILD_CACHE_SIZE: &str = "PRAGMA cache_size = -65536";
 
 /// `(rowid, aggregate_id, sequence, payload, metadata)`.
 type RawEvent = (i64, String, i64, String, String);

@@ -83,6 +83,33 @@ impl ViewTable {
         .transpose()
     }
 
+    /// The views among `view_ids` that exist, in chunks of
+    /// [`UPSERT_ROWS`] ids per query.
+    pub(crate) async fn load_many<V: DeserializeOwned>(
+        &self,
+        conn: &mut SqliteConnection,
+        view_ids: &[&str],
+    ) -> Result<Vec<(String, V)>, SqliteEsError> {
+        let mut views = Vec::with_capacity(view_ids.len());
+        for chunk in view_ids.chunks(UPSERT_ROWS) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT view_id, payload FROM {} WHERE view_id IN ({marks})",
+                self.quoted
+            );
+            let mut query = sqlx::query_as(AssertSqlSafe(sql));
+            for view_id in chunk {
+                query = query.bind(*view_id);
+            }
+            let rows: Vec<(String, String)> =
+                query.fetch_all(&mut *conn).await?;
+            for (view_id, payload) in rows {
+                views.push((view_id, serde_json::from_str(&payload)?));
+            }
+        }
+        Ok(views)
+    }
+
     /// Inserts when `loaded_version` is 0, else updates only if the row is
     /// still at `loaded_version`. Zero rows touched is a conflict.
     pub(crate) async fn write<V: Serialize>(

@@ -168,7 +168,7 @@ async fn views_are_rebuilt_only_when_their_version_changes() {
 #[tokio::test]
 #[allow(clippy::unwrap_used)]
 async fn rebuild_reads_back_views_it_evicted() {
-    const STREAMS: usize = 5000;
+    const STREAMS: usize = 20_000;
     let (pool, _dir) = file_pool(2).await;
     create_view_table(&pool, "account_view").await.unwrap();
     let mut tx = pool.begin().await.unwrap();

@@ -317,8 +317,9 @@ where
     }
 }
 
-/// SQLite's page cache while rebuilding (negative: KiB), 64 MiB.
-const REBUILD_CACHE_SIZE: &str = "PRAGMA cache_size = -65536";
+/// SQLite's page cache while rebuilding (negative: KiB), 32 MiB: more
+/// than the default 2 MiB, within the replay's memory bound.
+const REBUILD_CACHE_SIZE: &str = "PRAGMA cache_size = -32768";
 
 /// `(rowid, aggregate_id, sequence, payload, metadata)`.
 type RawEvent = (i64, String, i64, String, String);

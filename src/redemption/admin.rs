@@ -23,10 +23,13 @@ use rocket::{Route, State};
 use serde::{Deserialize, Serialize};
 use sqlite_es::{event_history, execute_retrying};
 
+use super::monitor::list_unattributed;
 use super::{
-    AGGREGATE_TYPE, FailureReason, Redemption, RedemptionCommand,
-    RedemptionError, RedemptionId, RedemptionResponse, RedemptionState, find,
+    AGGREGATE_TYPE, DetectedTransfer, FailureReason, Redemption,
+    RedemptionCommand, RedemptionError, RedemptionId, RedemptionResponse,
+    RedemptionState, find,
 };
+use crate::account::ClientId;
 use crate::auth::InternalAuth;
 use crate::chain::{ChainSlot, Effect, ReceiptSummary, VaultService};
 use crate::http::body::{BodyError, JsonBody};
@@ -37,12 +40,12 @@ use crate::operator::{
 use crate::receipt_inventory::ReceiptBurn;
 
 pub fn routes() -> Vec<Route> {
-    rocket::routes![retry, force_complete, close]
+    rocket::routes![retry, force_complete, close, attribute]
 }
 
 /// The redemption operator routes in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(retry, force_complete, close))]
+#[openapi(paths(retry, force_complete, close, attribute))]
 pub struct RedemptionAdminApiDoc;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -247,6 +250,122 @@ async fn close(
     )
     .await
 }
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeRequest {
+    pub reason: OperatorReason,
+    /// The account the transfer belongs to.
+    #[schema(value_type = String, format = Uuid)]
+    pub client_id: ClientId,
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/unattributed/{tx_hash}/{log_index}/attribute",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(
+        ("tx_hash" = String, Path, description = "The transfer's transaction"),
+        ("log_index" = u64, Path, description = "The transfer's log index"),
+    ),
+    request_body = AttributeRequest,
+    responses(
+        (status = 200, description = "`attributed`: the redemption is detected and runs (also the answer to a repeat)", body = RedemptionActionAnswer),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 404, description = "`unattributed transfer not found`, `account not found`", body = ErrorBody),
+        (status = 409, description = "The vault no longer backs a listing, or the transfer was detected for another account", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (a reason is required)", body = ErrorBody),
+    )
+)]
+#[rocket::post(
+    "/admin/unattributed/<tx_hash>/<log_index>/attribute",
+    data = "<body>"
+)]
+async fn attribute(
+    _auth: InternalAuth,
+    state: &State<RedemptionState>,
+    tx_hash: &str,
+    log_index: &str,
+    body: Result<JsonBody<AttributeRequest>, BodyError>,
+) -> Result<Json<RedemptionActionAnswer>, ApiError> {
+    let JsonBody(AttributeRequest { reason, client_id }) =
+        body.map_err(|err| ApiError::from_body_error(&err))?;
+    let not_found = || ApiError::not_found("unattributed transfer not found");
+    let tx_hash: TxHash = tx_hash.parse().map_err(|_| not_found())?;
+    let log_index: u64 = log_index.parse().map_err(|_| not_found())?;
+    let id = RedemptionId::for_transfer(tx_hash, log_index);
+    let unattributed = list_unattributed(&state.pool)
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|row| row.tx_hash == tx_hash && row.log_index == log_index);
+    let Some(row) = unattributed else {
+        // Already attributed (the row goes with the detection): a repeat
+        // for the same account gets the same answer.
+        return match find(&state.pool, &id).await.map_err(ApiError::internal)? {
+            Some(redemption)
+                if redemption
+                    .detection()
+                    .is_some_and(|d| d.transfer.client_id == client_id) =>
+            {
+                answer(state, &id, "attributed").await
+            }
+            _ => Err(not_found()),
+        };
+    };
+    crate::account::find_by_client_id(&state.pool, &client_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("account not found"))?;
+    let asset = crate::tokenized_asset::find_by_vault(&state.pool, row.vault)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::conflict(format!(
+                "vault {} no longer backs a listing",
+                row.vault
+            ))
+        })?;
+    let shares = row
+        .amount
+        .parse()
+        .map_err(|_| ApiError::internal(InvalidAmount(row.amount.clone())))?;
+    let ap = super::monitor::ap_ref_for(&state.pool, client_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let transfer = DetectedTransfer {
+        network: row.network,
+        vault: row.vault,
+        underlying: asset.underlying,
+        token: asset.token,
+        tx_hash,
+        log_index,
+        block: row.block,
+        from_wallet: row.from_wallet,
+        client_id,
+        ap,
+        shares,
+    };
+    execute(
+        state,
+        &id,
+        &reason,
+        RedemptionCommand::Attribute {
+            transfer,
+            reason: reason.clone(),
+        },
+        "attributed",
+    )
+    .await
+}
+
+/// A stored amount that is not a decimal number of shares.
+#[derive(Debug, thiserror::Error)]
+#[error("unattributed_transfers.amount {0:?} is not a number of shares")]
+struct InvalidAmount(String);
 
 fn connected(chain: &ChainSlot) -> Result<&crate::chain::TxPipeline, ApiError> {
     chain.get().ok_or_else(|| {

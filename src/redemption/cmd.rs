@@ -53,6 +53,12 @@ pub enum RedemptionCommand {
         burns: Vec<ReceiptBurn>,
         block: u64,
     },
+    /// Operator: an unattributed transfer belongs to this account after
+    /// all; it is detected as if its sender had been allow-listed.
+    Attribute {
+        transfer: DetectedTransfer,
+        reason: OperatorReason,
+    },
     /// Operator: stop for good; `tx_hash` echoes the burn, if any.
     Close {
         reason: OperatorReason,
@@ -75,6 +81,7 @@ impl RedemptionCommand {
             Self::Retry { .. } => "retry",
             Self::RecordBurnByOperator { .. } => "record_burn_by_operator",
             Self::Close { .. } => "close",
+            Self::Attribute { .. } => "attribute",
         }
     }
 }

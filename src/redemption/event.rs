@@ -57,6 +57,12 @@ pub enum RedemptionEvent {
         block: u64,
         recorded_at: DateTime<Utc>,
     },
+    /// An operator attributed an unattributed transfer to an account;
+    /// `Detected` follows in the same commit.
+    Attributed {
+        reason: OperatorReason,
+        attributed_at: DateTime<Utc>,
+    },
     /// An operator closed the redemption.
     Closed {
         reason: OperatorReason,
@@ -80,6 +86,7 @@ impl DomainEvent for RedemptionEvent {
                 "RedemptionEvent::BurnRecordedByOperator"
             }
             Self::Closed { .. } => "RedemptionEvent::Closed",
+            Self::Attributed { .. } => "RedemptionEvent::Attributed",
         }
         .to_owned()
     }

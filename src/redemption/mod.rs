@@ -717,6 +717,20 @@ impl Redemption {
             RedemptionCommand::Close { reason, tx_hash } => {
                 self.close(reason, tx_hash, now)
             }
+            RedemptionCommand::Attribute { transfer, reason } => {
+                let mut events = self.detect(transfer, now)?;
+                // A repeat (already detected the same way) records nothing.
+                if !events.is_empty() {
+                    events.insert(
+                        0,
+                        RedemptionEvent::Attributed {
+                            reason,
+                            attributed_at: now,
+                        },
+                    );
+                }
+                Ok(events)
+            }
         }
     }
 
@@ -1083,6 +1097,10 @@ impl Redemption {
 
     fn evolve(self, event: RedemptionEvent) -> Self {
         match (self, event) {
+            // The operator's note; `Detected` follows.
+            (state @ Self::NotDetected, RedemptionEvent::Attributed { .. }) => {
+                state
+            }
             (Self::NotDetected, RedemptionEvent::Detected { detection }) => {
                 Self::Detected { detection }
             }

@@ -624,7 +624,7 @@ impl TransferMonitor {
 /// How the redeem call names the AP: by its Alpaca account when the
 /// affiliated flow is the only way Alpaca knows it, else by our client id
 /// (handshake flow; the Alpaca client picks the field name).
-async fn ap_ref_for(
+pub(crate) async fn ap_ref_for(
     pool: &SqlitePool,
     client_id: account::ClientId,
 ) -> Result<ApRef, MonitorError> {

@@ -919,3 +919,41 @@ fn closing_echoes_the_burn_and_is_refused_mid_flight() {
             state: "alpaca_called",
         });
 }
+
+#[test]
+fn an_attribution_records_the_reason_then_detects_once() {
+    let attribute = || RedemptionCommand::Attribute {
+        transfer: transfer(shares()),
+        reason: reason("the AP's second wallet"),
+    };
+    framework()
+        .given_no_previous_events()
+        .when(attribute())
+        .then_expect_events(vec![
+            RedemptionEvent::Attributed {
+                reason: reason("the AP's second wallet"),
+                attributed_at: now(),
+            },
+            RedemptionEvent::Detected {
+                detection: Detection {
+                    detected_at: now(),
+                    ..detection()
+                },
+            },
+        ]);
+    let state = replay(vec![
+        RedemptionEvent::Attributed {
+            reason: reason("the AP's second wallet"),
+            attributed_at: now(),
+        },
+        detected(),
+    ]);
+    assert_eq!(state.state_name(), "detected");
+    framework()
+        .given(vec![detected()])
+        .when(RedemptionCommand::Attribute {
+            transfer: detection().transfer,
+            reason: reason("again"),
+        })
+        .then_expect_events(vec![]);
+}

@@ -321,7 +321,22 @@ impl TxProjection<Redemption> for BurnBookkeeping {
                         mark_intent_resolved(conn, *hash).await?;
                     }
                 }
-                RedemptionEvent::Detected { .. }
+                RedemptionEvent::Detected { detection } => {
+                    // An attributed transfer leaves the unattributed list
+                    // in the commit that detects it.
+                    sqlx::query(
+                        "DELETE FROM unattributed_transfers \
+                         WHERE tx_hash = ? AND log_index = ?",
+                    )
+                    .bind(format!("{:#x}", detection.transfer.tx_hash))
+                    .bind(
+                        i64::try_from(detection.transfer.log_index)
+                            .unwrap_or(i64::MAX),
+                    )
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                RedemptionEvent::Attributed { .. }
                 | RedemptionEvent::AlpacaCalled { .. }
                 | RedemptionEvent::AlpacaJournalCompleted { .. }
                 | RedemptionEvent::Retried { .. }

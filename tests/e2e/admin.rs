@@ -8,7 +8,9 @@ use rpc_fault_proxy::{Fault, Rule};
 use serde_json::json;
 
 use crate::harness::{Env, Options};
-use crate::redemption::{redeem, shares, wait_for_state};
+use crate::redemption::{
+    bot, mint, redeem, redemption_ids, send, shares, wait_for_state,
+};
 
 /// A mint's deposit done by hand (an operator with the wallet's key)
 /// while the node refused the service's own transaction: the chain has
@@ -244,5 +246,57 @@ async fn a_burn_done_by_hand_is_force_completed_only_with_chain_proof() {
         )
         .await;
     assert_eq!(status, 409, "{answer}");
+    env.stop().await;
+}
+
+/// A transfer from a wallet no account owns is listed, not redeemed; the
+/// operator attributes it to the account it belongs to, and the normal
+/// redemption runs. A repeat answers the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attributed_transfer_is_redeemed_once() {
+    let env = Env::start().await;
+    mint(&env, "2").await;
+    let stranger = env.chain.signer(3).unwrap();
+    send(&env, &env.chain.ap, &[(stranger.address(), shares("1"))]).await;
+    let receipt = send(&env, &stranger, &[(bot(&env), shares("1"))]).await;
+    let id = redemption_ids(&receipt, bot(&env))[0].clone();
+    let tx_hash = format!("{:#x}", receipt.transaction_hash);
+    let log_index = id.rsplit('-').next().unwrap().to_owned();
+    assert!(
+        crate::harness::wait_until(crate::harness::TIMEOUT, || async {
+            let (_, body) = env.get("/redemptions/unattributed").await;
+            !body["transfers"].as_array().unwrap().is_empty()
+        })
+        .await
+    );
+    let path = format!("/admin/unattributed/{tx_hash}/{log_index}/attribute");
+    let (status, answer) = env
+        .post_internal(
+            &path,
+            &json!({"reason": "AP's second wallet", "client_id": "00000000-0000-0000-0000-000000000001"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{answer}");
+    let body =
+        json!({"reason": "AP's second wallet", "client_id": env.client_id});
+    let (status, answer) = env.post_internal(&path, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["action"], "attributed");
+    assert_eq!(answer["redemption"]["issuer_request_id"], id);
+    let completed = wait_for_state(&env, &id, "completed").await;
+    assert_eq!(completed["client_id"], env.client_id);
+    let (_, listed) = env.get("/redemptions/unattributed").await;
+    assert_eq!(listed["transfers"], json!([]), "{listed}");
+    let (status, again) = env.post_internal(&path, &body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["action"], "attributed");
+    assert_eq!(env.sim.redeem_calls().len(), 1);
+    assert_eq!(env.withdraw_tx_hashes().await.len(), 1);
+    let (_, history) =
+        env.get(&format!("/admin/history/redemption/{id}")).await;
+    assert_eq!(
+        history["events"][0]["event_type"], "RedemptionEvent::Attributed",
+        "{history}"
+    );
     env.stop().await;
 }

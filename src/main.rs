@@ -59,6 +59,16 @@ enum AdminCommand {
     /// Actions on one redemption (by issuer_request_id).
     #[command(subcommand)]
     Redemption(RedemptionAction),
+    /// Attribute an unattributed transfer to an account (it is then
+    /// redeemed as usual).
+    Attribute {
+        tx_hash: String,
+        log_index: u64,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +138,17 @@ impl AdminCommand {
                 id,
                 reason,
                 tx_hash,
+            },
+            Self::Attribute {
+                tx_hash,
+                log_index,
+                client_id,
+                reason,
+            } => AdminAction::Attribute {
+                tx_hash,
+                log_index,
+                client_id,
+                reason,
             },
             Self::Redemption(RedemptionAction::ForceComplete {
                 id,

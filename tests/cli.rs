@@ -487,5 +487,24 @@ async fn admin_commands_call_the_running_service_with_the_internal_key() {
         "{}",
         String::from_utf8_lossy(&no_reason.stderr)
     );
+    let attribute = run(&[
+        "admin",
+        "--config",
+        &config,
+        "attribute",
+        "0x1111111111111111111111111111111111111111111111111111111111111111",
+        "0",
+        "--client-id",
+        "00000000-0000-0000-0000-000000000001",
+        "--reason",
+        "no such transfer",
+    ]);
+    assert_eq!(attribute.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&attribute.stderr)
+            .contains("404: unattributed transfer not found"),
+        "{}",
+        String::from_utf8_lossy(&attribute.stderr)
+    );
     assert!(terminate(&mut service).success());
 }

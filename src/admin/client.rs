@@ -44,6 +44,12 @@ pub enum AdminAction {
         reason: String,
         tx_hash: Option<String>,
     },
+    Attribute {
+        tx_hash: String,
+        log_index: u64,
+        client_id: String,
+        reason: String,
+    },
 }
 
 impl AdminAction {
@@ -110,6 +116,19 @@ impl AdminAction {
                 Method::POST,
                 format!("/admin/redemptions/{}/close", segment(id)),
                 Some(with_tx(reason, tx_hash)),
+            ),
+            Self::Attribute {
+                tx_hash,
+                log_index,
+                client_id,
+                reason,
+            } => (
+                Method::POST,
+                format!(
+                    "/admin/unattributed/{}/{log_index}/attribute",
+                    segment(tx_hash)
+                ),
+                Some(json!({"client_id": client_id, "reason": reason})),
             ),
         }
     }

@@ -342,21 +342,6 @@ fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     seconds
 }
 
-/// A stored event the aggregate's state cannot follow: `decide` never
-/// emits one, so the log was written by something else (a bug, a hand
-/// edit). The state stays as it was; this says so, loudly and counted.
-pub fn impossible_event(aggregate: &'static str, state: &str, event: &str) {
-    tracing::error!(
-        target: "observability",
-        aggregate,
-        state,
-        event,
-        "stored event cannot follow the aggregate's state; ignored"
-    );
-    metrics::counter!("aggregate_impossible_events_total", "aggregate" => aggregate)
-        .increment(1);
-}
-
 /// `mint_duration_seconds` for a mint whose callback was just delivered:
 /// from the journal confirmation to the delivery, both as persisted (so a
 /// mint that spanned a restart is measured from its real confirmation).

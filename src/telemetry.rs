@@ -24,6 +24,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 use crate::config::{LogFormat, TelemetryConfig};
 use crate::shutdown::ShutdownListener;
 
+pub mod aggregate;
 pub mod flow;
 
 /// Filter used when `RUST_LOG` is not set. Rocket's own log lines are

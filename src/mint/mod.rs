@@ -681,7 +681,7 @@ impl Aggregate for Mint {
             // `decide` never emits an event out of order; a stored stream
             // that did is kept as it was rather than invented, and said.
             (state, event) => {
-                crate::observability::impossible_event(
+                crate::telemetry::aggregate::impossible_event(
                     "mint",
                     state.status().as_str(),
                     &cqrs_es::DomainEvent::event_type(&event),

@@ -1304,7 +1304,7 @@ impl Redemption {
     /// A stored event this state cannot follow: kept in the log, ignored
     /// here, reported.
     fn ignoring(self, event: &RedemptionEvent) -> Self {
-        crate::observability::impossible_event(
+        crate::telemetry::aggregate::impossible_event(
             "redemption",
             self.state_name(),
             &cqrs_es::DomainEvent::event_type(event),

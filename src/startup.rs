@@ -125,13 +125,10 @@ pub async fn migrate(pool: &SqlitePool) -> Result<(), StartupError> {
 pub async fn rebuild_views(
     pool: &SqlitePool,
 ) -> Result<u64, sqlite_es::SqliteEsError> {
-    let counts = [
-        crate::account::rebuild_views(pool).await?,
-        crate::tokenized_asset::rebuild_views(pool).await?,
-        crate::mint::rebuild_views(pool).await?,
-        crate::redemption::rebuild_views(pool).await?,
-    ];
-    Ok(counts.into_iter().fold(0_u64, u64::saturating_add))
+    Ok(crate::admin::rebuild_each_view(pool)
+        .await?
+        .iter()
+        .fold(0_u64, |sum, view| sum.saturating_add(view.events)))
 }
 
 /// Every migration version this binary expects to be applied.

@@ -306,32 +306,33 @@ async fn rebuild_views(
     _auth: InternalAuth,
     pool: &State<SqlitePool>,
 ) -> Result<Json<RebuildAnswer>, ApiError> {
-    let replayed = vec![
+    let replayed = rebuild_each_view(pool).await.map_err(ApiError::internal)?;
+    tracing::warn!(target: "admin", ?replayed, "views rebuilt by an operator");
+    Ok(Json(RebuildAnswer { replayed }))
+}
+
+/// Rebuilds every view table from the event log whatever version it
+/// records, each in one write transaction (commands wait meanwhile); the
+/// events replayed per view. The one list of the service's views.
+pub async fn rebuild_each_view(
+    pool: &SqlitePool,
+) -> Result<Vec<RebuiltView>, sqlite_es::SqliteEsError> {
+    Ok(vec![
         RebuiltView {
             view: "account",
-            events: crate::account::rebuild_views(pool)
-                .await
-                .map_err(ApiError::internal)?,
+            events: crate::account::rebuild_views(pool).await?,
         },
         RebuiltView {
             view: "tokenized_asset",
-            events: crate::tokenized_asset::rebuild_views(pool)
-                .await
-                .map_err(ApiError::internal)?,
+            events: crate::tokenized_asset::rebuild_views(pool).await?,
         },
         RebuiltView {
             view: "mint",
-            events: crate::mint::rebuild_views(pool)
-                .await
-                .map_err(ApiError::internal)?,
+            events: crate::mint::rebuild_views(pool).await?,
         },
         RebuiltView {
             view: "redemption",
-            events: crate::redemption::rebuild_views(pool)
-                .await
-                .map_err(ApiError::internal)?,
+            events: crate::redemption::rebuild_views(pool).await?,
         },
-    ];
-    tracing::warn!(target: "admin", ?replayed, "views rebuilt by an operator");
-    Ok(Json(RebuildAnswer { replayed }))
+    ])
 }

@@ -10,7 +10,7 @@ use rocket::{Build, Rocket};
 
 pub use api::{
     AdminApiDoc, HistoryAnswer, HistoryEvent, RebuildAnswer, RebuiltView,
-    StuckAnswer, StuckMint, StuckRedemption, routes,
+    StuckAnswer, StuckMint, StuckRedemption, rebuild_each_view, routes,
 };
 pub use client::{AdminAction, AdminClient, AdminClientError};
 

@@ -23,6 +23,7 @@ pub mod redemption;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tokenized_asset;
+pub mod vocabulary;
 
 mod startup;
 

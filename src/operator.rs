@@ -2,11 +2,11 @@
 //! where the flow has a transaction, that transaction's hash echoed back
 //! as proof that they looked at it.
 
-use std::fmt;
-
 use alloy::primitives::TxHash;
 use serde::{Deserialize, Serialize};
 use sqlite_es::StoredEvent;
+
+use crate::vocabulary::string_newtype;
 
 /// Longest reason kept (an event is not a document store).
 pub const MAX_REASON_CHARS: usize = 1_000;
@@ -18,6 +18,8 @@ pub const MAX_REASON_CHARS: usize = 1_000;
 #[serde(try_from = "String", into = "String")]
 #[schema(value_type = String)]
 pub struct OperatorReason(String);
+
+string_newtype!(OperatorReason, InvalidReason);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidReason {
@@ -38,30 +40,6 @@ impl OperatorReason {
             return Err(InvalidReason::TooLong { chars });
         }
         Ok(Self(trimmed.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for OperatorReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for OperatorReason {
-    type Error = InvalidReason;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(&value)
-    }
-}
-
-impl From<OperatorReason> for String {
-    fn from(value: OperatorReason) -> Self {
-        value.0
     }
 }
 

@@ -18,7 +18,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use alloy::primitives::Address;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
@@ -29,7 +28,9 @@ use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use crate::clock::{Clock, IdGenerator};
+use crate::vocabulary::string_newtype;
 
+pub use crate::vocabulary::{InvalidWallet, Wallet};
 pub use api::{AccountApiDoc, AccountState, routes};
 pub use cmd::AccountCommand;
 pub use event::AccountEvent;
@@ -123,6 +124,8 @@ pub struct InvalidClientId {
 #[schema(value_type = String, format = Email)]
 pub struct Email(String);
 
+string_newtype!(Email, InvalidEmail);
+
 impl Email {
     const MAX_LEN: usize = 254;
 
@@ -158,30 +161,6 @@ impl Email {
             return Err(invalid(EmailDefect::Domain));
         }
         Ok(Self(normalized))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for Email {
-    type Error = InvalidEmail;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(&value)
-    }
-}
-
-impl From<Email> for String {
-    fn from(value: Email) -> Self {
-        value.0
     }
 }
 
@@ -234,6 +213,8 @@ pub struct InvalidEmail {
 #[schema(value_type = String, pattern = "^[!-~]{1,64}$", example = "AP-0001")]
 pub struct AlpacaAccountNumber(String);
 
+string_newtype!(AlpacaAccountNumber, InvalidAlpacaAccountNumber);
+
 impl AlpacaAccountNumber {
     const MAX_LEN: usize = 64;
 
@@ -252,30 +233,6 @@ impl AlpacaAccountNumber {
             return Err(invalid("it must be printable ASCII without spaces"));
         }
         Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AlpacaAccountNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for AlpacaAccountNumber {
-    type Error = InvalidAlpacaAccountNumber;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(&value)
-    }
-}
-
-impl From<AlpacaAccountNumber> for String {
-    fn from(value: AlpacaAccountNumber) -> Self {
-        value.0
     }
 }
 
@@ -357,97 +314,6 @@ impl From<AlpacaAccountId> for Uuid {
 pub struct InvalidAlpacaAccountId {
     pub value: String,
     pub reason: &'static str,
-}
-
-/// A wallet an AP may use: a non-zero EVM address. Parsing requires the
-/// `0x` prefix and ignores the EIP-55 checksum (Alpaca sends either case).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(try_from = "String", into = "String")]
-#[schema(
-    value_type = String,
-    pattern = "^0x(?!0{40})[0-9a-fA-F]{40}$",
-    example = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-)]
-pub struct Wallet(Address);
-
-impl Wallet {
-    pub fn new(address: Address) -> Result<Self, InvalidWallet> {
-        if address.is_zero() {
-            return Err(InvalidWallet {
-                value: address.to_string(),
-                reason: "the zero address cannot own tokens",
-            });
-        }
-        Ok(Self(address))
-    }
-
-    pub const fn address(&self) -> Address {
-        self.0
-    }
-}
-
-impl fmt::Display for Wallet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for Wallet {
-    type Err = InvalidWallet;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(parse_address(s).map_err(|reason| InvalidWallet {
-            value: s.to_owned(),
-            reason,
-        })?)
-    }
-}
-
-impl TryFrom<String> for Wallet {
-    type Error = InvalidWallet;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
-
-impl From<Wallet> for String {
-    fn from(value: Wallet) -> Self {
-        value.0.to_string()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid wallet address {value:?}: {reason}")]
-pub struct InvalidWallet {
-    pub value: String,
-    pub reason: &'static str,
-}
-
-/// Parses `0x` + 40 hex digits in any letter case. Shared by every address
-/// the issuer accepts over HTTP (wallets here, vaults in tokenized assets).
-pub(crate) fn parse_address(raw: &str) -> Result<Address, &'static str> {
-    let Some(hex) = raw.strip_prefix("0x").or_else(|| raw.strip_prefix("0X"))
-    else {
-        return Err("expected a 0x-prefixed address");
-    };
-    if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err("expected 40 hexadecimal digits after 0x");
-    }
-    hex.parse::<Address>()
-        .map_err(|_| "expected 40 hexadecimal digits after 0x")
 }
 
 /// What an account knows from registration on.

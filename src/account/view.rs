@@ -19,6 +19,8 @@ use sqlite_es::{
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
+use crate::vocabulary::address_key;
+
 use super::{
     Account, AccountEvent, AccountServices, AlpacaAccountId,
     AlpacaAccountNumber, ClientId, Email, Wallet,
@@ -223,7 +225,7 @@ pub async fn find_owner_of_wallet(
     let owner: Option<String> = sqlx::query_scalar(
         "SELECT client_id FROM account_wallets WHERE wallet = ?",
     )
-    .bind(wallet_key(wallet))
+    .bind(address_key(*wallet))
     .fetch_optional(pool)
     .await?;
     owner
@@ -241,10 +243,6 @@ fn parse_stored_client_id(
 }
 
 /// Claim-table key: lowercase hex, so lookups ignore checksum casing.
-fn wallet_key(wallet: &Address) -> String {
-    format!("{wallet:#x}")
-}
-
 /// Claim-table key: lowercase hyphenated, as `Uuid` displays it.
 fn alpaca_id_key(id: &AlpacaAccountId) -> String {
     id.as_uuid().hyphenated().to_string()
@@ -300,7 +298,7 @@ impl TxProjection<Account> for WalletClaims {
         for event in events {
             match &event.payload {
                 AccountEvent::WalletWhitelisted { wallet, .. } => {
-                    let key = wallet_key(&wallet.address());
+                    let key = address_key(wallet.address());
                     sqlx::query(
                         "INSERT INTO account_wallets (wallet, client_id) \
                          VALUES (?, ?)",
@@ -318,7 +316,7 @@ impl TxProjection<Account> for WalletClaims {
                         "DELETE FROM account_wallets \
                          WHERE wallet = ? AND client_id = ?",
                     )
-                    .bind(wallet_key(&wallet.address()))
+                    .bind(address_key(wallet.address()))
                     .bind(&event.aggregate_id)
                     .execute(&mut *conn)
                     .await?;

@@ -20,6 +20,7 @@
 //!   present (`lessons.md` §9 item 19).
 
 mod client;
+mod custody;
 mod wire;
 
 use std::time::Duration;
@@ -29,9 +30,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-use crate::tokenized_asset::CustodyOverrides;
-
 pub use client::AlpacaClient;
+pub use custody::{CustodyOverrides, InvalidCustodyOverride};
 pub use wire::{
     ApRef, FieldMismatch, HandshakeIdField, ListFilter, MintCallback,
     RedeemRequest, RequestStatus, RequestType, TokenizationRequest,

@@ -688,7 +688,7 @@ async fn connect_checks_the_chain_id() {
 #[tokio::test]
 async fn readiness_probe_checks_the_chain_id() {
     use crate::http::health::ReadinessProbe as _;
-    use crate::tokenized_asset::Network;
+    use crate::vocabulary::Network;
 
     let chain = LocalChain::start().await.unwrap();
     let good = ChainProbe::new(client(&chain, pool().await), Network::Base);

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
-use crate::tokenized_asset::Network;
+use crate::vocabulary::Network;
 
 const WEI_PER_GWEI: u128 = 1_000_000_000;
 

@@ -11,11 +11,9 @@ use alloy::primitives::{Address, TxHash};
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
-use super::tx::SignedTx;
+use crate::vocabulary::address_key;
 
-fn wallet_key(wallet: Address) -> String {
-    format!("{wallet:#x}")
-}
+use super::tx::SignedTx;
 
 fn hash_key(hash: TxHash) -> String {
     format!("{hash:#x}")
@@ -46,7 +44,7 @@ pub async fn record_intent(
          VALUES (?, ?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
     )
     .bind(to_i64(tx.chain_id)?)
-    .bind(wallet_key(tx.from))
+    .bind(address_key(tx.from))
     .bind(to_i64(tx.nonce)?)
     .bind(hash_key(tx.hash))
     .bind(owner_type)
@@ -91,7 +89,7 @@ pub async fn unresolved_intents(
          WHERE chain_id = ? AND wallet = ? AND resolved = 0 ORDER BY nonce",
     )
     .bind(to_i64(chain_id)?)
-    .bind(wallet_key(wallet))
+    .bind(address_key(wallet))
     .fetch_all(pool)
     .await?;
     rows.into_iter()
@@ -154,7 +152,7 @@ impl NonceManager {
              WHERE chain_id = ? AND wallet = ? AND nonce >= ?",
         )
         .bind(to_i64(self.chain_id)?)
-        .bind(wallet_key(self.wallet))
+        .bind(address_key(self.wallet))
         .bind(to_i64(chain_next)?)
         .fetch_all(&self.pool)
         .await?

@@ -1,7 +1,7 @@
 //! Readiness: the chain's RPC answers and serves the configured chain id.
 
 use crate::http::health::{ProbeError, ReadinessProbe};
-use crate::tokenized_asset::Network;
+use crate::vocabulary::Network;
 
 use super::client::ChainClient;
 

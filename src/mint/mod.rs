@@ -39,6 +39,7 @@ use crate::clock::Clock;
 use crate::operator::{EchoError, OperatorReason, check_echo};
 use crate::quantity::AlpacaQuantity;
 use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
+use crate::vocabulary::string_newtype;
 
 pub use crate::driver::DriverStatus;
 pub use crate::tokenized_asset::Vault;
@@ -83,6 +84,8 @@ pub const MAX_TX_ATTEMPTS: u32 = 4;
 )]
 pub struct TokenizationRequestId(String);
 
+string_newtype!(TokenizationRequestId, InvalidTokenizationRequestId);
+
 impl TokenizationRequestId {
     pub const MAX_LEN: usize = 128;
 
@@ -101,38 +104,6 @@ impl TokenizationRequestId {
             return Err(invalid("it must be printable ASCII without spaces"));
         }
         Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TokenizationRequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for TokenizationRequestId {
-    type Err = InvalidTokenizationRequestId;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<String> for TokenizationRequestId {
-    type Error = InvalidTokenizationRequestId;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(&value)
-    }
-}
-
-impl From<TokenizationRequestId> for String {
-    fn from(value: TokenizationRequestId) -> Self {
-        value.0
     }
 }
 

@@ -31,6 +31,7 @@ use sqlite_es::ProjectionError;
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::chain::{VaultError, VaultService};
+use crate::vocabulary::address_key;
 
 pub use api::{ReceiptApiDoc, routes};
 pub use select::{InsufficientReceipts, select_burns};
@@ -112,7 +113,7 @@ impl From<InventoryError> for ProjectionError {
                 vault, receipt_id, ..
             } => Self::Conflict {
                 table: RESERVATIONS_TABLE.to_owned(),
-                key: format!("{}:{receipt_id}", vault_key(vault)),
+                key: format!("{}:{receipt_id}", address_key(vault)),
             },
             other => Self::Other(Box::new(other)),
         }
@@ -139,7 +140,7 @@ pub async fn record_deposit(
          VALUES (?, ?, ?, ?, ?, ?) \
          ON CONFLICT (vault, receipt_id) DO NOTHING",
     )
-    .bind(vault_key(vault))
+    .bind(address_key(vault))
     .bind(receipt_id.to_string())
     .bind(shares.to_string())
     .bind(issuer_request_id)
@@ -190,7 +191,7 @@ pub async fn holdings(
     conn: &mut SqliteConnection,
     vault: Address,
 ) -> Result<Vec<ReceiptHolding>, InventoryError> {
-    let vault_text = vault_key(vault);
+    let vault_text = address_key(vault);
     let rows: Vec<HoldingRow> = sqlx::query_as(
         "SELECT vault, receipt_id, balance, source_issuer_request_id, \
          updated_at FROM receipt_inventory INDEXED BY receipt_inventory_held \
@@ -215,7 +216,7 @@ async fn holding(
     vault: Address,
     receipt_id: U256,
 ) -> Result<Option<ReceiptHolding>, InventoryError> {
-    let (vault_text, id_text) = (vault_key(vault), receipt_id.to_string());
+    let (vault_text, id_text) = (address_key(vault), receipt_id.to_string());
     let rows: Vec<HoldingRow> = sqlx::query_as(
         "SELECT vault, receipt_id, balance, source_issuer_request_id, \
          updated_at FROM receipt_inventory WHERE vault = ? AND receipt_id = ?",
@@ -246,7 +247,7 @@ pub async fn reserve(
     burns: &[ReceiptBurn],
     at: DateTime<Utc>,
 ) -> Result<(), InventoryError> {
-    let vault_text = vault_key(vault);
+    let vault_text = address_key(vault);
     sqlx::query(
         "DELETE FROM receipt_reservations \
          WHERE vault = ? AND redemption_id = ?",
@@ -330,7 +331,7 @@ pub async fn settle(
         )
         .bind(remaining.to_string())
         .bind(stamp(at))
-        .bind(vault_key(vault))
+        .bind(address_key(vault))
         .bind(burn.receipt_id.to_string())
         .execute(&mut *conn)
         .await?;
@@ -415,7 +416,7 @@ pub async fn reconcile(
                 )
                 .bind(corrected.to_string())
                 .bind(stamp(Utc::now()))
-                .bind(vault_key(*vault))
+                .bind(address_key(*vault))
                 .bind(holding.receipt_id.to_string())
                 .execute(&mut *tx)
                 .await?
@@ -441,11 +442,6 @@ pub async fn reconcile(
         }
     }
     Ok(report)
-}
-
-/// Lowercase 0x hex, the key form of every address column.
-pub(crate) fn vault_key(vault: Address) -> String {
-    format!("{vault:#x}")
 }
 
 fn stamp(at: DateTime<Utc>) -> String {

@@ -26,7 +26,6 @@ mod tests;
 
 use std::fmt;
 use std::num::NonZeroU64;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +50,7 @@ use crate::quantity::{AlpacaQuantity, split_for_alpaca};
 use crate::receipt_inventory::ReceiptBurn;
 use crate::shutdown::ShutdownTrigger;
 use crate::tokenized_asset::{Network, TokenSymbol, UnderlyingSymbol};
+use crate::vocabulary::string_newtype;
 
 pub use admin::RedemptionAdminApiDoc;
 pub use api::{RedemptionApiDoc, RedemptionResponse, routes};
@@ -225,19 +225,11 @@ pub fn start(
 #[serde(try_from = "String", into = "String")]
 pub struct RedemptionId(String);
 
+string_newtype!(RedemptionId, InvalidRedemptionId);
+
 impl RedemptionId {
     pub fn for_transfer(tx_hash: TxHash, log_index: u64) -> Self {
         Self(format!("{tx_hash:#x}-{log_index}"))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for RedemptionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -247,10 +239,10 @@ pub struct InvalidRedemptionId {
     pub value: String,
 }
 
-impl FromStr for RedemptionId {
-    type Err = InvalidRedemptionId;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+impl RedemptionId {
+    /// Parses `0x<64 lowercase hex>-<log index>`, the only form
+    /// [`Self::for_transfer`] writes.
+    pub fn new(s: &str) -> Result<Self, InvalidRedemptionId> {
         let invalid = || InvalidRedemptionId {
             value: s.chars().take(200).collect(),
         };
@@ -270,20 +262,6 @@ impl FromStr for RedemptionId {
         let hash: TxHash = hash.parse().map_err(|_| invalid())?;
         let index: u64 = index.parse().map_err(|_| invalid())?;
         Ok(Self::for_transfer(hash, index))
-    }
-}
-
-impl TryFrom<String> for RedemptionId {
-    type Error = InvalidRedemptionId;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
-
-impl From<RedemptionId> for String {
-    fn from(value: RedemptionId) -> Self {
-        value.0
     }
 }
 

@@ -39,9 +39,9 @@ use super::{
 use crate::account::{self, AccountQueryError};
 use crate::alpaca::ApRef;
 use crate::clock::Clock;
-use crate::receipt_inventory::vault_key;
 use crate::shutdown::ShutdownListener;
 use crate::tokenized_asset::{self, AssetQueryError, AssetView, Network};
+use crate::vocabulary::address_key;
 
 /// Pause between passes when caught up.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -189,7 +189,7 @@ pub async fn load_checkpoint(
          WHERE network = ? AND vault = ?",
     )
     .bind(network.as_str())
-    .bind(vault_key(vault))
+    .bind(address_key(vault))
     .fetch_optional(pool)
     .await?;
     stored
@@ -218,7 +218,7 @@ pub async fn save_checkpoint(
          WHERE excluded.last_block > monitor_checkpoints.last_block",
     )
     .bind(network.as_str())
-    .bind(vault_key(vault))
+    .bind(address_key(vault))
     .bind(stored)
     .bind(stamp(at))
     .execute(pool)
@@ -242,10 +242,10 @@ pub async fn record_unattributed(
          ON CONFLICT (network, tx_hash, log_index) DO NOTHING",
     )
     .bind(transfer.network.as_str())
-    .bind(vault_key(transfer.vault))
+    .bind(address_key(transfer.vault))
     .bind(format!("{:#x}", transfer.tx_hash))
     .bind(to_i64(transfer.log_index)?)
-    .bind(vault_key(transfer.from_wallet))
+    .bind(address_key(transfer.from_wallet))
     .bind(&transfer.amount)
     .bind(to_i64(transfer.block)?)
     .bind(&transfer.detected_at)

@@ -4,71 +4,17 @@
 //! (`[alpaca] account_id`) unless `[alpaca] custody_accounts` names
 //! another one for it.
 
-use std::collections::BTreeMap;
-
 use rocket::serde::json::Json;
 use rocket::{Build, Rocket, State};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use super::{UnderlyingSymbol, list_enabled};
+use crate::alpaca::CustodyOverrides;
 use crate::auth::AlpacaAuth;
 use crate::http::ApiError;
 use crate::http::ErrorBody;
-
-/// `[alpaca] custody_accounts = { AAPL = "<uuid>" }`: symbols whose shares
-/// sit in another issuer account than the designated one. Keys are read
-/// case-insensitively (environment variable names arrive lowercased).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CustodyOverrides(BTreeMap<UnderlyingSymbol, Uuid>);
-
-impl CustodyOverrides {
-    pub fn new(
-        raw: BTreeMap<String, Uuid>,
-    ) -> Result<Self, InvalidCustodyOverride> {
-        let mut overrides = BTreeMap::new();
-        for (key, account) in raw {
-            let invalid = |reason: String| InvalidCustodyOverride {
-                symbol: key.clone(),
-                reason,
-            };
-            let symbol = UnderlyingSymbol::new(&key.to_ascii_uppercase())
-                .map_err(|err| invalid(err.to_string()))?;
-            if account.is_nil() {
-                return Err(invalid("the nil UUID names no account".into()));
-            }
-            if overrides.insert(symbol, account).is_some() {
-                return Err(invalid(
-                    "the symbol is listed twice (keys ignore case)".into(),
-                ));
-            }
-        }
-        Ok(Self(overrides))
-    }
-
-    pub fn get(&self, symbol: &UnderlyingSymbol) -> Option<Uuid> {
-        self.0.get(symbol).copied()
-    }
-
-    /// Every override, by symbol.
-    pub fn iter(&self) -> impl Iterator<Item = (&UnderlyingSymbol, Uuid)> {
-        self.0.iter().map(|(symbol, account)| (symbol, *account))
-    }
-}
-
-impl<'de> Deserialize<'de> for CustodyOverrides {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::new(BTreeMap::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid custody_accounts entry {symbol:?}: {reason}")]
-pub struct InvalidCustodyOverride {
-    pub symbol: String,
-    pub reason: String,
-}
 
 /// Where the shares of each symbol are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]

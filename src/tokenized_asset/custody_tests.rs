@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 use super::*;
-use crate::alpaca::AlpacaConfig;
+use crate::alpaca::{AlpacaConfig, CustodyOverrides};
 use crate::config::{Config, TEST_ALPACA_KEY, TEST_INTERNAL_KEY};
 
 const DESIGNATED: Uuid = Uuid::from_u128(0xD0);

@@ -15,6 +15,8 @@ use sqlite_es::{
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
+use crate::vocabulary::address_key;
+
 use super::{
     AssetKey, Freeze, Network, TokenSymbol, TokenizedAsset,
     TokenizedAssetEvent, TokenizedAssetServices, UnderlyingSymbol,
@@ -248,18 +250,13 @@ pub async fn find_by_vault(
     let key: Option<String> = sqlx::query_scalar(
         "SELECT asset_key FROM tokenized_asset_vaults WHERE vault = ?",
     )
-    .bind(vault_key(vault))
+    .bind(address_key(vault))
     .fetch_optional(pool)
     .await?;
     match key {
         Some(key) => load(pool, &key).await,
         None => Ok(None),
     }
-}
-
-/// Claim-table key: lowercase hex, so lookups ignore checksum casing.
-fn vault_key(vault: Address) -> String {
-    format!("{vault:#x}")
 }
 
 /// Claims the vault on `Added`, moves the claim on `VaultRepointed`.
@@ -271,7 +268,7 @@ impl VaultClaims {
         vault: Address,
         asset_key: &str,
     ) -> Result<(), ProjectionError> {
-        let key = vault_key(vault);
+        let key = address_key(vault);
         sqlx::query(
             "INSERT INTO tokenized_asset_vaults (vault, asset_key) \
              VALUES (?, ?)",
@@ -307,7 +304,7 @@ impl TxProjection<TokenizedAsset> for VaultClaims {
                         "DELETE FROM tokenized_asset_vaults \
                          WHERE vault = ? AND asset_key = ?",
                     )
-                    .bind(vault_key(previous_vault.address()))
+                    .bind(address_key(previous_vault.address()))
                     .bind(&event.aggregate_id)
                     .execute(&mut *conn)
                     .await?;

@@ -317,5 +317,3 @@ const fn default_retry_max_delay_ms() -> u64 {
 mod client_tests;
 #[cfg(test)]
 mod log_tests;
-#[cfg(test)]
-mod sim_tests;

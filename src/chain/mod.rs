@@ -2,8 +2,6 @@
 //! transaction pipeline (sign → persist intent → broadcast → classify) and
 //! the receipt vault calls built on it.
 
-#[cfg(test)]
-mod anvil_tests;
 mod client;
 mod config;
 mod landing;

@@ -181,17 +181,17 @@ impl NonceManager {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use alloy::primitives::{Bytes, address, b256};
     use chrono::Utc;
     use sqlx::sqlite::SqlitePoolOptions;
 
-    pub(crate) const MIGRATION: &str =
+    const MIGRATION: &str =
         include_str!("../../migrations/20261128000300_tx_intents.sql");
 
     /// A private in-memory database with the tx_intents table.
-    pub(crate) async fn pool() -> SqlitePool {
+    async fn pool() -> SqlitePool {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")

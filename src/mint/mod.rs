@@ -18,8 +18,6 @@ mod view;
 #[cfg(test)]
 mod api_tests;
 #[cfg(test)]
-mod driver_tests;
-#[cfg(test)]
 mod tests;
 
 use std::fmt;

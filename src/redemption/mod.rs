@@ -18,8 +18,6 @@ pub mod monitor;
 mod view;
 
 #[cfg(test)]
-mod anvil_tests;
-#[cfg(test)]
 mod api_tests;
 #[cfg(test)]
 mod tests;

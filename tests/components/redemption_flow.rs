@@ -24,27 +24,32 @@ use serde_json::json;
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
-use super::flow::{DriverSettings, RedemptionDriver};
-use super::monitor::{
-    MonitorSettings, TransferMonitor, list_unattributed, load_checkpoint,
-};
-use super::*;
-use crate::account::{
+use issuance_bot::account::ClientId;
+use issuance_bot::account::{
     self, AccountCommand, AccountServices, AlpacaAccountNumber, Email, Wallet,
 };
-use crate::alpaca::{AlpacaClient, AlpacaConfig};
-use crate::chain::VaultService;
-use crate::chain::{
+use issuance_bot::alpaca::{AlpacaClient, AlpacaConfig};
+use issuance_bot::chain::VaultService;
+use issuance_bot::chain::{
     BotSigner, ChainClient, ReceiptInformation, ReceiptOp, TxPolicy, TxStatus,
     WeiPerGas,
 };
-use crate::clock::SystemClock;
-use crate::quantity::Quantity;
-use crate::receipt_inventory::{self, record_deposit};
-use crate::tokenized_asset::{
+use issuance_bot::clock::Clock;
+use issuance_bot::clock::SystemClock;
+use issuance_bot::quantity::Quantity;
+use issuance_bot::receipt_inventory::ReceiptBurn;
+use issuance_bot::receipt_inventory::{self, record_deposit};
+use issuance_bot::redemption::flow::{DriverSettings, RedemptionDriver};
+use issuance_bot::redemption::monitor::{
+    MonitorSettings, TransferMonitor, list_unattributed, load_checkpoint,
+};
+use issuance_bot::redemption::*;
+use issuance_bot::tokenized_asset::{
     self, AssetKey, TokenizedAssetCommand, TokenizedAssetServices,
     Vault as ListedVault,
 };
+use issuance_bot::vocabulary::{Network, TokenSymbol, UnderlyingSymbol};
+use tokio::sync::Notify;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -76,7 +81,7 @@ impl World {
     async fn start_with(settle: Duration, poll_timeout: Duration) -> Self {
         let chain = LocalChain::start().await.unwrap();
         let pool = sqlite_es::open_pool("sqlite::memory:", 1).await.unwrap();
-        crate::migrate(&pool).await.unwrap();
+        issuance_bot::migrate(&pool).await.unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let client = ChainClient::from_parts(
             RootProvider::new_http(chain.rpc_url.clone()),
@@ -198,11 +203,11 @@ impl World {
             Self::monitor_settings(&chain),
             Arc::clone(&wake),
         );
-        let driver = super::flow::engine(
+        let driver = issuance_bot::redemption::flow::engine(
             pool.clone(),
             cqrs,
             alpaca,
-            crate::chain::TxPipeline::new(
+            issuance_bot::chain::TxPipeline::new(
                 vaults.clone(),
                 Duration::from_secs(5),
                 Duration::from_mins(10),

@@ -13,8 +13,8 @@ use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::*;
-use crate::quantity::AlpacaQuantity;
+use issuance_bot::alpaca::*;
+use issuance_bot::quantity::AlpacaQuantity;
 
 const WAIT: Duration = Duration::from_secs(5);
 

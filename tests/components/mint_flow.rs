@@ -19,14 +19,22 @@ use sqlx::SqlitePool;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use super::*;
-use crate::alpaca::{AlpacaClient, AlpacaConfig};
-use crate::chain::{
+use issuance_bot::account::ClientId;
+use issuance_bot::alpaca::ApRef;
+use issuance_bot::alpaca::{AlpacaClient, AlpacaConfig};
+use issuance_bot::chain::SignedTx;
+use issuance_bot::chain::{
     BotSigner, ChainClient, ReceiptInformation, ReceiptOp, TxPipeline,
     TxPolicy, VaultService, WeiPerGas,
 };
-use crate::clock::{SequentialIds, SystemClock};
-use crate::migrate;
+use issuance_bot::clock::Clock;
+use issuance_bot::clock::{SequentialIds, SystemClock};
+use issuance_bot::migrate;
+use issuance_bot::mint::*;
+use issuance_bot::quantity::AlpacaQuantity;
+use issuance_bot::vocabulary::{
+    Network, TokenSymbol, UnderlyingSymbol, Wallet,
+};
 
 struct Setup {
     chain: LocalChain,
@@ -158,9 +166,9 @@ impl Setup {
     }
 
     async fn last_error(&self) -> Option<String> {
-        crate::driver::status(
+        issuance_bot::driver::status(
             &self.pool,
-            crate::driver::FlowName::Mint,
+            issuance_bot::driver::FlowName::Mint,
             id().as_str(),
         )
         .await

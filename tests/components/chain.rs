@@ -15,10 +15,9 @@ use receipt_vault::roles;
 use receipt_vault::testing::{Certification, LocalChain};
 use sqlx::SqlitePool;
 
-use super::nonce::tests::pool;
-use super::*;
-use crate::clock::{Clock, FixedClock};
-use crate::quantity::{Quantity, split_for_alpaca};
+use issuance_bot::chain::*;
+use issuance_bot::clock::{Clock, FixedClock};
+use issuance_bot::quantity::{Quantity, split_for_alpaca};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -128,6 +127,17 @@ async fn rpc(
         .raw_request(method.into(), params)
         .await
         .unwrap();
+}
+
+/// A private in-memory database with the service's schema.
+async fn pool() -> SqlitePool {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    issuance_bot::migrate(&pool).await.unwrap();
+    pool
 }
 
 #[tokio::test]
@@ -687,8 +697,8 @@ async fn connect_checks_the_chain_id() {
 
 #[tokio::test]
 async fn readiness_probe_checks_the_chain_id() {
-    use crate::http::health::ReadinessProbe as _;
-    use crate::vocabulary::Network;
+    use issuance_bot::http::health::ReadinessProbe as _;
+    use issuance_bot::vocabulary::Network;
 
     let chain = LocalChain::start().await.unwrap();
     let good = ChainProbe::new(client(&chain, pool().await), Network::Base);

@@ -8,7 +8,11 @@
 //!   waiting, at most `max_concurrent` steps at once; items beyond the limit
 //!   queue for a permit instead of being skipped, so the queue never stalls;
 //! - waking: on its [`Notify`] (a confirmation, a detected transfer) as
-//!   well as on a tick;
+//!   well as on a tick (the fallback). A step that changed the state
+//!   ([`Step::Progress`], including a broadcast) is followed by the next
+//!   one at once, up to `max_steps_per_run`; an item that reaches that cap
+//!   with work left wakes the engine, so it queues again without waiting
+//!   for the tick;
 //! - per-step deadline (`step_timeout`): a hung step is cancelled and
 //!   reported like any other error;
 //! - backoff: exponential for errors that may clear by themselves, long
@@ -44,7 +48,10 @@ use crate::telemetry::flow::{self, FlowTag};
 /// What one step achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// The state changed: take the next step now.
+    /// The state changed: take the next step now, in the same task. Also
+    /// the answer after a broadcast (the intent is recorded, so the state
+    /// did change): on a fast chain the receipt is already there, and
+    /// waiting for the tick would only add latency.
     Progress,
     /// Waiting on the outside world: look again on the next tick or wake.
     Wait,
@@ -385,24 +392,38 @@ impl<F: Flow> Engine<F> {
             };
             tasks.spawn(async move {
                 // Queue for a permit rather than skip: nothing starves.
-                let Ok(_permit) = guard.inner.permits.acquire().await else {
+                let Ok(permit) = guard.inner.permits.acquire().await else {
                     return;
                 };
-                guard.inner.drive(&guard.id).await;
+                let work_left = guard.inner.drive(&guard.id).await;
+                // Out of steps but not out of work: the permit goes to the
+                // items queued behind this one, and a dispatch now (once
+                // this item is no longer in flight) queues it again
+                // without waiting for the tick.
+                drop(permit);
+                let inner = Arc::clone(&guard.inner);
+                drop(guard);
+                if work_left {
+                    inner.waker.notify_one();
+                }
             });
             started += 1;
         }
         started
     }
 
-    /// Takes steps on one item until it waits, finishes or fails.
+    /// Takes steps on one item until it waits, finishes or fails (or
+    /// reaches `max_steps_per_run`).
     pub async fn drive(&self, id: &F::Id) {
         self.inner.drive(id).await;
     }
 }
 
 impl<F: Flow> Inner<F> {
-    async fn drive(&self, id: &F::Id) {
+    /// Takes steps on one item until it waits, finishes or fails (false),
+    /// or until `max_steps_per_run` steps all made progress (true: work
+    /// is left).
+    async fn drive(&self, id: &F::Id) -> bool {
         let name = F::NAME.as_str();
         let limit = self.settings.step_timeout;
         for _ in 0..self.settings.max_steps_per_run.max(1) {
@@ -452,15 +473,16 @@ impl<F: Flow> Inner<F> {
                     }
                     self.succeeded(id, step).await;
                     if step != Step::Progress {
-                        return;
+                        return false;
                     }
                 }
                 Err(error) => {
                     self.failed(id, &error).await;
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     async fn succeeded(&self, id: &F::Id, step: Step) {

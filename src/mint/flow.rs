@@ -7,7 +7,8 @@
 //! result as a command:
 //!
 //! - `JournalConfirmed`: sign the deposit, commit `RecordTxIntent` (the
-//!   exact bytes), then broadcast ([`TxPipeline::submit`]).
+//!   exact bytes), then broadcast ([`TxPipeline::submit`]), and follow it
+//!   in the same run (`Step::Progress`): no tick between send and receipt.
 //! - `MintIntended`: [`TxPipeline::advance`]: landed → `RecordMinted`
 //!   (a landing of a replaced attempt, or of none of ours, stops the mint
 //!   for an operator); pending → rebroadcast; proven reverted or nonce
@@ -273,7 +274,9 @@ impl MintFlow {
             nonce = tx.nonce,
             "mint transaction intended"
         );
-        Ok(Step::Wait)
+        // Recorded and sent: follow it at once (on a fast chain it has
+        // already landed); a pending one then waits for a tick or wake.
+        Ok(Step::Progress)
     }
 
     /// Follows the current transaction and records what the chain shows.
@@ -402,7 +405,7 @@ impl MintFlow {
                     nonce = replacement.nonce,
                     "mint transaction replaced"
                 );
-                Ok(Step::Wait)
+                Ok(Step::Progress)
             }
             Advance::Failed(reason) => {
                 let (classification, text) = match reason {

@@ -664,7 +664,8 @@ impl RedemptionFlow {
             dust = %detection.dust,
             "burn intended"
         );
-        Ok(Step::Wait)
+        // Recorded and sent: follow it at once (see the mint flow).
+        Ok(Step::Progress)
     }
 
     async fn drive_burn(
@@ -759,7 +760,7 @@ impl RedemptionFlow {
                             ?cause,
                             "burn replaced"
                         );
-                        Ok(Step::Wait)
+                        Ok(Step::Progress)
                     }
                     Err(SubmitError::Chain(error)) => {
                         tracing::warn!(

@@ -301,3 +301,44 @@ async fn a_hold_is_reported_and_rechecked_after_its_own_delay() {
     assert_eq!(engine.pass().await, 0);
     assert_eq!(engine.flow().steps.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn an_item_out_of_steps_but_not_of_work_goes_on_without_a_tick() {
+    // 5 progress steps and the finishing one, 2 per run: three runs, and
+    // only the first can come from the (immediate) first tick.
+    let engine = engine(
+        ToyFlow::new([("a", Behaviour::ProgressThenDone(5))]),
+        EngineSettings {
+            tick: Duration::from_hours(1),
+            max_steps_per_run: 2,
+            ..EngineSettings::default()
+        },
+    )
+    .await;
+    let (trigger, listener) = shutdown::channel();
+    let handle = engine.clone().spawn(listener);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.flow().open_count() > 0 {
+        assert!(Instant::now() < deadline, "the item waited for a tick");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(engine.flow().steps.load(Ordering::SeqCst), 6);
+    trigger.trigger();
+    handle.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pass_stops_an_item_at_the_step_cap() {
+    let engine = engine(
+        ToyFlow::new([("a", Behaviour::ProgressThenDone(5))]),
+        EngineSettings {
+            max_steps_per_run: 2,
+            ..EngineSettings::default()
+        },
+    )
+    .await;
+    // The cap still bounds one run: the others queued get their turn.
+    assert_eq!(engine.pass().await, 1);
+    assert_eq!(engine.flow().steps.load(Ordering::SeqCst), 2);
+    assert_eq!(engine.flow().open_count(), 1);
+}

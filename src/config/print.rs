@@ -344,10 +344,12 @@ fn print_redemption(out: &mut Printout, redemption: &RedemptionConfig) {
     let RedemptionConfig {
         poll_timeout_secs,
         monitor_interval_ms,
+        monitor_head_poll_ms,
         reconcile_interval_secs,
     } = redemption;
     out.section("redemption");
     out.raw("poll_timeout_secs", poll_timeout_secs);
     out.raw("monitor_interval_ms", monitor_interval_ms);
+    out.raw("monitor_head_poll_ms", monitor_head_poll_ms);
     out.raw("reconcile_interval_secs", reconcile_interval_secs);
 }

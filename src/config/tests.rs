@@ -695,6 +695,7 @@ fn zero_redemption_intervals_are_rejected() {
     for key in [
         "poll_timeout_secs",
         "monitor_interval_ms",
+        "monitor_head_poll_ms",
         "reconcile_interval_secs",
     ] {
         let toml = format!("{}\n[redemption]\n{key} = 0\n", minimal_toml());
@@ -708,6 +709,7 @@ fn zero_redemption_intervals_are_rejected() {
     let config = load(&toml, &[]).unwrap();
     assert_eq!(config.redemption.monitor_interval_ms.get(), 250);
     assert_eq!(config.redemption.poll_timeout_secs.get(), 3600);
+    assert_eq!(config.redemption.monitor_head_poll_ms.get(), 250);
 }
 
 // `auth.alpaca.scheme = "signature"` (RFC 9421, itn-wire.md §4.1).

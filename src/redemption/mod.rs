@@ -72,8 +72,11 @@ pub struct RedemptionConfig {
     /// Give up polling Alpaca this long after the redeem call (measured
     /// from the persisted `called_at`, so it survives restarts).
     pub poll_timeout_secs: NonZeroU64,
-    /// Pause between transfer-monitor passes when caught up.
+    /// A transfer-monitor pass at least this often.
     pub monitor_interval_ms: NonZeroU64,
+    /// How often the monitor polls the chain head (`eth_blockNumber`); a
+    /// new head starts a pass at once.
+    pub monitor_head_poll_ms: NonZeroU64,
     /// How often receipt balances are compared with the chain.
     pub reconcile_interval_secs: NonZeroU64,
 }
@@ -83,6 +86,7 @@ impl Default for RedemptionConfig {
         Self {
             poll_timeout_secs: nonzero(3600),
             monitor_interval_ms: nonzero(5000),
+            monitor_head_poll_ms: nonzero(250),
             reconcile_interval_secs: nonzero(300),
         }
     }
@@ -174,6 +178,9 @@ pub fn start(
             start_block: chain.start_block,
             poll_interval: Duration::from_millis(
                 config.monitor_interval_ms.get(),
+            ),
+            head_poll_interval: Duration::from_millis(
+                config.monitor_head_poll_ms.get(),
             ),
         },
         Arc::clone(&state.wake),

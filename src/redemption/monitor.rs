@@ -2,7 +2,10 @@
 //! every enabled vault and turns each into a redemption (or, for an
 //! unknown sender, an unattributed-transfer record).
 //!
-//! Polling only (`eth_getLogs`), in chunks of `log_chunk_blocks`, up to
+//! The head is polled every `head_poll_interval` (`eth_blockNumber`, one
+//! cheap call); a pass runs as soon as it moved, and at least every
+//! `poll_interval` regardless ([`pass_due`]). A pass scans with
+//! `eth_getLogs`, the source of truth, in chunks of `log_chunk_blocks`, up to
 //! `latest - confirmations`, from a durable checkpoint per (network,
 //! vault) in `monitor_checkpoints` (never the event store). The checkpoint
 //! moves only after everything found in the chunk is committed, so a crash
@@ -31,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use sqlite_es::execute_retrying;
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::{
@@ -43,8 +47,11 @@ use crate::shutdown::ShutdownListener;
 use crate::tokenized_asset::{self, AssetQueryError, AssetView, Network};
 use crate::vocabulary::address_key;
 
-/// Pause between passes when caught up.
+/// A full pass at least this often, even when the head did not move.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the chain head is polled (`eth_blockNumber`, one cheap
+/// call); a pass follows as soon as the head moved.
+pub const DEFAULT_HEAD_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Pause after a failed pass.
 const RETRY_INTERVAL: Duration = Duration::from_secs(10);
 /// Consecutive failed passes before the monitor logs at ERROR.
@@ -70,6 +77,21 @@ pub fn next_range(
     let span = chunk.max(1) - 1;
     let to = from.saturating_add(span).min(safe_head);
     Some(from..=to)
+}
+
+/// Whether the monitor should scan now, given the head `latest` it just
+/// polled: when no pass succeeded yet, when the head moved past the one
+/// the last pass scanned to (a head that went back, e.g. a lagging node
+/// behind a load balancer, waits), or when `full_every` passed since that
+/// pass (new listings are scanned without a new block).
+pub fn pass_due(
+    scanned_head: Option<u64>,
+    latest: u64,
+    since_pass: Duration,
+    full_every: Duration,
+) -> bool {
+    scanned_head.is_none_or(|scanned| latest > scanned)
+        || since_pass >= full_every
 }
 
 /// One ERC-20 transfer into the issuer wallet.
@@ -311,7 +333,11 @@ pub struct MonitorSettings {
     pub confirmations: u64,
     pub chunk_blocks: u64,
     pub start_block: u64,
+    /// A full pass at least this often.
     pub poll_interval: Duration,
+    /// How often the head is polled between passes; a new head starts a
+    /// pass at once.
+    pub head_poll_interval: Duration,
 }
 
 /// What one pass found.
@@ -364,23 +390,29 @@ impl TransferMonitor {
         self
     }
 
-    /// Polls until shutdown.
+    /// Polls until shutdown: the head every `head_poll_interval`, and a
+    /// pass whenever it moved (or `poll_interval` passed).
     pub fn spawn(
         self,
         mut shutdown: ShutdownListener,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let settings = self.settings;
             let mut failures: u32 = 0;
+            // The head the last successful pass scanned to, and when.
+            let mut scanned: Option<(u64, Instant)> = None;
             loop {
-                // A pass may hang on the RPC; shutdown must not wait for it
+                // A call may hang on the RPC; shutdown must not wait for it
                 // (a cut pass only rescans its chunk next time).
                 let outcome = tokio::select! {
                     () = shutdown.wait() => break,
-                    outcome = self.pass() => outcome,
+                    outcome = self.poll(scanned) => outcome,
                 };
                 let pause = match outcome {
-                    Ok(report) => {
+                    Ok(None) => settings.head_poll_interval,
+                    Ok(Some((report, head))) => {
                         failures = 0;
+                        scanned = Some((head, Instant::now()));
                         if report.detected > 0 || report.unattributed > 0 {
                             tracing::info!(
                                 target: "redemption",
@@ -389,7 +421,7 @@ impl TransferMonitor {
                                 "transfer monitor pass"
                             );
                         }
-                        self.settings.poll_interval
+                        settings.head_poll_interval
                     }
                     Err(error) => {
                         failures = failures.saturating_add(1);
@@ -409,7 +441,7 @@ impl TransferMonitor {
                                 "transfer monitor pass failed"
                             );
                         }
-                        RETRY_INTERVAL.min(self.settings.poll_interval * 2)
+                        RETRY_INTERVAL.min(settings.poll_interval * 2)
                     }
                 };
                 tokio::select! {
@@ -421,13 +453,40 @@ impl TransferMonitor {
         })
     }
 
-    /// Scans every enabled vault of this network up to the safe head.
-    pub async fn pass(&self) -> Result<PassReport, MonitorError> {
-        let latest = self
-            .provider
+    /// Polls the head and, if [`pass_due`], scans up to it: the pass's
+    /// report and the head it scanned to, or `None` when not due.
+    async fn poll(
+        &self,
+        scanned: Option<(u64, Instant)>,
+    ) -> Result<Option<(PassReport, u64)>, MonitorError> {
+        let latest = self.head().await?;
+        let due = pass_due(
+            scanned.map(|(head, _)| head),
+            latest,
+            scanned.map_or(Duration::MAX, |(_, at)| at.elapsed()),
+            self.settings.poll_interval,
+        );
+        if !due {
+            return Ok(None);
+        }
+        Ok(Some((self.pass_to(latest).await?, latest)))
+    }
+
+    async fn head(&self) -> Result<u64, MonitorError> {
+        self.provider
             .get_block_number()
             .await
-            .map_err(rpc("eth_blockNumber"))?;
+            .map_err(rpc("eth_blockNumber"))
+    }
+
+    /// Scans every enabled vault of this network up to the safe head.
+    pub async fn pass(&self) -> Result<PassReport, MonitorError> {
+        let latest = self.head().await?;
+        self.pass_to(latest).await
+    }
+
+    /// As [`TransferMonitor::pass`], with the head `latest` just polled.
+    async fn pass_to(&self, latest: u64) -> Result<PassReport, MonitorError> {
         let safe_head = latest.saturating_sub(self.settings.confirmations);
         let assets: Vec<AssetView> = tokenized_asset::list_enabled(&self.pool)
             .await?
@@ -684,6 +743,21 @@ mod tests {
             next_range(Some(u64::MAX - 2), 0, u64::MAX, 10),
             Some(u64::MAX - 1..=u64::MAX)
         );
+    }
+
+    #[test]
+    fn a_pass_is_due_on_a_new_head_or_after_the_full_interval() {
+        let full = Duration::from_secs(5);
+        let soon = Duration::from_millis(250);
+        // Nothing scanned yet: scan whatever the head.
+        assert!(pass_due(None, 0, Duration::ZERO, full));
+        // The head moved: scan at once, however recent the last pass.
+        assert!(pass_due(Some(10), 11, Duration::ZERO, full));
+        // Same head: only the head poll, until the full interval.
+        assert!(!pass_due(Some(10), 10, soon, full));
+        assert!(pass_due(Some(10), 10, full, full));
+        // A head behind the scanned one (a lagging node) waits too.
+        assert!(!pass_due(Some(10), 9, soon, full));
     }
 
     #[test]

@@ -245,6 +245,7 @@ impl World {
             chunk_blocks: 3,
             start_block: 0,
             poll_interval: Duration::from_millis(20),
+            head_poll_interval: Duration::from_millis(20),
         }
     }
 

@@ -5,7 +5,10 @@
 //!    same bundled SQLite;
 //! 2. **intake**: Alpaca's mint requests over HTTP at concurrency 1, 16
 //!    and 64, each answer checked, with its ratio to the raw limit;
-//! 3. **scale**: the service's own database grown to `BENCH_EVENTS`
+//! 3. **flows** ([`flows`]): confirm → callback, a burst of confirmations
+//!    on automine and with 1 s blocks, AP transfer → redeem call, on anvil
+//!    with the ITN simulator;
+//! 4. **scale**: the service's own database grown to `BENCH_EVENTS`
 //!    events (default 1,000,000) by copying the real mint events of step
 //!    2 under new ids, then the release binary started on it: time to
 //!    `/ready` and idle RSS; then an explicit rebuild of every view
@@ -33,6 +36,9 @@ use issuance_bot::config::Config;
 use issuance_bot::start_service;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+
+#[path = "intake/flows.rs"]
+mod flows;
 
 const ALPACA_KEY: &str = "bench-alpaca-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const INTERNAL_KEY: &str = "bench-internal-key-bbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -86,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
     let load_before = load_average();
     let mut rows = vec![raw_limit(dir.path(), requests).await?];
     service(dir.path(), requests, &mut rows).await?;
+    let flows = flows::run(dir.path(), flow_counts(full)?).await?;
     let scale = scale(dir.path(), events).await?;
 
     println!();
@@ -98,7 +105,9 @@ async fn main() -> anyhow::Result<()> {
     let raw = rows.first().map_or(0.0, Row::rate);
     print_table(&rows, raw);
     println!();
-    print_targets(&rows, raw, &scale);
+    print_flows(&flows);
+    println!();
+    print_targets(&rows, raw, &flows, &scale);
     println!();
     println!(
         "scale database: {} events ({} MiB), built in {:.1} s",
@@ -120,6 +129,20 @@ async fn main() -> anyhow::Result<()> {
         bail!("{failed} wrong answers; first: {}", first.unwrap_or("?"));
     }
     Ok(())
+}
+
+/// Mints one at a time, the burst, transfers one at a time:
+/// `BENCH_FLOW_MINTS`, `BENCH_BURST`, `BENCH_REDEMPTIONS`.
+fn flow_counts(full: bool) -> anyhow::Result<flows::Counts> {
+    let count = |name, full_default, smoke| {
+        env_count(name, full, full_default, smoke)
+            .and_then(|count| Ok(usize::try_from(count)?))
+    };
+    Ok(flows::Counts {
+        sequential_mints: count("BENCH_FLOW_MINTS", 30, 2)?,
+        burst: count("BENCH_BURST", 100, 4)?,
+        redemptions: count("BENCH_REDEMPTIONS", 20, 2)?,
+    })
 }
 
 /// `name` from the environment (> 0), else the full or smoke default.
@@ -645,6 +668,39 @@ fn print_table(rows: &[Row], raw: f64) {
     }
 }
 
+fn print_flows(flows: &flows::Flows) {
+    println!("| flow | count | p50 ms | p99 ms | max ms |");
+    println!("|---|--:|--:|--:|--:|");
+    for (flow, latencies) in [
+        ("confirm → callback, one at a time", &flows.callback),
+        ("AP transfer → redeem call, one at a time", &flows.redeem),
+    ] {
+        println!(
+            "| {flow} | {} | {} | {} | {} |",
+            latencies.len(),
+            millis(percentile(latencies, 50)),
+            millis(percentile(latencies, 99)),
+            millis(latencies.last().copied()),
+        );
+    }
+    println!();
+    println!(
+        "| burst | mints | first confirm → last callback s | confirmations spread over s |"
+    );
+    println!("|---|--:|--:|--:|");
+    for (blocks, burst) in [
+        ("automine", flows.burst_automine),
+        ("1 s blocks", flows.burst_blocks),
+    ] {
+        println!(
+            "| {blocks} | {} | {:.2} | {:.2} |",
+            flows.burst,
+            burst.all_called_back.as_secs_f64(),
+            burst.confirm_spread.as_secs_f64(),
+        );
+    }
+}
+
 /// One figure against its target. `higher` says which way is better.
 struct Target {
     figure: String,
@@ -656,7 +712,7 @@ struct Target {
 
 /// The targets, each with the measured value, the ratio
 /// measured / target and whether it is met.
-fn print_targets(rows: &[Row], raw: f64, scale: &Scale) {
+fn print_targets(rows: &[Row], raw: f64, flows: &flows::Flows, scale: &Scale) {
     let mut targets = Vec::new();
     let intake = |concurrency| {
         rows.iter().find(|row| {
@@ -689,6 +745,38 @@ fn print_targets(rows: &[Row], raw: f64, scale: &Scale) {
             });
         }
     }
+    let ms = |latency: Option<Duration>| {
+        latency.map_or(f64::NAN, |latency| latency.as_secs_f64() * 1e3)
+    };
+    targets.push(Target {
+        figure: "confirm → callback p50 (automine)".to_owned(),
+        measured: ms(percentile(&flows.callback, 50)),
+        unit: "ms",
+        goal: 100.0,
+        higher: false,
+    });
+    for (blocks, burst, limit) in [
+        ("automine", flows.burst_automine, 3.0),
+        ("1 s blocks", flows.burst_blocks, 5.0),
+    ] {
+        targets.push(Target {
+            figure: format!(
+                "{} confirmations all called back ({blocks})",
+                flows.burst
+            ),
+            measured: burst.all_called_back.as_secs_f64(),
+            unit: "s",
+            goal: limit,
+            higher: false,
+        });
+    }
+    targets.push(Target {
+        figure: "AP transfer → redeem call p50 (automine)".to_owned(),
+        measured: ms(percentile(&flows.redeem, 50)),
+        unit: "ms",
+        goal: 500.0,
+        higher: false,
+    });
     targets.push(Target {
         figure: format!("startup to /ready, {} events", scale.events),
         measured: scale.ready.as_secs_f64(),

@@ -269,6 +269,7 @@ impl InstanceLock {
     }
 
     /// The lock file, or `None` when the database has no file.
+    #[cfg(test)]
     pub fn path(&self) -> Option<&Path> {
         self.held.as_ref().map(|held| held.path.as_path())
     }

@@ -135,6 +135,7 @@ impl Lease {
         })
     }
 
+    #[cfg(test)]
     pub fn holder(&self) -> &LeaseHolder {
         &self.holder
     }

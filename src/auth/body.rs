@@ -12,7 +12,7 @@ use rocket::Request;
 use rocket::data::{self, Data, FromData};
 use serde::de::DeserializeOwned;
 
-use super::{Audience, AuthError, Authenticator, refuse};
+use super::{Audience, AuthError, Authenticator, SignatureVerifier, refuse};
 use crate::http::body::{self as http_body, BodyError, JsonBody};
 
 /// The parsed body, or why it could not be read or parsed (for the
@@ -44,8 +44,9 @@ impl<'r, T: DeserializeOwned> FromData<'r> for AlpacaJson<T> {
             // Refused before any byte is used: nothing to authenticate.
             Err(error) => return data::Outcome::Success(Self(Err(error))),
         };
-        if let Some(verifier) = authenticator.signature_verifier()
-            && let Err(error) = verifier.check_body(request, &bytes)
+        // Only a configured signature scheme signs the body's digest.
+        if authenticator.signature_verifier().is_some()
+            && let Err(error) = SignatureVerifier::check_body(request, &bytes)
         {
             let error =
                 authenticator.fail(request, Audience::Alpaca, error.into());

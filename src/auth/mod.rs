@@ -39,7 +39,7 @@ pub use config::{
     AuthConfig, AuthConfigError,
 };
 pub use ip::{AllowList, ClientIpHeader, ClientIpSource};
-pub use key::{ApiKey, ApiKeyError};
+pub use key::ApiKey;
 use rate_limit::FailureLimiter;
 pub use signature::{
     PublicBaseUrl, SignatureConfig, SignatureConfigError, SignatureError,

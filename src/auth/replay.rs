@@ -90,10 +90,6 @@ impl NonceCache {
             .expiry
             .len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

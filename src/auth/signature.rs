@@ -429,6 +429,9 @@ impl SignatureVerifier {
         };
         let base = input.signature_base(&message)?;
         if !input.verifies(&key.key, &base) {
+            // Which of the request's signatures was checked: Alpaca's is
+            // labelled `sig`; another label points at the sender.
+            tracing::debug!(target: "auth", label = %input.label, keyid, "signature does not verify");
             return Err(SignatureError::BadSignature {
                 keyid: keyid.to_owned(),
                 target_uri: message.target_uri(),
@@ -462,7 +465,6 @@ impl SignatureVerifier {
 
     /// The body against the signed `Content-Digest`.
     pub fn check_body(
-        &self,
         request: &Request<'_>,
         body: &[u8],
     ) -> Result<(), SignatureError> {

@@ -7,7 +7,8 @@
 //! Both take the internal key. `docs/api.md` is rendered from the same
 //! document ([`markdown`]).
 
-pub mod markdown;
+#[cfg(test)]
+mod markdown;
 
 use rocket::http::ContentType;
 use rocket::response::content::RawHtml;

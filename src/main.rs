@@ -69,6 +69,14 @@ enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Send an unattributed transfer back to its sender (once, through
+    /// the transaction pipeline).
+    Return {
+        tx_hash: String,
+        log_index: u64,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +156,15 @@ impl AdminCommand {
                 tx_hash,
                 log_index,
                 client_id,
+                reason,
+            },
+            Self::Return {
+                tx_hash,
+                log_index,
+                reason,
+            } => AdminAction::Return {
+                tx_hash,
+                log_index,
                 reason,
             },
             Self::Redemption(RedemptionAction::ForceComplete {

@@ -236,6 +236,7 @@ const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
                 "unrepresentable_quantity",
                 "burn_failed",
                 "closed",
+                "returned",
             ],
         )),
     ),

@@ -506,5 +506,22 @@ async fn admin_commands_call_the_running_service_with_the_internal_key() {
         "{}",
         String::from_utf8_lossy(&attribute.stderr)
     );
+    let give_back = run(&[
+        "admin",
+        "--config",
+        &config,
+        "return",
+        "0x1111111111111111111111111111111111111111111111111111111111111111",
+        "0",
+        "--reason",
+        "no such transfer",
+    ]);
+    assert_eq!(give_back.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&give_back.stderr)
+            .contains("404: unattributed transfer not found"),
+        "{}",
+        String::from_utf8_lossy(&give_back.stderr)
+    );
     assert!(terminate(&mut service).success());
 }

@@ -50,6 +50,11 @@ pub enum AdminAction {
         client_id: String,
         reason: String,
     },
+    Return {
+        tx_hash: String,
+        log_index: u64,
+        reason: String,
+    },
 }
 
 impl AdminAction {
@@ -129,6 +134,18 @@ impl AdminAction {
                     segment(tx_hash)
                 ),
                 Some(json!({"client_id": client_id, "reason": reason})),
+            ),
+            Self::Return {
+                tx_hash,
+                log_index,
+                reason,
+            } => (
+                Method::POST,
+                format!(
+                    "/admin/unattributed/{}/{log_index}/return",
+                    segment(tx_hash)
+                ),
+                Some(json!({"reason": reason})),
             ),
         }
     }

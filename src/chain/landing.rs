@@ -7,7 +7,7 @@
 //! either the vault's logs show its effect (then that attempt is recorded)
 //! or the chain shows its nonce taken by a transaction that is not ours.
 
-use alloy::primitives::{Address, TxHash};
+use alloy::primitives::{Address, TxHash, U256};
 use alloy::providers::Provider as _;
 use alloy::rpc::types::{Filter, Log as RpcLog};
 use alloy::sol_types::SolEvent;
@@ -27,6 +27,11 @@ pub enum Effect<'a> {
     /// A `Withdraw` from our wallet whose receiptInformation is a redeem
     /// record naming this redemption (our issuer_request_id).
     Burn { issuer_request_id: &'a str },
+    /// A share `Transfer` from our wallet to `to` of exactly `shares`
+    /// (tokens sent back). A transfer carries no id, so any such transfer
+    /// after the first attempt counts: at worst a coincidence stops a
+    /// second send, never causes one.
+    Return { to: Address, shares: U256 },
 }
 
 impl Effect<'_> {
@@ -34,44 +39,51 @@ impl Effect<'_> {
         match self {
             Self::Mint { .. } => Vault::Deposit::SIGNATURE_HASH,
             Self::Burn { .. } => Vault::Withdraw::SIGNATURE_HASH,
+            Self::Return { .. } => Vault::Transfer::SIGNATURE_HASH,
         }
     }
 
     /// Whether `log` is this effect, done by `wallet`.
     fn matches(self, log: &alloy::primitives::Log, wallet: Address) -> bool {
-        let (owner, info) = match self {
-            Self::Mint { .. } => {
-                match Vault::Deposit::decode_log_data(&log.data) {
-                    Ok(deposit) => (deposit.owner, deposit.receiptInformation),
-                    Err(_) => return false,
-                }
+        let record = |owner: Address, info: &alloy::primitives::Bytes| {
+            if owner == wallet {
+                ReceiptInformation::decode(info).ok()
+            } else {
+                None
             }
-            Self::Burn { .. } => {
-                match Vault::Withdraw::decode_log_data(&log.data) {
-                    Ok(withdraw) => {
-                        (withdraw.owner, withdraw.receiptInformation)
-                    }
-                    Err(_) => return false,
-                }
-            }
-        };
-        if owner != wallet {
-            return false;
-        }
-        let Ok(info) = ReceiptInformation::decode(&info) else {
-            return false;
         };
         match self {
             Self::Mint {
                 tokenization_request_id,
-            } => {
-                info.op() == ReceiptOp::Mint
-                    && info.tokenization_request_id() == tokenization_request_id
-            }
+            } => Vault::Deposit::decode_log_data(&log.data)
+                .ok()
+                .and_then(|deposit| {
+                    record(deposit.owner, &deposit.receiptInformation)
+                })
+                .is_some_and(|info| {
+                    info.op() == ReceiptOp::Mint
+                        && info.tokenization_request_id()
+                            == tokenization_request_id
+                }),
             Self::Burn { issuer_request_id } => {
-                info.op() == ReceiptOp::Redeem
-                    && info.issuer_request_id() == issuer_request_id
+                Vault::Withdraw::decode_log_data(&log.data)
+                    .ok()
+                    .and_then(|withdraw| {
+                        record(withdraw.owner, &withdraw.receiptInformation)
+                    })
+                    .is_some_and(|info| {
+                        info.op() == ReceiptOp::Redeem
+                            && info.issuer_request_id() == issuer_request_id
+                    })
             }
+            Self::Return { to, shares } => Vault::Transfer::decode_log_data(
+                &log.data,
+            )
+            .is_ok_and(|transfer| {
+                transfer.from == wallet
+                    && transfer.to == to
+                    && transfer.value == shares
+            }),
         }
     }
 }

@@ -158,6 +158,13 @@ impl VaultService {
         Ok(multicall(calls))
     }
 
+    /// `transfer(to, shares)`: tokens sent back from our wallet.
+    pub fn return_calldata(to: Address, shares: U256) -> Bytes {
+        Vault::transferCall { to, value: shares }
+            .abi_encode()
+            .into()
+    }
+
     /// Signs (does not send) the mint batch.
     pub async fn sign_mint(
         &self,

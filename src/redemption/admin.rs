@@ -13,6 +13,11 @@
 //!   good (the burn echoed, if there was one); the tokens stay in the
 //!   wallet.
 //!
+//! - `POST /admin/unattributed/<tx_hash>/<log_index>/attribute
+//!   {reason, client_id}` and `…/return {reason}`: an unattributed
+//!   transfer is redeemed for an account, or sent back to its sender by
+//!   the redemption flow (`returns.rs`), exactly once.
+//!
 //! A repeat of an action already done answers the same and changes
 //! nothing.
 
@@ -27,7 +32,7 @@ use super::monitor::list_unattributed;
 use super::{
     AGGREGATE_TYPE, DetectedTransfer, FailureReason, Redemption,
     RedemptionCommand, RedemptionError, RedemptionId, RedemptionResponse,
-    RedemptionState, find,
+    RedemptionState, ReturnTransfer, find,
 };
 use crate::account::ClientId;
 use crate::auth::InternalAuth;
@@ -40,12 +45,12 @@ use crate::operator::{
 use crate::receipt_inventory::ReceiptBurn;
 
 pub fn routes() -> Vec<Route> {
-    rocket::routes![retry, force_complete, close, attribute]
+    rocket::routes![retry, force_complete, close, attribute, return_transfer]
 }
 
 /// The redemption operator routes in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(retry, force_complete, close, attribute))]
+#[openapi(paths(retry, force_complete, close, attribute, return_transfer))]
 pub struct RedemptionAdminApiDoc;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -60,7 +65,8 @@ pub struct ForceCompleteRequest {
 /// What an operator action did, and the redemption afterwards.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RedemptionActionAnswer {
-    /// `retried`, `burn_recorded` or `closed`.
+    /// `retried`, `burn_recorded`, `closed`, `attributed` or
+    /// `return_requested`.
     pub action: &'static str,
     pub redemption: RedemptionResponse,
 }
@@ -313,6 +319,9 @@ async fn attribute(
             {
                 answer(state, &id, "attributed").await
             }
+            Some(redemption) if redemption.return_order().is_some() => {
+                Err(invalid_state("Attribute", &redemption))
+            }
             _ => Err(not_found()),
         };
     };
@@ -360,6 +369,120 @@ async fn attribute(
         "attributed",
     )
     .await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnRequest {
+    pub reason: OperatorReason,
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/unattributed/{tx_hash}/{log_index}/return",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    params(
+        ("tx_hash" = String, Path, description = "The transfer's transaction"),
+        ("log_index" = u64, Path, description = "The transfer's log index"),
+    ),
+    request_body = ReturnRequest,
+    responses(
+        (status = 200, description = "`return_requested`: the tokens are sent back to the sender once; `redemption.state` shows `return_requested`, `returning` or `returned` with `return_tx_hash` (also the answer to a repeat with the same reason)", body = RedemptionActionAnswer),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 404, description = "`unattributed transfer not found`", body = ErrorBody),
+        (status = 409, description = "`Return is not allowed in state <state>` (attributed, or returned for another reason), or the vault no longer backs a listing", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …` (a reason is required)", body = ErrorBody),
+    )
+)]
+#[rocket::post(
+    "/admin/unattributed/<tx_hash>/<log_index>/return",
+    data = "<body>"
+)]
+async fn return_transfer(
+    _auth: InternalAuth,
+    state: &State<RedemptionState>,
+    tx_hash: &str,
+    log_index: &str,
+    body: Result<JsonBody<ReturnRequest>, BodyError>,
+) -> Result<Json<RedemptionActionAnswer>, ApiError> {
+    let JsonBody(ReturnRequest { reason }) =
+        body.map_err(|err| ApiError::from_body_error(&err))?;
+    let not_found = || ApiError::not_found("unattributed transfer not found");
+    let tx_hash: TxHash = tx_hash.parse().map_err(|_| not_found())?;
+    let log_index: u64 = log_index.parse().map_err(|_| not_found())?;
+    let id = RedemptionId::for_transfer(tx_hash, log_index);
+    let transfer = if let Some(existing) =
+        find(&state.pool, &id).await.map_err(ApiError::internal)?
+    {
+        // A repeat: the aggregate answers it (same reason, same answer).
+        existing
+            .return_order()
+            .map(|order| order.transfer.clone())
+            .ok_or_else(|| invalid_state("Return", &existing))?
+    } else {
+        let row = list_unattributed(&state.pool)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .find(|row| row.tx_hash == tx_hash && row.log_index == log_index)
+            .ok_or_else(not_found)?;
+        return_transfer_of(state, row).await?
+    };
+    execute(
+        state,
+        &id,
+        &reason,
+        RedemptionCommand::RequestReturn {
+            transfer,
+            reason: reason.clone(),
+        },
+        "return_requested",
+    )
+    .await
+}
+
+async fn return_transfer_of(
+    state: &RedemptionState,
+    row: super::monitor::UnattributedTransfer,
+) -> Result<ReturnTransfer, ApiError> {
+    let asset = crate::tokenized_asset::find_by_vault(&state.pool, row.vault)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::conflict(format!(
+                "vault {} no longer backs a listing",
+                row.vault
+            ))
+        })?;
+    let shares = row
+        .amount
+        .parse()
+        .map_err(|_| ApiError::internal(InvalidAmount(row.amount.clone())))?;
+    Ok(ReturnTransfer {
+        network: row.network,
+        vault: row.vault,
+        underlying: asset.underlying,
+        token: asset.token,
+        tx_hash: row.tx_hash,
+        log_index: row.log_index,
+        block: row.block,
+        from_wallet: row.from_wallet,
+        shares,
+        detected_at: row.detected_at,
+    })
+}
+
+fn invalid_state(command: &'static str, redemption: &Redemption) -> ApiError {
+    ApiError::conflict(
+        RedemptionError::InvalidState {
+            command,
+            state: redemption.state_name(),
+        }
+        .to_string(),
+    )
 }
 
 /// A stored amount that is not a decimal number of shares.
@@ -431,6 +554,7 @@ async fn execute(
     let name = match &command {
         RedemptionCommand::Retry { .. } => "Retry",
         RedemptionCommand::Close { .. } => "Close",
+        RedemptionCommand::RequestReturn { .. } => "Return",
         _ => "RecordBurnByOperator",
     };
     match execute_retrying(state.cqrs(), id.as_str(), command).await {
@@ -474,13 +598,7 @@ async fn repeated(
     ];
     match last_action(&history, &actions, reason) {
         Some((action, true)) => answer(state, id, action).await,
-        _ => Err(ApiError::conflict(
-            RedemptionError::InvalidState {
-                command,
-                state: redemption.state_name(),
-            }
-            .to_string(),
-        )),
+        _ => Err(invalid_state(command, redemption)),
     }
 }
 

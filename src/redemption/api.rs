@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
 use super::monitor::{UnattributedTransfer, list_unattributed};
-use super::{Redemption, RedemptionId, find};
+use super::{Redemption, RedemptionId, ReturnOrder, find};
 use crate::auth::InternalAuth;
 use crate::http::ApiError;
 use crate::http::ErrorBody;
@@ -54,7 +54,9 @@ pub struct RedemptionResponse {
     pub log_index: u64,
     pub block: u64,
     pub from_wallet: String,
-    pub client_id: String,
+    /// The account the transfer was attributed to; `null` for an
+    /// unattributed transfer being returned.
+    pub client_id: Option<String>,
     pub shares: String,
     pub alpaca_qty: Option<String>,
     pub dust: String,
@@ -80,12 +82,26 @@ pub struct RedemptionResponse {
     pub close_reason: Option<String>,
     #[serde(default)]
     pub closed_at: Option<String>,
+    /// Set when an operator sends an unattributed transfer back.
+    #[serde(default)]
+    pub return_reason: Option<String>,
+    /// The latest signed return transfer (pending or landed).
+    #[serde(default)]
+    pub return_tx_hash: Option<String>,
+    #[serde(default)]
+    pub return_block: Option<u64>,
+    #[serde(default)]
+    pub returned_at: Option<String>,
 }
 
 impl RedemptionResponse {
     /// `None` for [`Redemption::NotDetected`].
     pub fn from_state(id: &RedemptionId, state: &Redemption) -> Option<Self> {
-        let detection = state.detection()?;
+        let Some(detection) = state.detection() else {
+            return state
+                .return_order()
+                .map(|order| Self::for_return(id, state, order));
+        };
         let transfer = &detection.transfer;
         let alpaca = state.alpaca();
         let mut response = Self {
@@ -99,7 +115,7 @@ impl RedemptionResponse {
             log_index: transfer.log_index,
             block: transfer.block,
             from_wallet: transfer.from_wallet.to_string(),
-            client_id: transfer.client_id.to_string(),
+            client_id: Some(transfer.client_id.to_string()),
             shares: transfer.shares.to_string(),
             alpaca_qty: detection.alpaca_qty.map(|qty| qty.to_string()),
             dust: detection.dust.to_string(),
@@ -117,6 +133,10 @@ impl RedemptionResponse {
             last_error: None,
             close_reason: None,
             closed_at: None,
+            return_reason: None,
+            return_tx_hash: None,
+            return_block: None,
+            returned_at: None,
         };
         match state {
             Redemption::Burning {
@@ -162,9 +182,71 @@ impl RedemptionResponse {
             Redemption::NotDetected
             | Redemption::Detected { .. }
             | Redemption::AlpacaCalled { .. }
-            | Redemption::JournalCompleted { .. } => {}
+            | Redemption::JournalCompleted { .. }
+            | Redemption::ReturnRequested { .. }
+            | Redemption::Returning { .. }
+            | Redemption::Returned { .. } => {}
         }
         Some(response)
+    }
+
+    /// An unattributed transfer an operator is sending back: no account,
+    /// no Alpaca call, no burn.
+    fn for_return(
+        id: &RedemptionId,
+        state: &Redemption,
+        order: &ReturnOrder,
+    ) -> Self {
+        let transfer = &order.transfer;
+        let (return_tx_hash, return_block, returned_at) = match state {
+            Redemption::Returning { tx, .. } => {
+                (Some(tx.hash.to_string()), None, None)
+            }
+            Redemption::Returned {
+                tx_hash,
+                block,
+                returned_at,
+                ..
+            } => (
+                Some(tx_hash.to_string()),
+                Some(*block),
+                Some(returned_at.to_rfc3339()),
+            ),
+            _ => (None, None, None),
+        };
+        Self {
+            issuer_request_id: id.to_string(),
+            state: state.state_name().to_owned(),
+            network: transfer.network.to_string(),
+            vault: transfer.vault.to_string(),
+            underlying: transfer.underlying.to_string(),
+            token: transfer.token.to_string(),
+            tx_hash: transfer.tx_hash.to_string(),
+            log_index: transfer.log_index,
+            block: transfer.block,
+            from_wallet: transfer.from_wallet.to_string(),
+            client_id: None,
+            shares: transfer.shares.to_string(),
+            alpaca_qty: None,
+            dust: "0".to_owned(),
+            detected_at: transfer.detected_at.clone(),
+            tokenization_request_id: None,
+            alpaca_called_at: None,
+            burn_tx_hash: None,
+            superseded_burn_tx_hashes: Vec::new(),
+            burns: Vec::new(),
+            burn_block: None,
+            completed_at: None,
+            failure_reason: None,
+            failed_at: None,
+            last_error: None,
+            close_reason: None,
+            closed_at: None,
+            return_reason: Some(order.reason.to_string()),
+            return_tx_hash,
+            return_block,
+            returned_at,
+        }
     }
 }
 

@@ -59,6 +59,21 @@ pub enum RedemptionCommand {
         transfer: DetectedTransfer,
         reason: OperatorReason,
     },
+    /// Operator: send an unattributed transfer back to its sender.
+    RequestReturn {
+        transfer: super::ReturnTransfer,
+        reason: OperatorReason,
+    },
+    /// The signed return transfer, recorded before it is broadcast;
+    /// `replaces` = the attempt it supersedes (proven reverted or dead).
+    IntendReturn {
+        tx: SignedTx,
+        replaces: Option<TxHash>,
+    },
+    RecordReturned {
+        tx_hash: TxHash,
+        block: u64,
+    },
     /// Operator: stop for good; `tx_hash` echoes the burn, if any.
     Close {
         reason: OperatorReason,
@@ -82,6 +97,9 @@ impl RedemptionCommand {
             Self::RecordBurnByOperator { .. } => "record_burn_by_operator",
             Self::Close { .. } => "close",
             Self::Attribute { .. } => "attribute",
+            Self::RequestReturn { .. } => "request_return",
+            Self::IntendReturn { .. } => "intend_return",
+            Self::RecordReturned { .. } => "record_returned",
         }
     }
 }

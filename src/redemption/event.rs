@@ -63,6 +63,26 @@ pub enum RedemptionEvent {
         reason: OperatorReason,
         attributed_at: DateTime<Utc>,
     },
+    /// An operator asked to send an unattributed transfer back to its
+    /// sender; its row leaves the unattributed list in this commit.
+    ReturnRequested {
+        transfer: super::ReturnTransfer,
+        reason: OperatorReason,
+        requested_at: DateTime<Utc>,
+    },
+    /// The signed return transfer, persisted (with its `tx_intents` row)
+    /// before it is broadcast. `replaces` names the attempt it supersedes.
+    ReturnIntended {
+        tx: SignedTx,
+        replaces: Option<TxHash>,
+        intended_at: DateTime<Utc>,
+    },
+    /// The chain shows the tokens sent back in `tx_hash`.
+    Returned {
+        tx_hash: TxHash,
+        block: u64,
+        returned_at: DateTime<Utc>,
+    },
     /// An operator closed the redemption.
     Closed {
         reason: OperatorReason,
@@ -87,6 +107,9 @@ impl DomainEvent for RedemptionEvent {
             }
             Self::Closed { .. } => "RedemptionEvent::Closed",
             Self::Attributed { .. } => "RedemptionEvent::Attributed",
+            Self::ReturnRequested { .. } => "RedemptionEvent::ReturnRequested",
+            Self::ReturnIntended { .. } => "RedemptionEvent::ReturnIntended",
+            Self::Returned { .. } => "RedemptionEvent::Returned",
         }
         .to_owned()
     }

@@ -31,7 +31,7 @@ use tracing::Instrument as _;
 use super::{
     AlpacaCall, BurnAttempt, BurnFailure, Detection, Redemption,
     RedemptionCommand, RedemptionCqrs, RedemptionError, RedemptionId, Refusal,
-    find, non_terminal,
+    ReturnOrder, find, non_terminal,
 };
 use crate::alpaca::{AlpacaClient, AlpacaError, RedeemRequest, RequestStatus};
 use crate::chain::{
@@ -241,10 +241,28 @@ impl Flow for RedemptionFlow {
                     ))
                     .await?
             }
+            Redemption::ReturnRequested { order } => {
+                self.start_return(id, order)
+                    .instrument(crate::flow_span!("redemption.return"))
+                    .await?
+            }
+            Redemption::Returning {
+                order,
+                tx,
+                superseded,
+            } => {
+                self.drive_return(id, order, tx, superseded)
+                    .instrument(crate::flow_span!(
+                        "redemption.follow_return",
+                        tx_hash = %tx.hash
+                    ))
+                    .await?
+            }
             Redemption::NotDetected
             | Redemption::Completed { .. }
             | Redemption::Failed { .. }
-            | Redemption::Closed { .. } => Step::Done,
+            | Redemption::Closed { .. }
+            | Redemption::Returned { .. } => Step::Done,
         };
         if step == Step::Progress {
             lock(&self.poll_delays).remove(id);
@@ -846,6 +864,178 @@ impl RedemptionFlow {
             "redemption completed"
         );
         Ok(Step::Progress)
+    }
+}
+
+impl RedemptionFlow {
+    /// Signs the transfer back to the sender and commits `ReturnIntended`
+    /// (with its `tx_intents` row) before it is broadcast.
+    async fn start_return(
+        &self,
+        id: &RedemptionId,
+        order: &ReturnOrder,
+    ) -> Result<Step, FlowError> {
+        let transfer = &order.transfer;
+        let calldata = VaultService::return_calldata(
+            transfer.from_wallet,
+            transfer.shares,
+        );
+        let submitted = self
+            .pipeline
+            .submit(transfer.vault, calldata, |tx| {
+                self.execute(
+                    id,
+                    RedemptionCommand::IntendReturn { tx, replaces: None },
+                )
+            })
+            .await;
+        match submitted {
+            Ok(tx) => {
+                tracing::warn!(
+                    target: "redemption",
+                    %id,
+                    tx_hash = %tx.hash,
+                    to = %transfer.from_wallet,
+                    shares = %transfer.shares,
+                    "unattributed transfer being returned"
+                );
+                Ok(Step::Wait)
+            }
+            Err(SubmitError::Chain(ChainError::WouldRevert { revert })) => {
+                tracing::error!(
+                    target: "redemption",
+                    %id,
+                    %revert,
+                    "the return would revert"
+                );
+                Ok(self.retry_later())
+            }
+            Err(SubmitError::Chain(error)) => Err(error.into()),
+            Err(SubmitError::Record(error)) => Err(error.into()),
+        }
+    }
+
+    /// Follows the return with [`TxPipeline::advance`]: its evidence rules
+    /// decide, so a crash after the broadcast never sends a second one.
+    async fn drive_return(
+        &self,
+        id: &RedemptionId,
+        order: &ReturnOrder,
+        current: &SignedTx,
+        superseded: &[SignedTx],
+    ) -> Result<Step, StepError> {
+        let transfer = &order.transfer;
+        let superseded_hashes: Vec<TxHash> =
+            superseded.iter().map(|tx| tx.hash).collect();
+        let attempts = Attempts {
+            current,
+            superseded: &superseded_hashes,
+            since_block: superseded.first().unwrap_or(current).head_at_signing,
+            max_replacements: super::MAX_BURN_REPLACEMENTS,
+            vault: transfer.vault,
+            effect: Effect::Return {
+                to: transfer.from_wallet,
+                shares: transfer.shares,
+            },
+        };
+        let advance = self
+            .pipeline
+            .advance(&attempts, self.clock.now())
+            .await
+            .map_err(FlowError::from)?;
+        match advance {
+            Advance::Landed {
+                tx_hash,
+                receipt,
+                whose,
+            } => {
+                if whose == Whose::NoAttempt {
+                    // The same transfer back, sent by hand: the tokens
+                    // are home, and sending ours would pay twice.
+                    tracing::warn!(
+                        target: "redemption",
+                        %id,
+                        %tx_hash,
+                        "the return landed in a transaction that is none of \
+                         its attempts; recording it"
+                    );
+                }
+                self.execute(
+                    id,
+                    RedemptionCommand::RecordReturned {
+                        tx_hash,
+                        block: receipt.block_number,
+                    },
+                )
+                .await
+                .map_err(FlowError::from)?;
+                tracing::info!(target: "redemption", %id, %tx_hash, "unattributed transfer returned");
+                Ok(Step::Progress)
+            }
+            Advance::Wait => Ok(Step::Wait),
+            Advance::Unobservable { operation, message } => {
+                Err(StepError::soon(format!(
+                    "cannot observe return {}: {operation}: {message}",
+                    current.hash
+                )))
+            }
+            Advance::Unseen { detail, stuck } => {
+                Err(StepError::soon(if stuck {
+                    format!("stuck: {detail}")
+                } else {
+                    detail
+                }))
+            }
+            Advance::Replace { cause } => {
+                let submitted = self
+                    .pipeline
+                    .replace(current, |tx| {
+                        self.execute(
+                            id,
+                            RedemptionCommand::IntendReturn {
+                                tx,
+                                replaces: Some(current.hash),
+                            },
+                        )
+                    })
+                    .await;
+                match submitted {
+                    Ok(replacement) => {
+                        tracing::warn!(
+                            target: "redemption",
+                            %id,
+                            old = %current.hash,
+                            new = %replacement.hash,
+                            ?cause,
+                            "return replaced"
+                        );
+                        Ok(Step::Wait)
+                    }
+                    Err(SubmitError::Chain(error)) => {
+                        tracing::warn!(target: "redemption", %id, %error, "signing a replacement return failed");
+                        Ok(self.retry_later())
+                    }
+                    Err(SubmitError::Record(error)) => {
+                        Err(FlowError::from(error).into())
+                    }
+                }
+            }
+            // Nothing more is sent; an operator looks (`/admin/stuck`).
+            Advance::Failed(failure) => {
+                let why = match failure {
+                    TxFailure::DeterministicRevert(revert) => {
+                        format!("reverted: {revert}")
+                    }
+                    TxFailure::ReplacementBudgetExhausted { used } => {
+                        format!("not landed after {used} replacements")
+                    }
+                };
+                Err(StepError::slowly(format!(
+                    "return {} {why}; nothing more is sent",
+                    current.hash
+                )))
+            }
+        }
     }
 }
 

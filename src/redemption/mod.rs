@@ -15,6 +15,7 @@ mod cmd;
 mod event;
 pub mod flow;
 pub mod monitor;
+mod returns;
 mod view;
 
 #[cfg(test)]
@@ -54,6 +55,7 @@ pub use admin::RedemptionAdminApiDoc;
 pub use api::{RedemptionApiDoc, RedemptionResponse, routes};
 pub use cmd::RedemptionCommand;
 pub use event::RedemptionEvent;
+pub use returns::{ReturnOrder, ReturnTransfer};
 pub use view::{
     RedemptionCqrs, RedemptionQueryError, cqrs, find, non_terminal,
     rebuild_stale_views, rebuild_views, stuck_redemption_states,
@@ -500,12 +502,34 @@ pub enum Redemption {
         closed_from: String,
         closed_at: DateTime<Utc>,
     },
+    /// An operator asked to send an unattributed transfer back.
+    ReturnRequested {
+        order: ReturnOrder,
+    },
+    /// The return transfer is signed and recorded; followed until it
+    /// lands.
+    Returning {
+        order: ReturnOrder,
+        tx: SignedTx,
+        /// Earlier attempts, proven reverted or dead, oldest first.
+        superseded: Vec<SignedTx>,
+    },
+    /// Terminal: the tokens are back with their sender.
+    Returned {
+        order: ReturnOrder,
+        tx_hash: TxHash,
+        block: u64,
+        returned_at: DateTime<Utc>,
+    },
 }
 
 impl Redemption {
     pub fn detection(&self) -> Option<&Detection> {
         match self {
-            Self::NotDetected => None,
+            Self::NotDetected
+            | Self::ReturnRequested { .. }
+            | Self::Returning { .. }
+            | Self::Returned { .. } => None,
             Self::Detected { detection }
             | Self::AlpacaCalled { detection, .. }
             | Self::JournalCompleted { detection, .. }
@@ -518,7 +542,11 @@ impl Redemption {
 
     pub fn alpaca(&self) -> Option<&AlpacaCall> {
         match self {
-            Self::NotDetected | Self::Detected { .. } => None,
+            Self::NotDetected
+            | Self::Detected { .. }
+            | Self::ReturnRequested { .. }
+            | Self::Returning { .. }
+            | Self::Returned { .. } => None,
             Self::AlpacaCalled { alpaca, .. }
             | Self::JournalCompleted { alpaca, .. }
             | Self::Burning { alpaca, .. }
@@ -532,7 +560,10 @@ impl Redemption {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            Self::Completed { .. } | Self::Failed { .. } | Self::Closed { .. }
+            Self::Completed { .. }
+                | Self::Failed { .. }
+                | Self::Closed { .. }
+                | Self::Returned { .. }
         )
     }
 
@@ -558,6 +589,9 @@ impl Redemption {
             Self::Completed { .. } => "completed",
             Self::Failed { .. } => "failed",
             Self::Closed { .. } => "closed",
+            Self::ReturnRequested { .. } => "return_requested",
+            Self::Returning { .. } => "returning",
+            Self::Returned { .. } => "returned",
         }
     }
 }
@@ -645,7 +679,12 @@ impl Aggregate for Redemption {
     }
 
     fn apply(&mut self, event: RedemptionEvent) {
-        *self = std::mem::take(self).evolve(event);
+        let state = std::mem::take(self);
+        *self = if event.is_return_step() {
+            state.evolve_return(event)
+        } else {
+            state.evolve(event)
+        };
     }
 }
 
@@ -699,6 +738,15 @@ impl Redemption {
             ),
             RedemptionCommand::Close { reason, tx_hash } => {
                 self.close(reason, tx_hash, now)
+            }
+            RedemptionCommand::RequestReturn { transfer, reason } => {
+                self.request_return(transfer, reason, now)
+            }
+            RedemptionCommand::IntendReturn { tx, replaces } => {
+                self.intend_return(&tx, replaces, now)
+            }
+            RedemptionCommand::RecordReturned { tx_hash, block } => {
+                self.record_returned(tx_hash, block, now)
             }
             RedemptionCommand::Attribute { transfer, reason } => {
                 let mut events = self.detect(transfer, now)?;
@@ -831,6 +879,10 @@ impl Redemption {
         transfer: DetectedTransfer,
         now: DateTime<Utc>,
     ) -> Result<Vec<RedemptionEvent>, RedemptionError> {
+        // A transfer being returned is never redeemed.
+        if self.return_order().is_some() {
+            return Err(invalid("Detect", self));
+        }
         if let Some(existing) = self.detection() {
             if existing.transfer == transfer {
                 return Ok(Vec::new());
@@ -1271,11 +1323,8 @@ impl Redemption {
                     reason,
                     failed_at,
                 },
-                // `decide` never emits Failed from these states.
-                other @ (Self::NotDetected
-                | Self::Completed { .. }
-                | Self::Failed { .. }
-                | Self::Closed { .. }) => other,
+                // `decide` emits Failed from no other state.
+                other => other,
             },
             // `decide` never emits any other combination.
             (state, event) => state.ignoring(&event),
@@ -1286,7 +1335,7 @@ impl Redemption {
 impl Redemption {
     /// A stored event this state cannot follow: kept in the log, ignored
     /// here, reported.
-    fn ignoring(self, event: &RedemptionEvent) -> Self {
+    pub(super) fn ignoring(self, event: &RedemptionEvent) -> Self {
         crate::telemetry::aggregate::impossible_event(
             "redemption",
             self.state_name(),

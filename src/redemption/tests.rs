@@ -957,3 +957,171 @@ fn an_attribution_records_the_reason_then_detects_once() {
         })
         .then_expect_events(vec![]);
 }
+
+fn return_transfer() -> ReturnTransfer {
+    ReturnTransfer {
+        network: Network::Base,
+        vault: VAULT,
+        underlying: UnderlyingSymbol::new("AAPL").unwrap(),
+        token: TokenSymbol::new("tAAPL").unwrap(),
+        tx_hash: TxHash::repeat_byte(0x11),
+        log_index: 4,
+        block: 100,
+        from_wallet: AP,
+        shares: shares(),
+        detected_at: "2026-11-28T11:00:00Z".into(),
+    }
+}
+
+fn return_requested() -> RedemptionEvent {
+    RedemptionEvent::ReturnRequested {
+        transfer: return_transfer(),
+        reason: reason("unknown sender"),
+        requested_at: earlier(),
+    }
+}
+
+fn return_intended(nonce: u64, replaces: Option<TxHash>) -> RedemptionEvent {
+    RedemptionEvent::ReturnIntended {
+        tx: signed(nonce),
+        replaces,
+        intended_at: earlier(),
+    }
+}
+
+fn request_return(why: &str) -> RedemptionCommand {
+    RedemptionCommand::RequestReturn {
+        transfer: return_transfer(),
+        reason: reason(why),
+    }
+}
+
+#[test]
+fn a_return_is_requested_once_and_excludes_a_redemption() {
+    framework()
+        .given_no_previous_events()
+        .when(request_return("unknown sender"))
+        .then_expect_events(vec![RedemptionEvent::ReturnRequested {
+            transfer: return_transfer(),
+            reason: reason("unknown sender"),
+            requested_at: now(),
+        }]);
+    for history in [
+        vec![return_requested()],
+        vec![return_requested(), return_intended(0, None)],
+        vec![
+            return_requested(),
+            return_intended(0, None),
+            RedemptionEvent::Returned {
+                tx_hash: signed(0).hash,
+                block: 120,
+                returned_at: now(),
+            },
+        ],
+    ] {
+        // The same request again records nothing.
+        framework()
+            .given(history.clone())
+            .when(request_return("unknown sender"))
+            .then_expect_events(vec![]);
+        let state = replay(history.clone()).state_name();
+        framework()
+            .given(history.clone())
+            .when(request_return("another reason"))
+            .then_expect_error(RedemptionError::InvalidState {
+                command: "Return",
+                state,
+            });
+        // A returned transfer is never redeemed.
+        framework()
+            .given(history)
+            .when(RedemptionCommand::Attribute {
+                transfer: transfer(shares()),
+                reason: reason("it was theirs"),
+            })
+            .then_expect_error(RedemptionError::InvalidState {
+                command: "Detect",
+                state,
+            });
+    }
+    framework()
+        .given(vec![detected()])
+        .when(request_return("unknown sender"))
+        .then_expect_error(RedemptionError::InvalidState {
+            command: "Return",
+            state: "detected",
+        });
+}
+
+#[test]
+fn a_return_is_intended_then_recorded_with_bounded_replacements() {
+    framework()
+        .given(vec![return_requested()])
+        .when(RedemptionCommand::IntendReturn {
+            tx: signed(0),
+            replaces: None,
+        })
+        .then_expect_events(vec![RedemptionEvent::ReturnIntended {
+            tx: signed(0),
+            replaces: None,
+            intended_at: now(),
+        }]);
+    let returning = vec![return_requested(), return_intended(0, None)];
+    // The same intent again records nothing; a second one must replace
+    // the current attempt.
+    framework()
+        .given(returning.clone())
+        .when(RedemptionCommand::IntendReturn {
+            tx: signed(0),
+            replaces: None,
+        })
+        .then_expect_events(vec![]);
+    framework()
+        .given(returning.clone())
+        .when(RedemptionCommand::IntendReturn {
+            tx: signed(1),
+            replaces: None,
+        })
+        .then_expect_error(RedemptionError::InvalidState {
+            command: "IntendReturn",
+            state: "returning",
+        });
+    let mut exhausted = returning.clone();
+    for nonce in 1..=u64::from(MAX_BURN_REPLACEMENTS) {
+        exhausted.push(return_intended(nonce, Some(signed(nonce - 1).hash)));
+    }
+    let last = u64::from(MAX_BURN_REPLACEMENTS);
+    framework()
+        .given(exhausted)
+        .when(RedemptionCommand::IntendReturn {
+            tx: signed(last + 1),
+            replaces: Some(signed(last).hash),
+        })
+        .then_expect_error(RedemptionError::ReplacementBudgetExhausted {
+            used: MAX_BURN_REPLACEMENTS,
+        });
+    let returned = RedemptionEvent::Returned {
+        tx_hash: signed(0).hash,
+        block: 120,
+        returned_at: now(),
+    };
+    framework()
+        .given(returning.clone())
+        .when(RedemptionCommand::RecordReturned {
+            tx_hash: signed(0).hash,
+            block: 120,
+        })
+        .then_expect_events(vec![returned.clone()]);
+    let mut history = returning;
+    history.push(returned);
+    let state = replay(history.clone());
+    assert!(state.is_terminal());
+    assert_eq!(state.return_order().unwrap().transfer, return_transfer());
+    framework()
+        .given(history)
+        .when(RedemptionCommand::RecordReturned {
+            tx_hash: signed(0).hash,
+            block: 120,
+        })
+        .then_expect_events(vec![]);
+}

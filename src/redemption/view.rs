@@ -30,7 +30,8 @@ const VIEW_TABLE: &str = "redemption_view";
 /// changes (a migration included), and startup rebuilds the table.
 /// 2: the aggregate state changed: Completed keeps its burns, Failed its
 /// journal time, and Closed is new.
-const VIEW_VERSION: u32 = 2;
+/// 3: the return states (ReturnRequested, Returning, Returned).
+const VIEW_VERSION: u32 = 3;
 
 static VIEW: LazyLock<ViewProjection<RedemptionView, Redemption>> =
     LazyLock::new(|| ViewProjection::new(VIEW_TABLE, VIEW_VERSION));
@@ -86,6 +87,7 @@ impl Query<Redemption> for Outcomes {
                     "completed"
                 }
                 RedemptionEvent::Closed { .. } => "closed",
+                RedemptionEvent::Returned { .. } => "returned",
                 RedemptionEvent::Failed { reason, .. } => match reason {
                     super::FailureReason::AlpacaRejected { .. } => {
                         "alpaca_rejected"
@@ -166,7 +168,7 @@ pub async fn non_terminal(
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT view_id, payload FROM redemption_view \
          WHERE state IN ('detected', 'alpaca_called', 'journal_completed', \
-         'burning') ORDER BY view_id",
+         'burning', 'return_requested', 'returning') ORDER BY view_id",
     )
     .fetch_all(pool)
     .await?;
@@ -204,17 +206,20 @@ pub async fn stuck_redemption_states(
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT view_id, payload FROM redemption_view \
          WHERE state IN ('detected', 'alpaca_called', 'journal_completed', \
-         'burning', 'failed') ORDER BY view_id",
+         'burning', 'failed', 'return_requested', 'returning') \
+         ORDER BY view_id",
     )
     .fetch_all(pool)
     .await?;
     let mut stuck = Vec::new();
     for (view_id, payload) in rows {
         let RedemptionView(state) = serde_json::from_str(&payload)?;
-        let overdue = !state.is_terminal()
-            && state
-                .detection()
-                .is_some_and(|detection| detection.detected_at < cutoff);
+        let started = state
+            .detection()
+            .map(|detection| detection.detected_at)
+            .or_else(|| state.return_order().map(|order| order.requested_at));
+        let overdue =
+            !state.is_terminal() && started.is_some_and(|at| at < cutoff);
         if matches!(state, Redemption::Failed { .. }) || overdue {
             stuck.push((view_id, state));
         }
@@ -321,20 +326,40 @@ impl TxProjection<Redemption> for BurnBookkeeping {
                         mark_intent_resolved(conn, *hash).await?;
                     }
                 }
+                // An attributed or returned transfer leaves the
+                // unattributed list in the commit that decides its fate.
                 RedemptionEvent::Detected { detection } => {
-                    // An attributed transfer leaves the unattributed list
-                    // in the commit that detects it.
-                    sqlx::query(
-                        "DELETE FROM unattributed_transfers \
-                         WHERE tx_hash = ? AND log_index = ?",
+                    resolve_unattributed(
+                        conn,
+                        detection.transfer.tx_hash,
+                        detection.transfer.log_index,
                     )
-                    .bind(format!("{:#x}", detection.transfer.tx_hash))
-                    .bind(
-                        i64::try_from(detection.transfer.log_index)
-                            .unwrap_or(i64::MAX),
-                    )
-                    .execute(&mut *conn)
                     .await?;
+                }
+                RedemptionEvent::ReturnRequested { transfer, .. } => {
+                    resolve_unattributed(
+                        conn,
+                        transfer.tx_hash,
+                        transfer.log_index,
+                    )
+                    .await?;
+                }
+                RedemptionEvent::ReturnIntended { tx, replaces, .. } => {
+                    if let Some(old) = replaces {
+                        mark_intent_resolved(conn, *old).await?;
+                    }
+                    record_intent(conn, AGGREGATE_TYPE, id, tx).await.map_err(
+                        |err| {
+                            ProjectionError::from_sqlx(
+                                err,
+                                "tx_intents",
+                                format!("{}:{}", tx.from, tx.nonce),
+                            )
+                        },
+                    )?;
+                }
+                RedemptionEvent::Returned { tx_hash, .. } => {
+                    mark_intent_resolved(conn, *tx_hash).await?;
                 }
                 RedemptionEvent::Attributed { .. }
                 | RedemptionEvent::AlpacaCalled { .. }
@@ -345,4 +370,20 @@ impl TxProjection<Redemption> for BurnBookkeeping {
         }
         Ok(())
     }
+}
+
+async fn resolve_unattributed(
+    conn: &mut SqliteConnection,
+    tx_hash: alloy::primitives::TxHash,
+    log_index: u64,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "DELETE FROM unattributed_transfers \
+         WHERE tx_hash = ? AND log_index = ?",
+    )
+    .bind(format!("{tx_hash:#x}"))
+    .bind(i64::try_from(log_index).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

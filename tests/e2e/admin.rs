@@ -300,3 +300,119 @@ async fn an_attributed_transfer_is_redeemed_once() {
     );
     env.stop().await;
 }
+
+/// An unattributed transfer goes back to its sender exactly once. The
+/// return's first broadcast fails (its intent is recorded, nothing reached
+/// the chain), the service goes down between intent and confirmation, and
+/// after the restart the recorded transaction is sent, not a new one.
+/// Repeats answer the same; an attribute after it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unattributed_transfer_is_returned_once_across_a_restart() {
+    let mut env = Env::start_opts(Options {
+        rpc_proxy: true,
+        ..Options::default()
+    })
+    .await;
+    mint(&env, "2").await;
+    let stranger = env.chain.signer(3).unwrap();
+    send(&env, &env.chain.ap, &[(stranger.address(), shares("1"))]).await;
+    let receipt = send(&env, &stranger, &[(bot(&env), shares("1"))]).await;
+    let id = redemption_ids(&receipt, bot(&env))[0].clone();
+    let tx_hash = format!("{:#x}", receipt.transaction_hash);
+    let log_index = id.rsplit('-').next().unwrap().to_owned();
+    assert!(
+        crate::harness::wait_until(crate::harness::TIMEOUT, || async {
+            let (_, body) = env.get("/redemptions/unattributed").await;
+            !body["transfers"].as_array().unwrap().is_empty()
+        })
+        .await
+    );
+    assert!(env.share_balance(stranger.address()).await.is_zero());
+    let path = format!("/admin/unattributed/{tx_hash}/{log_index}/return");
+    let (status, answer) = env.post_internal(&path, &json!({})).await;
+    assert_eq!(status, 422, "{answer}");
+    let (status, answer) = env
+        .post_internal(
+            &format!("/admin/unattributed/{tx_hash}/99/return"),
+            &json!({"reason": "no such log"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{answer}");
+
+    let refused = env.faults().add(Rule::new(
+        "eth_sendRawTransaction",
+        Fault::Error {
+            code: -32000,
+            message: "backend unavailable".into(),
+        },
+    ));
+    let body = json!({"reason": "sender unknown; asked for it back"});
+    let (status, answer) = env.post_internal(&path, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["action"], "return_requested");
+    assert_eq!(answer["redemption"]["client_id"], json!(null));
+    let returning = wait_for_state(&env, &id, "returning").await;
+    let signed = returning["return_tx_hash"].as_str().unwrap().to_owned();
+    let (_, listed) = env.get("/redemptions/unattributed").await;
+    assert_eq!(listed["transfers"], json!([]), "{listed}");
+
+    // Down between the recorded intent and its confirmation.
+    env.pause().await;
+    env.faults().remove(refused);
+    env.resume().await;
+    let returned = wait_for_state(&env, &id, "returned").await;
+    assert_eq!(returned["return_tx_hash"], signed, "{returned}");
+    assert_eq!(
+        returned["return_reason"],
+        "sender unknown; asked for it back"
+    );
+
+    let (status, again) = env.post_internal(&path, &body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["action"], "return_requested");
+    assert_eq!(again["redemption"]["state"], "returned");
+    let (status, other) = env
+        .post_internal(&path, &json!({"reason": "a different reason"}))
+        .await;
+    assert_eq!(status, 409, "{other}");
+    assert!(
+        other["error"].as_str().unwrap().contains("returned"),
+        "{other}"
+    );
+    let (status, attributed) = env
+        .post_internal(
+            &format!("/admin/unattributed/{tx_hash}/{log_index}/attribute"),
+            &json!({"reason": "too late", "client_id": env.client_id}),
+        )
+        .await;
+    assert_eq!(status, 409, "{attributed}");
+    assert!(
+        attributed["error"].as_str().unwrap().contains("returned"),
+        "{attributed}"
+    );
+
+    // One transfer back, the recorded one; nothing was redeemed.
+    assert_eq!(
+        env.transfers_from_bot_to(stranger.address()).await,
+        vec![signed.parse::<alloy::primitives::TxHash>().unwrap()]
+    );
+    assert_eq!(env.share_balance(stranger.address()).await, shares("1"));
+    assert!(env.sim.redeem_calls().is_empty());
+    let (_, history) =
+        env.get(&format!("/admin/history/redemption/{id}")).await;
+    let types: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "RedemptionEvent::ReturnRequested",
+            "RedemptionEvent::ReturnIntended",
+            "RedemptionEvent::Returned",
+        ]
+    );
+    env.stop().await;
+}

@@ -619,6 +619,30 @@ impl Env {
             .collect()
     }
 
+    /// Every share `Transfer` from the issuer wallet to `to`, with its
+    /// transaction.
+    pub async fn transfers_from_bot_to(
+        &self,
+        to: Address,
+    ) -> Vec<alloy::primitives::TxHash> {
+        let filter = Filter::new()
+            .address(self.vault)
+            .event_signature(
+                OffchainAssetReceiptVault::Transfer::SIGNATURE_HASH,
+            )
+            .topic1(self.chain.bot.address().into_word())
+            .topic2(to.into_word())
+            .from_block(0);
+        self.chain
+            .provider()
+            .get_logs(&filter)
+            .await
+            .unwrap()
+            .iter()
+            .map(|log| log.transaction_hash.unwrap())
+            .collect()
+    }
+
     /// Transactions the issuer wallet has ever sent (its nonce).
     pub async fn bot_nonce(&self) -> u64 {
         self.chain

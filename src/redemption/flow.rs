@@ -899,7 +899,8 @@ impl RedemptionFlow {
                     shares = %transfer.shares,
                     "unattributed transfer being returned"
                 );
-                Ok(Step::Wait)
+                // Recorded and sent: follow it at once (see the mint flow).
+                Ok(Step::Progress)
             }
             Err(SubmitError::Chain(ChainError::WouldRevert { revert })) => {
                 tracing::error!(
@@ -1009,7 +1010,7 @@ impl RedemptionFlow {
                             ?cause,
                             "return replaced"
                         );
-                        Ok(Step::Wait)
+                        Ok(Step::Progress)
                     }
                     Err(SubmitError::Chain(error)) => {
                         tracing::warn!(target: "redemption", %id, %error, "signing a replacement return failed");

@@ -82,6 +82,8 @@ pub enum ConfigError {
          listener"
     )]
     MetricsBindClash { addr: SocketAddr },
+    #[error(transparent)]
+    Chains(#[from] crate::chain::ChainConfigError),
 }
 
 impl From<figment::Error> for ConfigError {
@@ -107,9 +109,14 @@ pub struct Config {
     /// `[alpaca]` Broker API client; absent = no Alpaca calls.
     #[serde(default)]
     pub alpaca: Option<crate::alpaca::AlpacaConfig>,
-    /// `[chain]` RPC, issuer wallet and fee limits; absent = no chain.
+    /// `[chains.<network>]`: RPC, issuer wallet and fee limits of each
+    /// chain; none = no chain. The older `[chain]` is folded in on load.
     #[serde(default)]
-    pub chain: Option<crate::chain::ChainConfig>,
+    pub chains: crate::chain::Chains,
+    /// The older single `[chain]` section, read into `chains` on load
+    /// (then always `None`).
+    #[serde(default, rename = "chain")]
+    legacy_chain: Option<crate::chain::ChainConfig>,
     /// `[redemption]` polling and reconciliation cadence.
     #[serde(default)]
     pub redemption: crate::redemption::RedemptionConfig,
@@ -132,8 +139,7 @@ impl Config {
     {
         let figment = Self::sources(path, env)?;
         let config: Self = figment.extract()?;
-        config.validate()?;
-        Ok(config)
+        config.validated()
     }
 
     /// What `issuance-bot admin` needs to call the running service, read
@@ -145,7 +151,7 @@ impl Config {
     ) -> Result<OperatorAccess, ConfigError> {
         let figment = Self::sources(path, std::env::vars_os())?;
         let config: Self = figment.extract()?;
-        config.validate()?;
+        let config = config.validated()?;
         let internal_key: String =
             figment.extract_inner("auth.internal.api_key")?;
         Ok(OperatorAccess {
@@ -185,15 +191,19 @@ impl Config {
         Ok(figment)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks what spans sections, and folds `[chain]` into `chains`.
+    fn validated(mut self) -> Result<Self, ConfigError> {
         match self.metrics.bind {
             // Port 0 asks the OS for a free port per listener: never a
             // clash (tests start both that way).
             Some(addr) if addr == self.server.bind && addr.port() != 0 => {
-                Err(ConfigError::MetricsBindClash { addr })
+                return Err(ConfigError::MetricsBindClash { addr });
             }
-            _ => Ok(()),
+            _ => {}
         }
+        self.chains = std::mem::take(&mut self.chains)
+            .with_legacy(self.legacy_chain.take())?;
+        Ok(self)
     }
 }
 
@@ -753,7 +763,8 @@ impl Config {
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
             alpaca: None,
-            chain: None,
+            chains: crate::chain::Chains::default(),
+            legacy_chain: None,
             redemption: crate::redemption::RedemptionConfig::default(),
         }
     }

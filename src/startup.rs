@@ -231,7 +231,7 @@ pub async fn build_rocket_with(
         &deps.pool,
         deps.clock.clone(),
         deps.ids.clone(),
-        config.chain.as_ref().map(|chain| chain.network),
+        config.chains.networks(),
     )
     .await
     .map_err(|err| feature_error("mint", err))?;
@@ -528,23 +528,136 @@ fn report_bound_address(sender: oneshot::Sender<SocketAddr>) -> AdHoc {
     })
 }
 
-/// Connects the chain and Alpaca once (one `ChainClient` per wallet: its
-/// nonce manager must be shared by every flow that signs) and starts the
-/// background drivers. Without `[chain]` and `[alpaca]` nothing starts:
-/// the HTTP side still records mints, which wait for a driver.
+/// Connects every chain and Alpaca once (one `ChainClient` per chain and
+/// wallet: its nonce manager must be shared by every flow that signs on
+/// that chain) and starts the background drivers, each chain's on their
+/// own: its pipeline, mint engine, transfer monitor and redemption
+/// engine, so an outage on one chain never holds another's flows.
+/// Without a chain or `[alpaca]` nothing starts: the HTTP side still
+/// records mints, which wait for a driver.
 async fn start_workers(
     config: &Config,
     rocket: &Rocket<Ignite>,
     deps: &Deps,
 ) -> Result<Vec<JoinHandle<()>>, StartupError> {
-    let (Some(chain), Some(alpaca)) = (&config.chain, &config.alpaca) else {
+    let Some(alpaca) =
+        config.alpaca.as_ref().filter(|_| !config.chains.is_empty())
+    else {
         tracing::warn!(
             target: "startup",
-            "[chain] or [alpaca] not configured: mints are recorded but not \
+            "no chain or no [alpaca] configured: mints are recorded but not \
              executed"
         );
         return Ok(Vec::new());
     };
+    // Every chain is checked at once: one that is down costs no other
+    // chain its start.
+    let clients = futures::future::try_join_all(
+        config.chains.iter().map(|chain| connect_chain(chain, deps)),
+    )
+    .await?;
+    let alpaca = AlpacaClient::new(alpaca)
+        .map_err(|err| feature_error("alpaca", err))?;
+    let mut workers = Vec::new();
+    let count = clients.len();
+    let mint_wakers = rocket.state::<MintState>().map(|mints| {
+        let (wakers, task) = crate::driver::fan_out(
+            mints.waker(),
+            count,
+            deps.shutdown.subscribe(),
+        );
+        workers.extend(task);
+        wakers
+    });
+    let redemption_wakers = rocket
+        .state::<crate::redemption::RedemptionState>()
+        .map(|state| {
+            let (wakers, task) = crate::driver::fan_out(
+                state.waker(),
+                count,
+                deps.shutdown.subscribe(),
+            );
+            workers.extend(task);
+            wakers
+        });
+    let mut pipelines = std::collections::BTreeMap::new();
+    for (index, (chain, client)) in
+        config.chains.iter().zip(clients).enumerate()
+    {
+        if let Some(readiness) = rocket.state::<Readiness>() {
+            readiness.register(Arc::new(ChainProbe::new(
+                client.clone(),
+                chain.network,
+            )));
+        }
+        if config.metrics.bind.is_some() {
+            workers.push(crate::observability::spawn_chain_gauges(
+                client.clone(),
+                chain.network,
+                deps.shutdown.subscribe(),
+            ));
+        }
+        // One pipeline for every flow on this chain: one rebroadcast
+        // cadence, one nonce manager, one evidence rule.
+        let pipeline = TxPipeline::new(
+            VaultService::new(client),
+            REBROADCAST_EVERY,
+            chain.unseen_landing_alert,
+        );
+        pipelines.insert(chain.network, pipeline.clone());
+        if let (Some(mints), Some(wake)) = (
+            rocket.state::<MintState>(),
+            mint_wakers.as_ref().and_then(|wakers| wakers.get(index)),
+        ) {
+            workers.push(
+                crate::mint::engine(
+                    mints,
+                    chain.network,
+                    pipeline.clone(),
+                    alpaca.clone(),
+                    EngineSettings {
+                        tick: chain.receipt_poll_interval,
+                        step_timeout: chain.step_timeout,
+                        ..EngineSettings::default()
+                    },
+                    Arc::clone(wake),
+                )
+                .spawn(deps.shutdown.subscribe()),
+            );
+        }
+        if let (Some(redemptions), Some(wake)) = (
+            rocket.state::<crate::redemption::RedemptionState>(),
+            redemption_wakers
+                .as_ref()
+                .and_then(|wakers| wakers.get(index)),
+        ) {
+            let tasks = crate::redemption::start(
+                redemptions,
+                chain,
+                config.redemption,
+                pipeline,
+                alpaca.clone(),
+                &deps.shutdown,
+                Arc::clone(wake),
+            );
+            workers.push(tasks.monitor);
+            workers.push(tasks.driver);
+        }
+    }
+    if let Some(slot) = rocket.state::<crate::chain::ChainSlot>() {
+        slot.fill(pipelines);
+    }
+    Ok(workers)
+}
+
+/// One chain's client, its chain id checked. A wrong chain is a
+/// configuration error; an RPC that is down is not: Alpaca's calls are
+/// still recorded, the drivers wait, and readiness reports the chain
+/// until it answers.
+async fn connect_chain(
+    chain: &crate::chain::ChainConfig,
+    deps: &Deps,
+) -> Result<ChainClient, StartupError> {
     let signer = BotSigner::from_source(&chain.signer)
         .map_err(|err| feature_error("chain signer", err))?;
     let client = ChainClient::from_parts(
@@ -556,9 +669,6 @@ async fn start_workers(
         deps.pool.clone(),
         deps.clock.clone(),
     );
-    // A wrong chain is a configuration error; an RPC that is down is not:
-    // Alpaca's calls are still recorded, the drivers wait, and readiness
-    // reports the chain until it answers.
     match client.check_chain_id().await {
         Ok(()) => {}
         Err(error @ ChainError::WrongChain { .. }) => {
@@ -566,13 +676,10 @@ async fn start_workers(
         }
         Err(error) => tracing::warn!(
             target: "startup",
+            network = %chain.network,
             error = %crate::http::ErrorChain(&error),
             "chain RPC not answering at startup; continuing"
         ),
-    }
-    if let Some(readiness) = rocket.state::<Readiness>() {
-        readiness
-            .register(Arc::new(ChainProbe::new(client.clone(), chain.network)));
     }
     tracing::info!(
         target: "startup",
@@ -581,56 +688,7 @@ async fn start_workers(
         wallet = %client.address(),
         "chain connected"
     );
-    let alpaca = AlpacaClient::new(alpaca)
-        .map_err(|err| feature_error("alpaca", err))?;
-    let mut workers = Vec::new();
-    if config.metrics.bind.is_some() {
-        workers.push(crate::observability::spawn_chain_gauges(
-            client.clone(),
-            chain.network,
-            deps.shutdown.subscribe(),
-        ));
-    }
-    // One pipeline for every flow: one rebroadcast cadence, one nonce
-    // manager, one evidence rule.
-    let pipeline = TxPipeline::new(
-        VaultService::new(client),
-        REBROADCAST_EVERY,
-        chain.unseen_landing_alert,
-    );
-    if let Some(slot) = rocket.state::<crate::chain::ChainSlot>() {
-        slot.fill(pipeline.clone());
-    }
-    if let Some(mints) = rocket.state::<MintState>() {
-        workers.push(
-            crate::mint::engine(
-                mints,
-                pipeline.clone(),
-                alpaca.clone(),
-                EngineSettings {
-                    tick: chain.receipt_poll_interval,
-                    step_timeout: chain.step_timeout,
-                    ..EngineSettings::default()
-                },
-            )
-            .spawn(deps.shutdown.subscribe()),
-        );
-    }
-    if let Some(redemptions) =
-        rocket.state::<crate::redemption::RedemptionState>()
-    {
-        let tasks = crate::redemption::start(
-            redemptions,
-            chain,
-            config.redemption,
-            pipeline.clone(),
-            alpaca.clone(),
-            &deps.shutdown,
-        );
-        workers.push(tasks.monitor);
-        workers.push(tasks.driver);
-    }
-    Ok(workers)
+    Ok(client)
 }
 
 #[cfg(test)]

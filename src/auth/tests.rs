@@ -61,7 +61,9 @@ fn with_auth(
         NonZeroU32::new(failures_per_minute).unwrap(),
     )
     .unwrap();
-    Config { auth, ..config }
+    let mut config = config;
+    config.auth = auth;
+    config
 }
 
 fn addr(ip: &str) -> SocketAddr {

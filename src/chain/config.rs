@@ -1,6 +1,9 @@
-//! `[chain]` configuration: RPC endpoint, signer source, fee ceilings and
-//! polling cadence for one chain and one issuer wallet.
+//! `[chains.<network>]` configuration: RPC endpoint, signer source, fee
+//! ceilings and polling cadence, one table per chain (each with its issuer
+//! wallet). The older single `[chain]` section is read as one chain whose
+//! network is its `network` key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -194,6 +197,27 @@ pub enum ChainConfigError {
          ({max})"
     )]
     PriorityAboveMax { priority: WeiPerGas, max: WeiPerGas },
+    #[error("[chain] needs its network key (or use [chains.<network>])")]
+    MissingNetwork,
+    #[error(
+        "chains.{table}.network is {network:?}: leave it out (the table \
+         name is the network) or make it match"
+    )]
+    NetworkMismatch { table: Network, network: Network },
+    #[error(
+        "chains.{first} and chains.{second} both have chain_id {chain_id}; \
+         each chain needs its own"
+    )]
+    DuplicateChainId {
+        first: Network,
+        second: Network,
+        chain_id: u64,
+    },
+    #[error(
+        "both [chain] and [chains.*] are set: move [chain] to \
+         [chains.{network}] (without its network key)"
+    )]
+    ChainAndChains { network: Network },
 }
 
 #[derive(Deserialize)]
@@ -209,7 +233,8 @@ struct RawKeystore {
 struct RawChainConfig {
     rpc_url: String,
     chain_id: u64,
-    network: Network,
+    /// Required in `[chain]`; in `[chains.<network>]` the table name.
+    network: Option<Network>,
     private_key: Option<SecretString>,
     keystore: Option<RawKeystore>,
     max_fee_per_gas_gwei: WeiPerGas,
@@ -258,10 +283,11 @@ const fn default_margin() -> u64 {
     20
 }
 
-impl TryFrom<RawChainConfig> for ChainConfig {
-    type Error = ChainConfigError;
-
-    fn try_from(raw: RawChainConfig) -> Result<Self, Self::Error> {
+impl ChainConfig {
+    fn from_raw(
+        raw: RawChainConfig,
+        network: Network,
+    ) -> Result<Self, ChainConfigError> {
         let rpc_url = reqwest::Url::parse(&raw.rpc_url).map_err(|_| {
             ChainConfigError::InvalidRpcUrl {
                 value: raw.rpc_url.clone(),
@@ -322,7 +348,7 @@ impl TryFrom<RawChainConfig> for ChainConfig {
         Ok(Self {
             rpc_url,
             chain_id: raw.chain_id,
-            network: raw.network,
+            network,
             signer,
             max_fee_per_gas: raw.max_fee_per_gas_gwei,
             max_priority_fee_per_gas: raw.max_priority_fee_per_gas_gwei,
@@ -338,10 +364,95 @@ impl TryFrom<RawChainConfig> for ChainConfig {
     }
 }
 
+/// The older single `[chain]` section: its `network` key says which.
 impl<'de> Deserialize<'de> for ChainConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = RawChainConfig::deserialize(d)?;
-        Self::try_from(raw).map_err(serde::de::Error::custom)
+        let network = raw
+            .network
+            .ok_or(ChainConfigError::MissingNetwork)
+            .map_err(serde::de::Error::custom)?;
+        Self::from_raw(raw, network).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Every configured chain, one per network, no two with the same
+/// `chain_id`. Empty: no chain, no drivers.
+#[derive(Debug, Clone, Default)]
+pub struct Chains(BTreeMap<Network, ChainConfig>);
+
+impl Chains {
+    /// Refuses two chains with the same `chain_id`, naming both.
+    pub fn new(
+        chains: BTreeMap<Network, ChainConfig>,
+    ) -> Result<Self, ChainConfigError> {
+        let mut seen: BTreeMap<u64, Network> = BTreeMap::new();
+        for (network, chain) in &chains {
+            if let Some(first) = seen.insert(chain.chain_id, *network) {
+                return Err(ChainConfigError::DuplicateChainId {
+                    first,
+                    second: *network,
+                    chain_id: chain.chain_id,
+                });
+            }
+        }
+        Ok(Self(chains))
+    }
+
+    /// The older `[chain]` section folded in: refused next to
+    /// `[chains.*]`, so a chain is never configured twice.
+    pub fn with_legacy(
+        self,
+        legacy: Option<ChainConfig>,
+    ) -> Result<Self, ChainConfigError> {
+        let Some(chain) = legacy else {
+            return Ok(self);
+        };
+        if !self.0.is_empty() {
+            return Err(ChainConfigError::ChainAndChains {
+                network: chain.network,
+            });
+        }
+        Ok(Self(BTreeMap::from([(chain.network, chain)])))
+    }
+
+    pub fn get(&self, network: Network) -> Option<&ChainConfig> {
+        self.0.get(&network)
+    }
+
+    /// In network order.
+    pub fn iter(&self) -> impl Iterator<Item = &ChainConfig> {
+        self.0.values()
+    }
+
+    pub fn networks(&self) -> Vec<Network> {
+        self.0.keys().copied().collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<'de> Deserialize<'de> for Chains {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let tables = BTreeMap::<Network, RawChainConfig>::deserialize(d)?;
+        let mut chains = BTreeMap::new();
+        for (table, raw) in tables {
+            if let Some(network) = raw.network.filter(|named| *named != table) {
+                return Err(serde::de::Error::custom(
+                    ChainConfigError::NetworkMismatch { table, network },
+                ));
+            }
+            let chain = ChainConfig::from_raw(raw, table)
+                .map_err(serde::de::Error::custom)?;
+            chains.insert(table, chain);
+        }
+        Self::new(chains).map_err(serde::de::Error::custom)
     }
 }
 

@@ -18,7 +18,8 @@ pub use client::{
     ChainClient, ChainError, NonceConsumer, TxPolicy, http_provider,
 };
 pub use config::{
-    ChainConfig, ChainConfigError, PasswordSource, SignerSource, WeiPerGas,
+    ChainConfig, ChainConfigError, Chains, PasswordSource, SignerSource,
+    WeiPerGas,
 };
 pub use landing::{Effect, Landed, Landing};
 pub use nonce::{

@@ -1,23 +1,27 @@
-//! The chain connection for HTTP handlers that need it (an operator's
+//! The chain connections for HTTP handlers that need them (an operator's
 //! retry looks for evidence on chain before anything is sent). The
-//! routes are built before the chain is connected, so the slot is filled
-//! at startup once it is; until then (or without `[chain]`) it is empty.
+//! routes are built before the chains are connected, so the slot is
+//! filled at startup once they are; until then (or without any chain) it
+//! is empty.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use super::TxPipeline;
+use crate::tokenized_asset::Network;
 
 #[derive(Clone, Default)]
-pub struct ChainSlot(Arc<OnceLock<TxPipeline>>);
+pub struct ChainSlot(Arc<OnceLock<BTreeMap<Network, TxPipeline>>>);
 
 impl ChainSlot {
-    /// Fills the slot; a second call keeps the first pipeline.
-    pub fn fill(&self, pipeline: TxPipeline) {
-        // One chain per process: a second fill can only be the same one.
-        let _ = self.0.set(pipeline);
+    /// Fills the slot with every chain's pipeline; a second call keeps
+    /// the first set (the chains are connected once per process).
+    pub fn fill(&self, pipelines: BTreeMap<Network, TxPipeline>) {
+        let _ = self.0.set(pipelines);
     }
 
-    pub fn get(&self) -> Option<&TxPipeline> {
-        self.0.get()
+    /// The pipeline of `network`'s chain, once connected.
+    pub fn get(&self, network: Network) -> Option<&TxPipeline> {
+        self.0.get().and_then(|pipelines| pipelines.get(&network))
     }
 }

@@ -87,7 +87,8 @@ impl Config {
             telemetry,
             metrics,
             alpaca,
-            chain,
+            chains,
+            legacy_chain: _,
             redemption,
         } = self;
         let mut out = Printout::default();
@@ -96,11 +97,13 @@ impl Config {
         print_auth(&mut out, auth);
         print_telemetry(&mut out, telemetry);
         print_metrics(&mut out, metrics);
-        if let Some(chain) = chain {
-            print_chain(&mut out, chain);
-        } else {
-            out.section("chain");
+        if chains.is_empty() {
+            out.section("chains");
             out.0.push_str("# not set: no chain, no drivers\n");
+        }
+        // A `[chain]` section is shown as the table it was read into.
+        for chain in chains.iter() {
+            print_chain(&mut out, chain);
         }
         if let Some(alpaca) = alpaca {
             print_alpaca(&mut out, alpaca);
@@ -255,11 +258,10 @@ fn print_chain(out: &mut Printout, chain: &ChainConfig) {
         start_block,
         gas_limit_margin_percent,
     } = chain;
-    out.section("chain");
+    out.section(&format!("chains.{network}"));
     // Providers put their API key in the path or query.
     out.string("rpc_url", &chain.redacted_rpc_url());
     out.raw("chain_id", chain_id);
-    out.string("network", network.as_str());
     match signer {
         SignerSource::PrivateKey(_) => out.secret("private_key"),
         SignerSource::Keystore { path, password } => {

@@ -11,7 +11,8 @@ use rocket::figment::{self, Figment, Metadata, Profile, Provider};
 use super::{ConfigError, env_var_name};
 
 /// Keys whose value is a secret. Each may instead name a file in
-/// `<key>_file`; setting both is an error.
+/// `<key>_file`; setting both is an error. A `*` segment stands for any
+/// table name (`chains.*.private_key` covers `chains.base.private_key`).
 pub const SECRET_KEYS: &[&str] = &[
     "auth.alpaca.api_key",
     "auth.internal.api_key",
@@ -20,7 +21,37 @@ pub const SECRET_KEYS: &[&str] = &[
     "chain.private_key",
     // A provider URL usually carries its API key.
     "chain.rpc_url",
+    "chains.*.private_key",
+    "chains.*.rpc_url",
 ];
+
+/// Every key `pattern` stands for in `figment`: itself, or with its `*`
+/// replaced by each table name found there.
+fn expand(figment: &Figment, pattern: &str) -> Vec<String> {
+    let Some((parent, rest)) = pattern.split_once(".*.") else {
+        return vec![pattern.to_owned()];
+    };
+    figment
+        .find_value(parent)
+        .ok()
+        .and_then(Value::into_dict)
+        .map(|tables| {
+            tables
+                .keys()
+                .map(|name| format!("{parent}.{name}.{rest}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `key` is `pattern` (a `*` segment matches any one segment).
+fn matches(pattern: &str, key: &str) -> bool {
+    let mut keys = key.split('.');
+    pattern
+        .split('.')
+        .all(|want| keys.next().is_some_and(|got| want == "*" || want == got))
+        && keys.next().is_none()
+}
 
 /// Tables whose every entry is a secret: `<table>_file.<name>` names the
 /// file holding entry `<name>`.
@@ -68,9 +99,9 @@ pub(super) struct Resolved {
 /// Reads every secret named by a `_file` key in `figment`.
 pub(super) fn resolve(figment: &Figment) -> Result<Resolved, ConfigError> {
     let mut resolved = Resolved::default();
-    for key in SECRET_KEYS {
+    for key in SECRET_KEYS.iter().flat_map(|key| expand(figment, key)) {
         let file_key = format!("{key}{FILE_SUFFIX}");
-        if let Some(file) = read_if_named(figment, key, &file_key)? {
+        if let Some(file) = read_if_named(figment, &key, &file_key)? {
             resolved.files.push(file);
             resolved.consumed.push(file_key);
         }
@@ -230,7 +261,7 @@ impl std::fmt::Display for Placeholder {
 
 /// Whether `key` holds a secret (and so may come from a file).
 pub fn is_secret(key: &str) -> bool {
-    SECRET_KEYS.contains(&key)
+    SECRET_KEYS.iter().any(|pattern| matches(pattern, key))
         || SECRET_TABLES.iter().any(|table| {
             key.strip_prefix(table)
                 .is_some_and(|rest| rest.starts_with('.'))

@@ -2,6 +2,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use super::*;
+use crate::tokenized_asset::Network;
 
 const ALPACA_KEY: &str = "alpaca-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const INTERNAL_KEY: &str = "internal-key-bbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -512,7 +513,7 @@ fn every_secret_can_come_from_a_file() {
     // Trailing newline trimmed.
     assert_eq!(alpaca.api_key_id, "CKFROMFILE");
     assert_eq!(alpaca.api_secret.expose_secret(), "broker-secret-from-file");
-    let chain = config.chain.as_ref().unwrap();
+    let chain = config.chains.get(Network::Base).unwrap();
     assert_eq!(
         chain.rpc_url.as_str(),
         "https://rpc.example/v2/provider-key"
@@ -625,18 +626,24 @@ fn the_printout_is_toml_with_every_secret_redacted() {
         Some("[REDACTED]")
     );
     assert_eq!(parsed["alpaca"]["api_secret"].as_str(), Some("[REDACTED]"));
-    assert_eq!(parsed["chain"]["private_key"].as_str(), Some("[REDACTED]"));
     assert_eq!(
-        parsed["chain"]["rpc_url"].as_str(),
+        parsed["chains"]["base"]["private_key"].as_str(),
+        Some("[REDACTED]")
+    );
+    assert_eq!(
+        parsed["chains"]["base"]["rpc_url"].as_str(),
         Some("https://rpc.example/[REDACTED]")
     );
-    assert_eq!(parsed["chain"]["chain_id"].as_integer(), Some(31337));
     assert_eq!(
-        parsed["chain"]["max_fee_per_gas_gwei"].as_str(),
+        parsed["chains"]["base"]["chain_id"].as_integer(),
+        Some(31337)
+    );
+    assert_eq!(
+        parsed["chains"]["base"]["max_fee_per_gas_gwei"].as_str(),
         Some("2.5")
     );
     assert_eq!(
-        parsed["chain"]["max_priority_fee_per_gas_gwei"].as_str(),
+        parsed["chains"]["base"]["max_priority_fee_per_gas_gwei"].as_str(),
         Some("0.001")
     );
     assert_eq!(parsed["server"]["bind"].as_str(), Some("127.0.0.1:8080"));
@@ -665,9 +672,10 @@ fn the_printout_is_toml_with_every_secret_redacted() {
             ("ISSUANCE_AUTH__INTERNAL__API_KEY", INTERNAL_KEY),
             ("ISSUANCE_ALPACA__API_KEY_ID", "CKVISIBLE"),
             ("ISSUANCE_ALPACA__API_SECRET", "broker-secret"),
-            ("ISSUANCE_CHAIN__PRIVATE_KEY", PRIVATE_KEY),
+            // The printout names `[chain]` as the table it became.
+            ("ISSUANCE_CHAINS__BASE__PRIVATE_KEY", PRIVATE_KEY),
             (
-                "ISSUANCE_CHAIN__RPC_URL",
+                "ISSUANCE_CHAINS__BASE__RPC_URL",
                 "https://rpc.example/v2/provider-key",
             ),
         ],
@@ -944,4 +952,150 @@ fn otlp_headers_from_the_file_the_environment_and_header_files() {
         error.contains("otlp_headers.bad header is not a valid HTTP header"),
         "{error}"
     );
+}
+
+const TWO_CHAINS_TOML: &str = r#"
+[chains.base]
+rpc_url = "http://127.0.0.1:8545"
+chain_id = 8453
+private_key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+max_fee_per_gas_gwei = "2.5"
+max_priority_fee_per_gas_gwei = "0.001"
+
+[chains.ethereum]
+rpc_url = "http://127.0.0.1:8546"
+chain_id = 1
+private_key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+max_fee_per_gas_gwei = 40
+max_priority_fee_per_gas_gwei = 2
+"#;
+
+#[test]
+fn each_chains_table_is_one_chain_named_by_its_network() {
+    let config =
+        load(&format!("{}{TWO_CHAINS_TOML}", minimal_toml()), &[]).unwrap();
+    assert_eq!(config.chains.networks(), [Network::Base, Network::Ethereum]);
+    let base = config.chains.get(Network::Base).unwrap();
+    assert_eq!(base.network, Network::Base);
+    assert_eq!(base.chain_id, 8453);
+    let ethereum = config.chains.get(Network::Ethereum).unwrap();
+    assert_eq!(ethereum.chain_id, 1);
+    assert_eq!(ethereum.max_fee_per_gas.wei(), 40_000_000_000);
+    let printout = config.redacted_toml();
+    let parsed: toml::Table = toml::from_str(&printout).unwrap();
+    assert_eq!(
+        parsed["chains"]["ethereum"]["chain_id"].as_integer(),
+        Some(1)
+    );
+}
+
+#[test]
+fn the_old_chain_section_is_one_chain_of_its_network() {
+    let toml = format!(
+        "{}{CHAIN_TOML}rpc_url = \"http://127.0.0.1:8545\"\n\
+         private_key = \"{PRIVATE_KEY}\"\n",
+        minimal_toml()
+    );
+    let config = load(&toml, &[]).unwrap();
+    assert_eq!(config.chains.networks(), [Network::Base]);
+    assert_eq!(config.chains.get(Network::Base).unwrap().chain_id, 31337);
+    // validate-config shows it as the table it became.
+    let parsed: toml::Table = toml::from_str(&config.redacted_toml()).unwrap();
+    assert_eq!(
+        parsed["chains"]["base"]["chain_id"].as_integer(),
+        Some(31337)
+    );
+    assert!(parsed.get("chain").is_none());
+
+    let both = format!("{toml}{TWO_CHAINS_TOML}");
+    let error = load(&both, &[]).unwrap_err().to_string();
+    assert!(
+        error.contains("both [chain] and [chains.*] are set")
+            && error.contains("[chains.base]"),
+        "{error}"
+    );
+    let unnamed = toml.replace("network = \"base\"\n", "");
+    let error = load(&unnamed, &[]).unwrap_err().to_string();
+    assert!(error.contains("[chain] needs its network key"), "{error}");
+}
+
+#[test]
+fn two_chains_with_one_chain_id_are_refused_naming_both() {
+    let toml = format!(
+        "{}{}",
+        minimal_toml(),
+        TWO_CHAINS_TOML.replace("chain_id = 1\n", "chain_id = 8453\n")
+    );
+    let error = load(&toml, &[]).unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "chains.base and chains.ethereum both have chain_id 8453"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_chains_table_refuses_another_network_and_every_table_is_checked() {
+    let toml = format!(
+        "{}{}",
+        minimal_toml(),
+        TWO_CHAINS_TOML.replace(
+            "[chains.ethereum]\n",
+            "[chains.ethereum]\nnetwork = \"base\"\n"
+        )
+    );
+    let error = load(&toml, &[]).unwrap_err().to_string();
+    assert!(error.contains("chains.ethereum.network is"), "{error}");
+    let toml = format!(
+        "{}{}",
+        minimal_toml(),
+        TWO_CHAINS_TOML
+            .replace("max_fee_per_gas_gwei = 40", "max_fee_per_gas_gwei = 0")
+    );
+    let error = load(&toml, &[]).unwrap_err().to_string();
+    assert!(error.contains("invalid gwei amount"), "{error}");
+    assert!(error.contains("chains.ethereum"), "{error}");
+}
+
+#[test]
+fn chains_tables_come_from_the_environment_and_secret_files() {
+    use secrecy::ExposeSecret as _;
+
+    let private_key = secret_file(PRIVATE_KEY);
+    let rpc_url = secret_file("https://eth.example/v2/provider-key");
+    let key_path = private_key.path().display().to_string();
+    let url_path = rpc_url.path().display().to_string();
+    let config = load(
+        &minimal_toml(),
+        &[
+            ("ISSUANCE_CHAINS__BASE__RPC_URL", "http://127.0.0.1:8545"),
+            ("ISSUANCE_CHAINS__BASE__CHAIN_ID", "8453"),
+            ("ISSUANCE_CHAINS__BASE__PRIVATE_KEY", PRIVATE_KEY),
+            ("ISSUANCE_CHAINS__BASE__MAX_FEE_PER_GAS_GWEI", "2"),
+            ("ISSUANCE_CHAINS__BASE__MAX_PRIORITY_FEE_PER_GAS_GWEI", "1"),
+            ("ISSUANCE_CHAINS__ETHEREUM__RPC_URL_FILE", &url_path),
+            ("ISSUANCE_CHAINS__ETHEREUM__CHAIN_ID", "1"),
+            ("ISSUANCE_CHAINS__ETHEREUM__PRIVATE_KEY_FILE", &key_path),
+            ("ISSUANCE_CHAINS__ETHEREUM__MAX_FEE_PER_GAS_GWEI", "40"),
+            (
+                "ISSUANCE_CHAINS__ETHEREUM__MAX_PRIORITY_FEE_PER_GAS_GWEI",
+                "2",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.chains.get(Network::Base).unwrap().chain_id, 8453);
+    let ethereum = config.chains.get(Network::Ethereum).unwrap();
+    assert_eq!(
+        ethereum.rpc_url.as_str(),
+        "https://eth.example/v2/provider-key"
+    );
+    match &ethereum.signer {
+        crate::chain::SignerSource::PrivateKey(key) => {
+            assert_eq!(key.expose_secret(), PRIVATE_KEY);
+        }
+        crate::chain::SignerSource::Keystore { .. } => panic!("keystore"),
+    }
+    assert!(!config.redacted_toml().contains("provider-key"));
 }

@@ -8,7 +8,9 @@
 mod engine;
 mod origin;
 mod status;
+mod wake;
 
 pub use engine::{Engine, EngineSettings, Flow, Retry, Step, StepError};
 pub use origin::FlowOrigins;
 pub use status::{DriverStatus, FlowName, clear_error, record_error, status};
+pub use wake::fan_out;

@@ -93,12 +93,13 @@ async fn retry(
     // Nothing of ours can have landed without an attempt.
     let evidence = match last_attempt {
         Some(attempt) => {
-            let pipeline = chain.get().ok_or_else(|| {
-                ApiError::unavailable(
-                    "the chain is not connected: a retry must look for the \
-                     mint's deposit first",
-                )
-            })?;
+            let pipeline =
+                chain.get(request.order.network).ok_or_else(|| {
+                    ApiError::unavailable(
+                        "the mint's chain is not connected: a retry must look \
+                     for the mint's deposit first",
+                    )
+                })?;
             find_deposit(
                 pipeline.vault(),
                 request,

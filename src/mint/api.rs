@@ -61,9 +61,9 @@ pub struct MintState {
     waker: Arc<Notify>,
     /// The requests that started each mint, for the driver's traces.
     origins: FlowOrigins,
-    /// The network our chain serves; mints for another are refused as
-    /// "token not available". `None` (no chain configured) accepts all.
-    network: Option<Network>,
+    /// The networks our chains serve; mints for another are refused as
+    /// "token not available". Empty (no chain configured) accepts all.
+    networks: Vec<Network>,
 }
 
 impl MintState {
@@ -71,7 +71,7 @@ impl MintState {
         pool: SqlitePool,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
-        network: Option<Network>,
+        networks: Vec<Network>,
     ) -> Self {
         Self {
             cqrs: Arc::new(cqrs(
@@ -85,7 +85,7 @@ impl MintState {
             clock,
             waker: Arc::new(Notify::new()),
             origins: FlowOrigins::default(),
-            network,
+            networks,
         }
     }
 
@@ -136,13 +136,13 @@ pub async fn install(
     pool: &SqlitePool,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
-    network: Option<Network>,
+    networks: Vec<Network>,
 ) -> Result<Rocket<Build>, SqliteEsError> {
     if let Some(replayed) = rebuild_stale_views(pool).await? {
         tracing::info!(target: "mint", replayed, "mint view rebuilt");
     }
     Ok(rocket
-        .manage(MintState::new(pool.clone(), clock, ids, network))
+        .manage(MintState::new(pool.clone(), clock, ids, networks))
         .mount("/", routes())
         .mount("/", super::admin::routes()))
 }
@@ -409,7 +409,7 @@ async fn resolve(
     if asset.token != order.token {
         return Err(refuse(INVALID_TOKEN, "token symbol differs"));
     }
-    if state.network.is_some_and(|served| served != order.network) {
+    if !state.networks.is_empty() && !state.networks.contains(&order.network) {
         return Err(refuse(INVALID_TOKEN, "no chain serves this network"));
     }
     // Only new requests: a mint already initiated (or repeated, answered

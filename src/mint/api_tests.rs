@@ -891,7 +891,7 @@ async fn the_driver_query_uses_the_status_index() {
         &confirm_body(&id, "completed"),
     )
     .await;
-    let unfinished = super::unfinished_mints(h.pool()).await.unwrap();
+    let unfinished = super::unfinished_mints(h.pool(), None).await.unwrap();
     assert_eq!(
         unfinished
             .iter()

@@ -41,6 +41,7 @@ use crate::clock::Clock;
 use crate::driver::{
     Engine, EngineSettings, Flow, FlowName, Retry, Step, StepError,
 };
+use crate::tokenized_asset::Network;
 
 /// The mint engine's settings (see [`EngineSettings`]).
 pub type DriverSettings = EngineSettings;
@@ -48,15 +49,21 @@ pub type DriverSettings = EngineSettings;
 /// The engine that drives every unfinished mint.
 pub type MintDriver = Engine<MintFlow>;
 
-/// Builds the mint engine on the shared transaction pipeline.
+/// Builds the engine of the mints on `network`, on that chain's
+/// transaction pipeline (each chain has its own engine, so an outage on
+/// one never holds another's mints). It wakes on `wake`, fed by the
+/// state's waker (see [`crate::driver::fan_out`]).
 pub fn engine(
     state: &MintState,
+    network: Network,
     pipeline: TxPipeline,
     alpaca: AlpacaClient,
     settings: EngineSettings,
+    wake: Arc<tokio::sync::Notify>,
 ) -> MintDriver {
     Engine::new(
         MintFlow {
+            network,
             cqrs: state.cqrs().clone(),
             store: SqliteStore::new(state.pool().clone()),
             pool: state.pool().clone(),
@@ -67,13 +74,15 @@ pub fn engine(
         state.pool().clone(),
         state.clock().clone(),
         settings,
-        state.waker().clone(),
+        wake,
     )
     .with_origins(state.origins().clone())
 }
 
 /// How mints are stepped.
 pub struct MintFlow {
+    /// Only this network's mints are stepped here.
+    network: Network,
     cqrs: Arc<MintCqrs>,
     /// Read-only access to the aggregates (no projections).
     store: SqliteStore<Mint>,
@@ -144,7 +153,7 @@ impl Flow for MintFlow {
     type Id = TokenizationRequestId;
 
     async fn open(&self) -> Result<Vec<TokenizationRequestId>, StepError> {
-        unfinished_mints(&self.pool)
+        unfinished_mints(&self.pool, Some(self.network))
             .await
             .map_err(|error| StepError::from_error(&error, Retry::Soon))
     }

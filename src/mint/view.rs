@@ -369,16 +369,19 @@ pub async fn find_by_issuer_request_id(
     find_by_tokenization_request_id(pool, &id).await
 }
 
-/// Mints the driver has work for, oldest first.
+/// Mints the driver has work for (on `network`, or on all), oldest first.
 pub async fn unfinished_mints(
     pool: &SqlitePool,
+    network: Option<Network>,
 ) -> Result<Vec<TokenizationRequestId>, MintQueryError> {
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT view_id FROM mint_view \
          WHERE json_extract(payload, '$.status') \
                IN ('journal_confirmed', 'mint_intended', 'minted') \
+           AND (?1 IS NULL OR json_extract(payload, '$.network') = ?1) \
          ORDER BY json_extract(payload, '$.initiated_at'), view_id",
     )
+    .bind(network.map(Network::as_str))
     .fetch_all(pool)
     .await?;
     ids.into_iter()

@@ -111,7 +111,7 @@ async fn retry(
     };
     // Only a failed burn can have burned anything.
     let evidence = if matches!(failure, FailureReason::BurnFailed { .. }) {
-        let pipeline = connected(chain)?;
+        let pipeline = connected(chain, detection.transfer.network)?;
         let from_block = burn
             .as_ref()
             .and_then(|burn| burn.tx.head_at_signing)
@@ -178,7 +178,7 @@ async fn force_complete(
     let detection = redemption
         .detection()
         .ok_or_else(|| ApiError::not_found("redemption not found"))?;
-    let pipeline = connected(chain)?;
+    let pipeline = connected(chain, detection.transfer.network)?;
     let receipt = pipeline
         .client()
         .settled_receipt(burn_tx)
@@ -490,10 +490,15 @@ fn invalid_state(command: &'static str, redemption: &Redemption) -> ApiError {
 #[error("unattributed_transfers.amount {0:?} is not a number of shares")]
 struct InvalidAmount(String);
 
-fn connected(chain: &ChainSlot) -> Result<&crate::chain::TxPipeline, ApiError> {
-    chain.get().ok_or_else(|| {
+/// The chain the redemption was detected on: it is checked there.
+fn connected(
+    chain: &ChainSlot,
+    network: crate::tokenized_asset::Network,
+) -> Result<&crate::chain::TxPipeline, ApiError> {
+    chain.get(network).ok_or_else(|| {
         ApiError::unavailable(
-            "the chain is not connected: this action checks the chain first",
+            "the redemption's chain is not connected: this action checks \
+             the chain first",
         )
     })
 }

@@ -198,7 +198,18 @@ impl Flow for RedemptionFlow {
         let open = non_terminal(&self.pool)
             .await
             .map_err(|error| StepError::from_error(&error, Retry::Soon))?;
-        Ok(open.into_iter().map(|(id, _)| id).collect())
+        // Each chain has its engine: a redemption detected on this chain
+        // burns here, and another chain's outage never holds it.
+        let network = self.settings.network;
+        Ok(open
+            .into_iter()
+            .filter(|(_, state)| {
+                state.detection().is_some_and(|detection| {
+                    detection.transfer.network == network
+                })
+            })
+            .map(|(id, _)| id)
+            .collect())
     }
 
     async fn step(&self, id: &RedemptionId) -> Result<Step, StepError> {

@@ -127,6 +127,11 @@ impl RedemptionState {
     pub fn cqrs(&self) -> &Arc<RedemptionCqrs> {
         &self.cqrs
     }
+
+    /// Notified on every detected transfer; feeds each chain's driver.
+    pub fn waker(&self) -> &Arc<Notify> {
+        &self.wake
+    }
 }
 
 /// Rebuilds `redemption_view` if its projection's version changed, manages
@@ -153,9 +158,11 @@ pub struct RedemptionTasks {
     pub driver: JoinHandle<()>,
 }
 
-/// Starts the transfer monitor and the driver for the configured chain;
-/// both stop when `shutdown` triggers. The driver's first pass resumes
-/// every unfinished redemption and reconciles the receipt inventory.
+/// Starts the transfer monitor and the driver of one chain; both stop
+/// when `shutdown` triggers. The driver's first pass resumes every
+/// unfinished redemption detected on this chain and reconciles its
+/// receipt inventory. The monitor wakes every chain's driver through the
+/// state's waker; this chain's driver waits on `wake` (fed by it).
 pub fn start(
     state: &RedemptionState,
     chain: &ChainConfig,
@@ -163,6 +170,7 @@ pub fn start(
     pipeline: TxPipeline,
     alpaca: AlpacaClient,
     shutdown: &ShutdownTrigger,
+    wake: Arc<Notify>,
 ) -> RedemptionTasks {
     let bot = pipeline.client().address();
     // The monitor's detection span starts each redemption's trace.
@@ -207,7 +215,7 @@ pub fn start(
             },
             ..defaults
         },
-        Arc::clone(&state.wake),
+        wake,
     )
     .with_origins(origins);
     tracing::info!(

@@ -58,7 +58,7 @@ async fn setup(certification: Certification) -> Setup {
         pool.clone(),
         clock.clone(),
         Arc::new(SequentialIds::new()),
-        Some(Network::Base),
+        vec![Network::Base],
     );
     let client = ChainClient::from_parts(
         RootProvider::new_http(chain.rpc_url.clone()),
@@ -87,6 +87,7 @@ async fn setup(certification: Certification) -> Setup {
     alpaca.max_retries = 0;
     let driver = engine(
         &state,
+        Network::Base,
         TxPipeline::new(
             vault.clone(),
             Duration::from_secs(5),
@@ -94,6 +95,7 @@ async fn setup(certification: Certification) -> Setup {
         ),
         AlpacaClient::new(&alpaca).unwrap(),
         DriverSettings::default(),
+        Arc::clone(state.waker()),
     );
     let request = MintRequest {
         order: MintOrder {

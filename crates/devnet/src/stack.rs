@@ -401,7 +401,7 @@ mod tests {
 
         let config = Config::from_sources(Some(&path), Vec::new()).unwrap();
         assert_eq!(config.server.bind, "127.0.0.1:8080".parse().unwrap());
-        let chain = config.chain.unwrap();
+        let chain = config.chains.iter().next().unwrap();
         assert_eq!(chain.chain_id, 31337);
         assert_eq!(chain.network.to_string(), NETWORK);
         assert_eq!(chain.rpc_url.as_str(), "http://127.0.0.1:8545/");

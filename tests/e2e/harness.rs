@@ -32,6 +32,10 @@ pub const ALPACA_KEYID: &str = "alpaca-issuer-e2e-01";
 pub const UNDERLYING: &str = "AAPL";
 pub const TOKEN: &str = "tAAPL";
 pub const NETWORK: &str = "base";
+/// The second chain's network with [`Options::second_chain`].
+pub const SECOND_NETWORK: &str = "ethereum";
+/// Its chain id (anvil's default, base's here, is 31337).
+pub const SECOND_CHAIN_ID: u64 = 1;
 /// Generous: a mint is a few RPC round trips on an instant-mining chain.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -63,6 +67,10 @@ pub struct AffiliatedAp {
 }
 
 /// How to start an [`Env`].
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, each off by default"
+)]
 pub struct Options {
     pub wire: WireVersion,
     /// Put a fault-injecting JSON-RPC proxy between the service and anvil
@@ -81,6 +89,11 @@ pub struct Options {
     /// installs the process-wide recorder, which can happen once per
     /// process: such an `Env` cannot be restarted.
     pub metrics: bool,
+    /// A second chain, ethereum ([`Env::second`]): its own anvil (chain
+    /// id 1, same keys, so the issuer wallet is the same address) behind
+    /// its own fault proxy, with AAPL listed on it. The config then
+    /// uses `[chains.base]` and `[chains.ethereum]`.
+    pub second_chain: bool,
 }
 
 impl Default for Options {
@@ -92,8 +105,18 @@ impl Default for Options {
             tune_sim: |_| {},
             signatures: false,
             metrics: false,
+            second_chain: false,
         }
     }
+}
+
+/// The second chain of [`Options::second_chain`].
+pub struct SecondChain {
+    /// The tests' own view, direct.
+    pub chain: LocalChain,
+    /// The service's view: stop it with `faults().set_unreachable(true)`.
+    pub proxy: RpcFaultProxy,
+    pub vault: Address,
 }
 
 /// Who a test request claims to be.
@@ -118,6 +141,8 @@ pub struct Env {
     pub client_id: String,
     pub ap_wallet: Address,
     pub vault: Address,
+    /// With [`Options::second_chain`].
+    pub second: Option<SecondChain>,
     config_path: std::path::PathBuf,
     _dir: TempDir,
 }
@@ -139,11 +164,39 @@ fn alpaca_auth_toml(dir: &TempDir, sim: &SimHandle) -> String {
     )
 }
 
-fn config_toml(
-    dir: &TempDir,
+/// The chain sections: the older `[chain]` for one chain, or one
+/// `[chains.<network>]` table each with a second one.
+fn chains_toml(
     chain: &LocalChain,
     rpc_url: &str,
     chain_toml: &str,
+    second: Option<&SecondChain>,
+) -> String {
+    let private_key = chain.bot.to_bytes();
+    let common = "max_fee_per_gas_gwei = 100\n\
+                  max_priority_fee_per_gas_gwei = 1\n\
+                  receipt_poll_interval_ms = 50";
+    let Some(second) = second else {
+        return format!(
+            "[chain]\nrpc_url = \"{rpc_url}\"\nchain_id = 31337\n\
+             network = \"{NETWORK}\"\nprivate_key = \"{private_key}\"\n\
+             {common}\n{chain_toml}\n"
+        );
+    };
+    format!(
+        "[chains.{NETWORK}]\nrpc_url = \"{rpc_url}\"\nchain_id = 31337\n\
+         private_key = \"{private_key}\"\n{common}\n{chain_toml}\n\n\
+         [chains.{SECOND_NETWORK}]\nrpc_url = \"{}\"\n\
+         chain_id = {SECOND_CHAIN_ID}\nprivate_key = \"{}\"\n{common}\n\
+         rpc_timeout_ms = 500\nstep_timeout_ms = 2000\n",
+        second.proxy.url(),
+        second.chain.bot.to_bytes(),
+    )
+}
+
+fn config_toml(
+    dir: &TempDir,
+    chains: &str,
     sim: &SimHandle,
     metrics: bool,
 ) -> String {
@@ -180,16 +233,7 @@ max_retries = 5
 retry_min_delay_ms = 10
 retry_max_delay_ms = 50
 
-[chain]
-rpc_url = "{rpc_url}"
-chain_id = 31337
-network = "{NETWORK}"
-private_key = "{private_key}"
-max_fee_per_gas_gwei = 100
-max_priority_fee_per_gas_gwei = 1
-receipt_poll_interval_ms = 50
-{chain_toml}
-
+{chains}
 [redemption]
 monitor_interval_ms = 100
 
@@ -201,7 +245,6 @@ monitor_interval_ms = 100
         account_id = sim.issuer_account_id(),
         key_id = sim_config.broker_key_id,
         secret = sim_config.broker_secret,
-        private_key = chain.bot.to_bytes(),
     )
 }
 
@@ -232,8 +275,22 @@ impl Env {
             tune_sim,
             signatures,
             metrics,
+            second_chain,
         } = options;
         let chain = LocalChain::start().await.unwrap();
+        let second = if second_chain {
+            let chain = LocalChain::start_on(SECOND_CHAIN_ID).await.unwrap();
+            let proxy =
+                RpcFaultProxy::start(chain.rpc_url.as_ref()).await.unwrap();
+            let vault = chain.stack.vault;
+            Some(SecondChain {
+                chain,
+                proxy,
+                vault,
+            })
+        } else {
+            None
+        };
         let proxy = if rpc_proxy {
             Some(RpcFaultProxy::start(chain.rpc_url.as_ref()).await.unwrap())
         } else {
@@ -257,7 +314,12 @@ impl Env {
         let path = dir.path().join("issuance.toml");
         std::fs::write(
             &path,
-            config_toml(&dir, &chain, &rpc_url, chain_toml, &sim, metrics),
+            config_toml(
+                &dir,
+                &chains_toml(&chain, &rpc_url, chain_toml, second.as_ref()),
+                &sim,
+                metrics,
+            ),
         )
         .unwrap();
         let service = Self::launch(&path).await;
@@ -281,6 +343,7 @@ impl Env {
             client_id: String::new(),
             ap_wallet,
             vault,
+            second,
             config_path: path,
             _dir: dir,
         };
@@ -350,6 +413,20 @@ impl Env {
             )
             .await;
         assert_eq!(status, 200, "{body}");
+        if let Some(second) = &self.second {
+            let (status, body) = self
+                .post_internal(
+                    "/tokenized-assets",
+                    &json!({
+                        "underlying": UNDERLYING,
+                        "token": TOKEN,
+                        "network": SECOND_NETWORK,
+                        "vault": second.vault.to_string(),
+                    }),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
         let (status, body) = self
             .post_internal(
                 "/accounts",
@@ -517,11 +594,20 @@ impl Env {
     /// The AP asks Alpaca to mint; Alpaca sends us the request, then
     /// journals and confirms in the background.
     pub async fn request_mint(&self, qty: &str) -> MintOutcome {
-        let outcome = self
-            .sim
-            .request_mint(self.ap, self.mint_spec(qty))
-            .await
-            .unwrap();
+        self.request_mint_on(NETWORK, qty).await
+    }
+
+    /// As [`Env::request_mint`], on `network`.
+    pub async fn request_mint_on(
+        &self,
+        network: &str,
+        qty: &str,
+    ) -> MintOutcome {
+        let spec = MintSpec {
+            network: network.into(),
+            ..self.mint_spec(qty)
+        };
+        let outcome = self.sim.request_mint(self.ap, spec).await.unwrap();
         assert_eq!(outcome.issuer_response_status, 200, "{outcome:?}");
         outcome
     }
@@ -660,6 +746,9 @@ impl Env {
         self.sim.clone().shutdown().await;
         if let Some(proxy) = self.proxy.take() {
             proxy.shutdown().await;
+        }
+        if let Some(second) = self.second.take() {
+            second.proxy.shutdown().await;
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod admin;
 mod affiliated;
+mod chains;
 mod freeze;
 mod harness;
 mod metrics_names;

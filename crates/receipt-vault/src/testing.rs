@@ -32,6 +32,8 @@ pub enum LocalChainError {
     Deploy(#[from] DeployError),
     #[error("vault call failed: {0}")]
     Contract(#[from] alloy::contract::Error),
+    #[error("spending a deployer nonce failed: {0}")]
+    Skip(String),
 }
 
 /// Whether [`LocalChain::start_with`] certifies the vault.
@@ -67,11 +69,45 @@ impl LocalChain {
     pub async fn start_with(
         certification: Certification,
     ) -> Result<Self, LocalChainError> {
-        let anvil = Anvil::at(anvil_binary()?).try_spawn()?;
+        Self::spawn(Anvil::at(anvil_binary()?), certification, 0).await
+    }
+
+    /// As [`LocalChain::start`], on a node reporting `chain_id` (anvil's
+    /// default is 31337), so that several chains can run side by side.
+    /// The deployer spends a nonce first, so this chain's vault has
+    /// another address than [`LocalChain::start`]'s (a vault address
+    /// backs one listing, on one network).
+    pub async fn start_on(chain_id: u64) -> Result<Self, LocalChainError> {
+        Self::spawn(
+            Anvil::at(anvil_binary()?).chain_id(chain_id),
+            Certification::Forever,
+            1,
+        )
+        .await
+    }
+
+    async fn spawn(
+        anvil: Anvil,
+        certification: Certification,
+        skipped_nonces: u64,
+    ) -> Result<Self, LocalChainError> {
+        let anvil = anvil.try_spawn()?;
         let rpc_url = anvil.endpoint_url();
         let deployer = signer(&anvil, 0)?;
         let ap = signer(&anvil, 1)?;
         let provider = provider_for(&rpc_url, &deployer);
+        for _ in 0..skipped_nonces {
+            let tx = alloy::rpc::types::TransactionRequest::default()
+                .to(deployer.address())
+                .value(U256::ZERO);
+            provider
+                .send_transaction(tx)
+                .await
+                .map_err(|error| LocalChainError::Skip(error.to_string()))?
+                .get_receipt()
+                .await
+                .map_err(|error| LocalChainError::Skip(error.to_string()))?;
+        }
 
         let stack = deploy::deploy_stack(
             &provider,

@@ -199,15 +199,12 @@ impl Flow for RedemptionFlow {
             .await
             .map_err(|error| StepError::from_error(&error, Retry::Soon))?;
         // Each chain has its engine: a redemption detected on this chain
-        // burns here, and another chain's outage never holds it.
+        // (or a return of a transfer made on it) is driven here, and
+        // another chain's outage never holds it.
         let network = self.settings.network;
         Ok(open
             .into_iter()
-            .filter(|(_, state)| {
-                state.detection().is_some_and(|detection| {
-                    detection.transfer.network == network
-                })
-            })
+            .filter(|(_, state)| state.network() == Some(network))
             .map(|(id, _)| id)
             .collect())
     }

@@ -532,6 +532,13 @@ pub enum Redemption {
 }
 
 impl Redemption {
+    /// The network whose chain this redemption (or return) is on.
+    pub fn network(&self) -> Option<Network> {
+        self.detection()
+            .map(|detection| detection.transfer.network)
+            .or_else(|| self.return_order().map(|order| order.transfer.network))
+    }
+
     pub fn detection(&self) -> Option<&Detection> {
         match self {
             Self::NotDetected

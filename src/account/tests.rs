@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use alloy::primitives::{Address, address};
 use chrono::{DateTime, TimeZone, Utc};
+use cqrs_es::Aggregate as _;
 use cqrs_es::test::TestFramework;
 use uuid::Uuid;
 

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use alloy::primitives::{Address, address};
 use chrono::{DateTime, TimeZone, Utc};
+use cqrs_es::Aggregate as _;
 use cqrs_es::test::TestFramework;
 
 use super::*;
 use crate::clock::FixedClock;
+use crate::operator::OperatorReason;
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()

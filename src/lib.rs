@@ -10,6 +10,7 @@ pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod driver;
+pub mod feature;
 pub mod http;
 pub(crate) mod instance_lock;
 pub(crate) mod lease;

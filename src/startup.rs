@@ -28,6 +28,7 @@ use crate::chain::{
 use crate::clock::{Clock, IdGenerator, RandomIds, SystemClock};
 use crate::config::{Config, DatabaseConfig, ServerConfig};
 use crate::driver::EngineSettings;
+use crate::feature::Install;
 use crate::http::health::{DatabaseProbe, MigrationsProbe, Readiness};
 use crate::http::request_log::RequestTelemetry;
 use crate::instance_lock::{InstanceLock, InstanceLockError};
@@ -203,43 +204,31 @@ pub async fn build_rocket_with(
         .mount("/", crate::http::health::routes())
         .mount("/", crate::openapi::routes())
         .register("/", crate::http::catchers::catchers());
-    // Features: build state (rebuilding views) and mount routes here.
-    let rocket = crate::account::install(
-        rocket,
-        &deps.pool,
-        deps.clock.clone(),
-        deps.ids.clone(),
-    )
-    .await
-    .map_err(|err| feature_error("account", err))?;
-    let rocket =
-        crate::tokenized_asset::install(rocket, &deps.pool, deps.clock.clone())
-            .await
-            .map_err(|err| feature_error("tokenized_asset", err))?;
-    let rocket = crate::tokenized_asset::install_custody_accounts(
-        rocket,
-        &deps.pool,
-        config.alpaca.as_ref().map(|alpaca| {
-            crate::tokenized_asset::CustodyAccounts::new(
-                alpaca.account_id,
-                alpaca.custody_accounts.clone(),
-            )
-        }),
-    );
-    let rocket = crate::mint::install(
-        rocket,
-        &deps.pool,
-        deps.clock.clone(),
-        deps.ids.clone(),
-        config.chains.networks(),
-    )
-    .await
-    .map_err(|err| feature_error("mint", err))?;
-    let rocket =
-        crate::redemption::install(rocket, &deps.pool, deps.clock.clone())
-            .await
-            .map_err(|err| feature_error("redemption", err))?;
-    Ok(crate::admin::install(rocket))
+    // Features: each builds its state (rebuilding stale views) and mounts
+    // its routes, all through the same signature.
+    let networks = config.chains.networks();
+    let with = Install {
+        pool: &deps.pool,
+        clock: &deps.clock,
+        ids: &deps.ids,
+        networks: &networks,
+        alpaca: config.alpaca.as_ref(),
+    };
+    let rocket = crate::account::install(rocket, with)
+        .await
+        .map_err(|err| feature_error("account", err))?;
+    let rocket = crate::tokenized_asset::install(rocket, with)
+        .await
+        .map_err(|err| feature_error("tokenized_asset", err))?;
+    let rocket = crate::mint::install(rocket, with)
+        .await
+        .map_err(|err| feature_error("mint", err))?;
+    let rocket = crate::redemption::install(rocket, with)
+        .await
+        .map_err(|err| feature_error("redemption", err))?;
+    crate::admin::install(rocket, with)
+        .await
+        .map_err(|err| feature_error("admin", err))
 }
 
 fn feature_error(

@@ -5,19 +5,14 @@
 
 mod api;
 mod client;
-
-use rocket::{Build, Rocket};
+mod service;
 
 pub use api::{
     AdminApiDoc, HistoryAnswer, HistoryEvent, RebuildAnswer, RebuiltView,
     StuckAnswer, StuckMint, StuckRedemption, rebuild_each_view, routes,
 };
 pub use client::{AdminAction, AdminClient, AdminClientError};
+pub use service::install;
 
 /// Default age past which an unfinished flow is listed as stuck.
 pub const DEFAULT_STUCK_AFTER_SECS: u64 = 600;
-
-/// Mounts the admin routes at `/`.
-pub fn install(rocket: Rocket<Build>) -> Rocket<Build> {
-    rocket.mount("/", routes())
-}

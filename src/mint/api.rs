@@ -32,6 +32,7 @@ use crate::alpaca::ApRef;
 use crate::auth::{AlpacaAuth, AlpacaJson, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
 use crate::driver::{self, FlowName, FlowOrigins};
+use crate::feature::Install;
 use crate::http::ApiError;
 use crate::http::ErrorBody;
 use crate::http::body::{BodyError, JsonBody};
@@ -133,16 +134,18 @@ impl MintState {
 /// log), then manages [`MintState`] and mounts the mint routes at `/`.
 pub async fn install(
     rocket: Rocket<Build>,
-    pool: &SqlitePool,
-    clock: Arc<dyn Clock>,
-    ids: Arc<dyn IdGenerator>,
-    networks: Vec<Network>,
+    with: Install<'_>,
 ) -> Result<Rocket<Build>, SqliteEsError> {
-    if let Some(replayed) = rebuild_stale_views(pool).await? {
+    if let Some(replayed) = rebuild_stale_views(with.pool).await? {
         tracing::info!(target: "mint", replayed, "mint view rebuilt");
     }
     Ok(rocket
-        .manage(MintState::new(pool.clone(), clock, ids, networks))
+        .manage(MintState::new(
+            with.pool.clone(),
+            with.clock.clone(),
+            with.ids.clone(),
+            with.networks.to_vec(),
+        ))
         .mount("/", routes())
         .mount("/", super::admin::routes()))
 }

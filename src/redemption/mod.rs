@@ -44,6 +44,7 @@ use crate::alpaca::{AlpacaClient, ApRef};
 use crate::chain::{ChainConfig, SignedTx, TxLifecycle, TxPipeline};
 use crate::clock::Clock;
 use crate::driver::EngineSettings;
+use crate::feature::Install;
 use crate::operator::{EchoError, OperatorReason, check_echo};
 use crate::quantity::{AlpacaQuantity, split_for_alpaca};
 use crate::receipt_inventory::ReceiptBurn;
@@ -139,14 +140,13 @@ impl RedemptionState {
 /// `/`.
 pub async fn install(
     rocket: Rocket<Build>,
-    pool: &SqlitePool,
-    clock: Arc<dyn Clock>,
+    with: Install<'_>,
 ) -> Result<Rocket<Build>, SqliteEsError> {
-    if let Some(replayed) = rebuild_stale_views(pool).await? {
+    if let Some(replayed) = rebuild_stale_views(with.pool).await? {
         tracing::info!(target: "redemption", replayed, "redemption view rebuilt");
     }
     Ok(rocket
-        .manage(RedemptionState::new(pool.clone(), clock))
+        .manage(RedemptionState::new(with.pool.clone(), with.clock.clone()))
         .mount("/", routes())
         .mount("/", admin::routes())
         .mount("/", crate::receipt_inventory::routes()))

@@ -1,26 +1,32 @@
 //! How the tokenized-asset feature plugs into the service.
 
-use std::sync::Arc;
-
 use rocket::{Build, Rocket};
 use sqlite_es::SqliteEsError;
-use sqlx::SqlitePool;
 
-use super::{TokenizedAssetState, rebuild_stale_views, routes};
-use crate::clock::Clock;
+use super::{
+    CustodyAccounts, TokenizedAssetState, install_custody_accounts,
+    rebuild_stale_views, routes,
+};
+use crate::feature::Install;
 
 /// Rebuilds `tokenized_asset_view` if its projection's version changed
 /// (from the event log), then manages [`TokenizedAssetState`] and mounts
-/// the routes at `/`.
+/// the routes at `/`, with Alpaca's custody-account lookup beside them.
 pub async fn install(
     rocket: Rocket<Build>,
-    pool: &SqlitePool,
-    clock: Arc<dyn Clock>,
+    with: Install<'_>,
 ) -> Result<Rocket<Build>, SqliteEsError> {
-    if let Some(replayed) = rebuild_stale_views(pool).await? {
+    if let Some(replayed) = rebuild_stale_views(with.pool).await? {
         tracing::info!(target: "tokenized_asset", replayed, "tokenized-asset view rebuilt");
     }
-    Ok(rocket
-        .manage(TokenizedAssetState::new(pool.clone(), clock))
-        .mount("/", routes()))
+    let custody = with.alpaca.map(|alpaca| {
+        CustodyAccounts::new(alpaca.account_id, alpaca.custody_accounts.clone())
+    });
+    let rocket = rocket
+        .manage(TokenizedAssetState::new(
+            with.pool.clone(),
+            with.clock.clone(),
+        ))
+        .mount("/", routes());
+    Ok(install_custody_accounts(rocket, with.pool, custody))
 }

@@ -53,6 +53,12 @@ enum AdminCommand {
     History { aggregate: String, id: String },
     /// Rebuild every view from the event log.
     RebuildViews,
+    /// Add receipts the chain shows in the wallet that no mint recorded
+    /// (from the chain's start block, or --from-block).
+    DiscoverReceipts {
+        #[arg(long)]
+        from_block: Option<u64>,
+    },
     /// Actions on one mint (by issuer_request_id).
     #[command(subcommand)]
     Mint(FlowAction),
@@ -122,6 +128,9 @@ impl AdminCommand {
                 AdminAction::History { aggregate, id }
             }
             Self::RebuildViews => AdminAction::RebuildViews,
+            Self::DiscoverReceipts { from_block } => {
+                AdminAction::DiscoverReceipts { from_block }
+            }
             Self::Mint(FlowAction::Retry { id, reason }) => {
                 AdminAction::MintRetry { id, reason }
             }

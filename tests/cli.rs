@@ -506,6 +506,15 @@ async fn admin_commands_call_the_running_service_with_the_internal_key() {
         "{}",
         String::from_utf8_lossy(&attribute.stderr)
     );
+    // Without a chain there is nothing to scan.
+    let discover = run(&["admin", "--config", &config, "discover-receipts"]);
+    assert_eq!(discover.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&discover.stderr)
+            .contains("503: the chain is not connected"),
+        "{}",
+        String::from_utf8_lossy(&discover.stderr)
+    );
     let give_back = run(&[
         "admin",
         "--config",

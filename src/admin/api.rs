@@ -202,14 +202,15 @@ pub struct HistoryAnswer {
 
 /// Every event of one aggregate. `<aggregate>`: `account`,
 /// `tokenized-asset`, `mint` (by tokenization_request_id or
-/// issuer_request_id) or `redemption`.
+/// issuer_request_id), `redemption` or `receipts` (a vault's receipt
+/// ledger, by vault address).
 #[utoipa::path(
     get,
     path = "/admin/history/{aggregate}/{id}",
     tag = "internal",
     security(("internal_api_key" = [])),
     params(
-        ("aggregate" = String, Path, description = "`account`, `tokenized-asset`, `mint` or `redemption`"),
+        ("aggregate" = String, Path, description = "`account`, `tokenized-asset`, `mint`, `redemption` or `receipts`"),
         ("id" = String, Path, description = "The aggregate id (a mint also by its issuer_request_id)"),
     ),
     responses(
@@ -229,14 +230,21 @@ async fn history(
         "tokenized-asset" => "TokenizedAsset",
         "mint" => "Mint",
         "redemption" => crate::redemption::AGGREGATE_TYPE,
+        "receipts" => crate::receipt_inventory::LEDGER_AGGREGATE,
         other => {
             return Err(ApiError::not_found(format!(
                 "unknown aggregate {other:?}: one of account, \
-                 tokenized-asset, mint, redemption"
+                 tokenized-asset, mint, redemption, receipts"
             )));
         }
     };
     let mut stream_id = id.to_owned();
+    // A vault's ledger is keyed by its lowercase address.
+    if aggregate == "receipts"
+        && let Ok(vault) = id.parse()
+    {
+        stream_id = crate::vocabulary::address_key(vault);
+    }
     if aggregate == "mint"
         && let Ok(issuer_request_id) = id.parse()
         && let Some(view) =

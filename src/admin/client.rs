@@ -21,6 +21,9 @@ pub enum AdminAction {
         id: String,
     },
     RebuildViews,
+    DiscoverReceipts {
+        from_block: Option<u64>,
+    },
     MintRetry {
         id: String,
         reason: String,
@@ -81,6 +84,14 @@ impl AdminAction {
                     segment(id)
                 ),
                 None,
+            ),
+            Self::DiscoverReceipts { from_block } => (
+                Method::POST,
+                "/admin/receipts/discover".to_owned(),
+                Some(from_block.map_or_else(
+                    || json!({}),
+                    |block| json!({"from_block": block}),
+                )),
             ),
             Self::RebuildViews => {
                 (Method::POST, "/admin/views/rebuild".to_owned(), None)

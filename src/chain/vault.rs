@@ -285,6 +285,76 @@ impl VaultService {
             .map_err(call_error("Receipt.balanceOf"))
     }
 
+    /// Whether `vault` has code on this chain (a listing on another
+    /// network has none here).
+    pub async fn is_deployed(
+        &self,
+        vault: Address,
+    ) -> Result<bool, ChainError> {
+        use alloy::providers::Provider as _;
+        let code = self
+            .client
+            .provider()
+            .get_code_at(vault)
+            .await
+            .map_err(ChainError::rpc("eth_getCode"))?;
+        Ok(!code.is_empty())
+    }
+
+    /// Every receipt id `owner` may hold in `vault`, as the logs from
+    /// `from_block` to the settled head show: the ids of `Deposit`s to
+    /// `owner`, and of the vault's ERC-1155 receipts transferred to
+    /// `owner` (`TransferSingle`, `TransferBatch`). Searched in chunks of
+    /// `log_chunk_blocks`; the caller reads each balance.
+    pub async fn receipt_ids_received(
+        &self,
+        vault: Address,
+        owner: Address,
+        from_block: u64,
+    ) -> Result<std::collections::BTreeSet<U256>, VaultError> {
+        use alloy::providers::Provider as _;
+        use alloy::rpc::types::Filter;
+
+        let provider = self.client.provider();
+        let receipt = Vault::new(vault, provider)
+            .receipt()
+            .call()
+            .await
+            .map_err(call_error("receipt"))?;
+        let settled = self.client.settled_head().await?;
+        let chunk = self.client.policy().log_chunk_blocks.max(1);
+        let mut ids = std::collections::BTreeSet::new();
+        let mut start = from_block;
+        while start <= settled {
+            let end = start.saturating_add(chunk - 1).min(settled);
+            let deposits = Filter::new()
+                .address(vault)
+                .event_signature(Vault::Deposit::SIGNATURE_HASH)
+                .from_block(start)
+                .to_block(end);
+            let transfers = Filter::new()
+                .address(receipt)
+                .event_signature(vec![
+                    Receipt::TransferSingle::SIGNATURE_HASH,
+                    Receipt::TransferBatch::SIGNATURE_HASH,
+                ])
+                .topic3(owner.into_word())
+                .from_block(start)
+                .to_block(end);
+            for filter in [deposits, transfers] {
+                let logs = provider
+                    .get_logs(&filter)
+                    .await
+                    .map_err(ChainError::rpc("eth_getLogs"))?;
+                for log in &logs {
+                    ids.extend(received_ids(&log.inner, owner));
+                }
+            }
+            start = end.saturating_add(1);
+        }
+        Ok(ids)
+    }
+
     /// True when transfers to APs would revert `CertificationExpired`.
     pub async fn is_certification_expired(
         &self,
@@ -315,6 +385,35 @@ impl VaultService {
             .call()
             .await
             .map_err(call_error("hasRole"))
+    }
+}
+
+/// The receipt ids `log` gives `owner` (a deposit to it, or a receipt
+/// transfer to it); none for any other log.
+fn received_ids(log: &Log, owner: Address) -> Vec<U256> {
+    match log.topics().first() {
+        Some(&Vault::Deposit::SIGNATURE_HASH) => {
+            Vault::Deposit::decode_log_data(&log.data)
+                .ok()
+                .filter(|deposit| deposit.owner == owner)
+                .map(|deposit| vec![deposit.id])
+                .unwrap_or_default()
+        }
+        Some(&Receipt::TransferSingle::SIGNATURE_HASH) => {
+            Receipt::TransferSingle::decode_log_data(&log.data)
+                .ok()
+                .filter(|transfer| transfer.to == owner)
+                .map(|transfer| vec![transfer.id])
+                .unwrap_or_default()
+        }
+        Some(&Receipt::TransferBatch::SIGNATURE_HASH) => {
+            Receipt::TransferBatch::decode_log_data(&log.data)
+                .ok()
+                .filter(|transfer| transfer.to == owner)
+                .map(|transfer| transfer.ids)
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -1,16 +1,22 @@
-//! Internal `GET /receipts`: what the issuer wallet holds, per receipt.
+//! Internal `GET /receipts`: what the issuer wallet holds, per receipt;
+//! and the operator's `POST /admin/receipts/discover`.
 
 use rocket::serde::json::Json;
 use rocket::{Route, State};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
-use super::{ReceiptHolding, list};
+use std::sync::Arc;
+
+use super::{InventoryError, ReceiptHolding, discover, ledger_cqrs, list};
 use crate::auth::InternalAuth;
-use crate::http::ApiError;
+use crate::chain::ChainSlot;
+use crate::clock::SystemClock;
+use crate::http::body::{BodyError, JsonBody};
+use crate::http::{ApiError, ErrorBody};
 
 pub fn routes() -> Vec<Route> {
-    rocket::routes![list_receipts]
+    rocket::routes![list_receipts, discover_receipts]
 }
 
 /// Amounts as decimal strings of 18-decimal share units.
@@ -71,5 +77,102 @@ async fn list_receipts(
 
 /// The receipt route in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list_receipts))]
+#[openapi(paths(list_receipts, discover_receipts))]
 pub struct ReceiptApiDoc;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverRequest {
+    /// First block to scan; the chain's `start_block` when absent.
+    #[serde(default)]
+    pub from_block: Option<u64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DiscoveredReceipt {
+    pub vault: String,
+    pub receipt_id: String,
+    /// Shares on chain when it was found (18-decimal units).
+    pub balance: String,
+}
+
+/// What a discovery found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DiscoveryAnswer {
+    pub from_block: u64,
+    /// Receipt ids the logs show our wallet received.
+    pub seen: usize,
+    /// Added to the inventory now (`ReceiptDiscovered`); empty on a
+    /// repeat.
+    pub discovered: Vec<DiscoveredReceipt>,
+    /// Recorded balances the chain contradicted (`ReceiptReconciled`).
+    pub corrected: usize,
+}
+
+/// Scans the logs of every listing's vaults (current and previous) for
+/// receipts our wallet received that the inventory lacks.
+#[utoipa::path(
+    post,
+    path = "/admin/receipts/discover",
+    tag = "internal",
+    security(("internal_api_key" = [])),
+    request_body = DiscoverRequest,
+    responses(
+        (status = 200, description = "What was found; a repeat adds nothing", body = DiscoveryAnswer),
+        (status = 400, description = "`request body could not be read`", body = ErrorBody),
+        (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
+        (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid request body: …`", body = ErrorBody),
+        (status = 503, description = "The chain is not connected or cannot be read; retry", body = ErrorBody),
+    )
+)]
+#[rocket::post("/admin/receipts/discover", data = "<body>")]
+async fn discover_receipts(
+    _auth: InternalAuth,
+    pool: &State<SqlitePool>,
+    chain: &State<ChainSlot>,
+    body: Result<JsonBody<DiscoverRequest>, BodyError>,
+) -> Result<Json<DiscoveryAnswer>, ApiError> {
+    let JsonBody(DiscoverRequest { from_block }) =
+        body.map_err(|err| ApiError::from_body_error(&err))?;
+    let pipeline = chain.get().ok_or_else(|| {
+        ApiError::unavailable(
+            "the chain is not connected: discovery reads the chain",
+        )
+    })?;
+    let from_block =
+        from_block.unwrap_or_else(|| pipeline.client().policy().start_block);
+    let mut vaults: Vec<_> = crate::tokenized_asset::list_all(pool)
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .flat_map(|asset| {
+            std::iter::once(asset.vault).chain(asset.previous_vaults)
+        })
+        .collect();
+    vaults.sort_unstable();
+    vaults.dedup();
+    let ledger = ledger_cqrs(pool.inner().clone(), Arc::new(SystemClock));
+    let report = discover(pool, &ledger, pipeline.vault(), &vaults, from_block)
+        .await
+        .map_err(|error| match error {
+            InventoryError::Chain { .. } | InventoryError::Scan { .. } => {
+                ApiError::unavailable(error.to_string())
+            }
+            other => ApiError::internal(other),
+        })?;
+    Ok(Json(DiscoveryAnswer {
+        from_block,
+        seen: report.seen,
+        discovered: report
+            .discovered
+            .into_iter()
+            .map(|(vault, receipt)| DiscoveredReceipt {
+                vault: vault.to_string(),
+                receipt_id: receipt.receipt_id.to_string(),
+                balance: receipt.balance.to_string(),
+            })
+            .collect(),
+        corrected: report.corrected,
+    }))
+}

@@ -11,29 +11,39 @@
 //!
 //! The chain is the source of truth: [`reconcile`] compares every non-zero
 //! balance with `balanceOf(bot, id)` at startup and periodically and
-//! corrects the row (WARN) when it falls outside the band an in-flight
-//! burn explains. Emptied receipts are skipped (partial index
-//! `receipt_inventory_held`), so selection and reconciliation grow with
-//! the receipts held, not with every receipt ever deposited.
+//! corrects the row with a `ReceiptReconciled` event (WARN) when it falls
+//! outside the band an in-flight burn explains. Emptied receipts are
+//! skipped (partial index `receipt_inventory_held`), so selection and
+//! reconciliation grow with the receipts held, not with every receipt
+//! ever deposited. [`discover`] (an operator's action) scans the logs for
+//! receipts no mint of ours recorded and adds them as `ReceiptDiscovered`
+//! events ([`ledger`]).
 
 mod api;
+mod ledger;
 mod select;
 
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
+use std::sync::Arc;
 
 use alloy::primitives::{Address, U256};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use sqlite_es::ProjectionError;
+use sqlite_es::{ProjectionError, claim_conflict, execute_retrying};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::chain::{VaultError, VaultService};
+use crate::clock::SystemClock;
 use crate::vocabulary::address_key;
 
 pub use api::{ReceiptApiDoc, routes};
+pub use ledger::{
+    Correction, FoundReceipt, LEDGER_AGGREGATE, LedgerCommand, LedgerError,
+    LedgerEvent, ReceiptLedger, ReceiptLedgerCqrs, ledger_cqrs,
+};
 pub use select::{InsufficientReceipts, select_burns};
 
 /// Table names, also used as conflict keys.
@@ -103,6 +113,20 @@ pub enum InventoryError {
         #[source]
         source: VaultError,
     },
+    #[error("searching vault {vault}'s logs for receipts failed: {source}")]
+    Scan {
+        vault: Address,
+        #[source]
+        source: VaultError,
+    },
+    #[error("recording the ledger event failed: {0}")]
+    Ledger(Box<cqrs_es::AggregateError<LedgerError>>),
+}
+
+impl From<cqrs_es::AggregateError<LedgerError>> for InventoryError {
+    fn from(error: cqrs_es::AggregateError<LedgerError>) -> Self {
+        Self::Ledger(Box::new(error))
+    }
 }
 
 impl From<InventoryError> for ProjectionError {
@@ -373,13 +397,15 @@ pub fn reconciled_balance(
 }
 
 /// Compares every held (non-zero) receipt of `vaults` with the chain and
-/// corrects the rows that disagree (WARN + metric). A row changed
-/// concurrently (a burn settled meanwhile) is left for the next pass.
+/// records each row that disagrees with a `ReceiptReconciled` event
+/// (WARN and metric). A row changed since it was read (a burn settled or
+/// reserved meanwhile) fails that commit and is left for the next pass.
 pub async fn reconcile(
     pool: &SqlitePool,
     service: &VaultService,
     vaults: &[Address],
 ) -> Result<ReconcileReport, InventoryError> {
+    let ledger = ledger_cqrs(pool.clone(), Arc::new(SystemClock));
     let bot = service.client().address();
     let mut report = ReconcileReport::default();
     for vault in vaults {
@@ -396,49 +422,144 @@ pub async fn reconcile(
                     source,
                 })?;
             report.checked = report.checked.saturating_add(1);
-            let Some(corrected) = reconciled_balance(&holding, on_chain) else {
-                continue;
-            };
-            // Write only if neither the balance nor the reservations moved
-            // since they were read (a burn settled or reserved meanwhile
-            // is left for the next pass).
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let unchanged = self::holding(&mut tx, *vault, holding.receipt_id)
-                .await?
-                .is_some_and(|now| {
-                    now.balance == holding.balance
-                        && now.reserved == holding.reserved
-                });
-            let updated = if unchanged {
-                sqlx::query(
-                    "UPDATE receipt_inventory SET balance = ?, updated_at = ? \
-                     WHERE vault = ? AND receipt_id = ?",
-                )
-                .bind(corrected.to_string())
-                .bind(stamp(Utc::now()))
-                .bind(address_key(*vault))
-                .bind(holding.receipt_id.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-            } else {
-                0
-            };
-            tx.commit().await?;
-            if updated > 0 {
+            if correct(&ledger, &holding, on_chain).await? {
                 report.corrected = report.corrected.saturating_add(1);
-                metrics::counter!("receipt_inventory_mismatches_total")
-                    .increment(1);
-                tracing::warn!(
-                    target: "receipt_inventory",
-                    %vault,
-                    receipt_id = %holding.receipt_id,
-                    recorded = %holding.balance,
-                    reserved = %holding.reserved,
-                    %on_chain,
-                    "receipt balance disagreed with the chain; corrected"
-                );
             }
+        }
+    }
+    Ok(report)
+}
+
+/// Records `on_chain` for `holding` if the chain contradicts it; whether
+/// it did.
+async fn correct(
+    ledger: &ReceiptLedgerCqrs,
+    holding: &ReceiptHolding,
+    on_chain: U256,
+) -> Result<bool, InventoryError> {
+    if reconciled_balance(holding, on_chain).is_none() {
+        return Ok(false);
+    }
+    let command = LedgerCommand::Reconcile {
+        vault: holding.vault,
+        correction: Correction {
+            receipt_id: holding.receipt_id,
+            recorded: holding.balance,
+            reserved: holding.reserved,
+            on_chain,
+        },
+    };
+    match execute_retrying(ledger, &address_key(holding.vault), command).await {
+        Ok(()) => {}
+        Err(error) if claim_conflict(&error) == Some(INVENTORY_TABLE) => {
+            return Ok(false);
+        }
+        Err(error) => return Err(error.into()),
+    }
+    metrics::counter!("receipt_inventory_mismatches_total").increment(1);
+    tracing::warn!(
+        target: "receipt_inventory",
+        vault = %holding.vault,
+        receipt_id = %holding.receipt_id,
+        recorded = %holding.balance,
+        reserved = %holding.reserved,
+        %on_chain,
+        "receipt balance disagreed with the chain; corrected"
+    );
+    Ok(true)
+}
+
+/// What [`discover`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiscoveryReport {
+    /// Receipt ids the logs show our wallet received.
+    pub seen: usize,
+    /// Added to the inventory (`ReceiptDiscovered`).
+    pub discovered: Vec<(Address, FoundReceipt)>,
+    /// Recorded rows the chain contradicted (`ReceiptReconciled`), e.g.
+    /// an emptied receipt sent back to the wallet.
+    pub corrected: usize,
+}
+
+/// Scans `vaults`' logs from `from_block` for receipts our wallet
+/// received. Those the inventory has no row for and that still hold
+/// shares are added (`ReceiptDiscovered`); recorded ones are reconciled.
+/// Running it again adds nothing again.
+pub async fn discover(
+    pool: &SqlitePool,
+    ledger: &ReceiptLedgerCqrs,
+    service: &VaultService,
+    vaults: &[Address],
+    from_block: u64,
+) -> Result<DiscoveryReport, InventoryError> {
+    let bot = service.client().address();
+    let mut report = DiscoveryReport::default();
+    for vault in vaults {
+        let deployed = service.is_deployed(*vault).await.map_err(|source| {
+            InventoryError::Scan {
+                vault: *vault,
+                source: source.into(),
+            }
+        })?;
+        if !deployed {
+            // A listing on another network.
+            continue;
+        }
+        let ids = service
+            .receipt_ids_received(*vault, bot, from_block)
+            .await
+            .map_err(|source| InventoryError::Scan {
+                vault: *vault,
+                source,
+            })?;
+        let mut found = Vec::new();
+        for receipt_id in ids {
+            report.seen = report.seen.saturating_add(1);
+            let recorded = {
+                let mut conn = pool.acquire().await?;
+                holding(&mut conn, *vault, receipt_id).await?
+            };
+            let on_chain = service
+                .receipt_balance(*vault, bot, receipt_id)
+                .await
+                .map_err(|source| InventoryError::Chain {
+                    receipt_id,
+                    source,
+                })?;
+            match recorded {
+                Some(holding) => {
+                    if correct(ledger, &holding, on_chain).await? {
+                        report.corrected = report.corrected.saturating_add(1);
+                    }
+                }
+                None if on_chain.is_zero() => {}
+                None => found.push(FoundReceipt {
+                    receipt_id,
+                    balance: on_chain,
+                }),
+            }
+        }
+        if found.is_empty() {
+            continue;
+        }
+        execute_retrying(
+            ledger,
+            &address_key(*vault),
+            LedgerCommand::Discover {
+                vault: *vault,
+                found: found.clone(),
+            },
+        )
+        .await?;
+        for receipt in found {
+            tracing::warn!(
+                target: "receipt_inventory",
+                %vault,
+                receipt_id = %receipt.receipt_id,
+                balance = %receipt.balance,
+                "receipt no mint of ours recorded; added to the inventory"
+            );
+            report.discovered.push((*vault, receipt));
         }
     }
     Ok(report)

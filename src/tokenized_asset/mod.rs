@@ -33,5 +33,6 @@ pub use id::AssetKey;
 pub use service::install;
 pub use view::{
     AssetQueryError, AssetView, TokenizedAssetCqrs, cqrs, find, find_by_vault,
-    list_enabled, list_for_underlying, rebuild_stale_views, rebuild_views,
+    list_all, list_enabled, list_for_underlying, rebuild_stale_views,
+    rebuild_views,
 };

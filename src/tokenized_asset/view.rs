@@ -206,7 +206,7 @@ async fn load(
 }
 
 /// Every listing, ordered by key.
-async fn list_all(
+pub async fn list_all(
     pool: &SqlitePool,
 ) -> Result<Vec<AssetView>, AssetQueryError> {
     let payloads: Vec<String> = sqlx::query_scalar(

@@ -778,6 +778,16 @@ async fn reconciliation_corrects_the_inventory_from_the_chain() {
     assert_eq!((report.checked, report.corrected), (1, 1));
     let held = receipt_inventory::list(&world.pool).await.unwrap();
     assert_eq!(held[0].balance, shares("2"));
+    // The correction is an event of the vault's receipt ledger.
+    let ledger = sqlite_es::event_history(
+        &world.pool,
+        receipt_inventory::LEDGER_AGGREGATE,
+        &format!("{vault:#x}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].event_type, "LedgerEvent::ReceiptReconciled");
 
     // A reserved burn that may have landed explains a lower chain value:
     // the row claims 3, 1 of it reserved, the chain says 2.

@@ -416,3 +416,82 @@ async fn an_unattributed_transfer_is_returned_once_across_a_restart() {
     );
     env.stop().await;
 }
+
+/// A receipt deposited by hand (no mint of the service recorded it) is
+/// found by discovery, added once as an event, listed, and then burned
+/// by a normal redemption.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_deposited_by_hand_is_discovered_once_and_burned() {
+    let env = Env::start().await;
+    let minted = mint(&env, "1").await;
+    let vault = env.chain.vault_as(&env.chain.bot);
+    let deposited = vault
+        .deposit(shares("2"), bot(&env), SHARE_RATIO, Bytes::new())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(deposited.status());
+    let by_hand = env.highwater().await.to_string();
+    let (_, listed) = env.get("/receipts").await;
+    let ids = |listed: &serde_json::Value| -> Vec<String> {
+        listed["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["receipt_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&listed), std::slice::from_ref(&minted), "{listed}");
+
+    let (status, found) = env
+        .post_internal("/admin/receipts/discover", &json!({}))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["seen"], 2, "{found}");
+    assert_eq!(found["discovered"][0]["receipt_id"], by_hand, "{found}");
+    assert_eq!(found["discovered"][0]["balance"], shares("2").to_string());
+    assert_eq!(found["discovered"].as_array().unwrap().len(), 1);
+    // Again: nothing is added twice.
+    let (status, again) = env
+        .post_internal("/admin/receipts/discover", &json!({"from_block": 0}))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["discovered"], json!([]), "{again}");
+    assert_eq!(again["corrected"], 0, "{again}");
+    let (_, listed) = env.get("/receipts").await;
+    assert_eq!(ids(&listed), [minted, by_hand.clone()], "{listed}");
+    let (status, history) = env
+        .get(&format!("/admin/history/receipts/{:#x}", env.vault))
+        .await;
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(history["events"].as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(
+        history["events"][0]["event_type"],
+        "LedgerEvent::ReceiptDiscovered"
+    );
+
+    // The hand-minted tokens reach the AP and are redeemed: the burn
+    // takes the discovered receipt (the largest available).
+    let sent = vault
+        .transfer(env.ap_wallet, shares("2"))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(sent.status());
+    env.sim.set_issuer_position("AAPL", "3".parse().unwrap());
+    let id = redeem(&env, shares("2")).await;
+    let completed = wait_for_state(&env, &id, "completed").await;
+    assert_eq!(completed["burns"][0]["receipt_id"], by_hand, "{completed}");
+    assert!(
+        env.receipt_balance(bot(&env), by_hand.parse().unwrap())
+            .await
+            .is_zero()
+    );
+    env.stop().await;
+}

@@ -511,7 +511,7 @@ async fn admin_commands_call_the_running_service_with_the_internal_key() {
     assert_eq!(discover.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&discover.stderr)
-            .contains("503: the chain is not connected"),
+            .contains("503: no chain is connected"),
         "{}",
         String::from_utf8_lossy(&discover.stderr)
     );

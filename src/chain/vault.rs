@@ -285,22 +285,6 @@ impl VaultService {
             .map_err(call_error("Receipt.balanceOf"))
     }
 
-    /// Whether `vault` has code on this chain (a listing on another
-    /// network has none here).
-    pub async fn is_deployed(
-        &self,
-        vault: Address,
-    ) -> Result<bool, ChainError> {
-        use alloy::providers::Provider as _;
-        let code = self
-            .client
-            .provider()
-            .get_code_at(vault)
-            .await
-            .map_err(ChainError::rpc("eth_getCode"))?;
-        Ok(!code.is_empty())
-    }
-
     /// Every receipt id `owner` may hold in `vault`, as the logs from
     /// `from_block` to the settled head show: the ids of `Deposit`s to
     /// `owner`, and of the vault's ERC-1155 receipts transferred to

@@ -6,7 +6,10 @@ use rocket::{Route, State};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use alloy::primitives::Address;
 
 use super::{InventoryError, ReceiptHolding, discover, ledger_cqrs, list};
 use crate::auth::InternalAuth;
@@ -14,6 +17,7 @@ use crate::chain::ChainSlot;
 use crate::clock::SystemClock;
 use crate::http::body::{BodyError, JsonBody};
 use crate::http::{ApiError, ErrorBody};
+use crate::tokenized_asset::Network;
 
 pub fn routes() -> Vec<Route> {
     rocket::routes![list_receipts, discover_receipts]
@@ -83,7 +87,8 @@ pub struct ReceiptApiDoc;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverRequest {
-    /// First block to scan; the chain's `start_block` when absent.
+    /// First block to scan on every chain; each chain's `start_block`
+    /// when absent.
     #[serde(default)]
     pub from_block: Option<u64>,
 }
@@ -96,10 +101,19 @@ pub struct DiscoveredReceipt {
     pub balance: String,
 }
 
+/// One chain's scan.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScannedChain {
+    pub network: String,
+    pub from_block: u64,
+}
+
 /// What a discovery found.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DiscoveryAnswer {
-    pub from_block: u64,
+    /// The connected chains scanned (listings on other networks are
+    /// left for when their chain is connected).
+    pub scanned: Vec<ScannedChain>,
     /// Receipt ids the logs show our wallet received.
     pub seen: usize,
     /// Added to the inventory now (`ReceiptDiscovered`); empty on a
@@ -109,8 +123,9 @@ pub struct DiscoveryAnswer {
     pub corrected: usize,
 }
 
-/// Scans the logs of every listing's vaults (current and previous) for
-/// receipts our wallet received that the inventory lacks.
+/// Scans the logs of every listing's vaults (current and previous), on
+/// each connected chain, for receipts our wallet received that the
+/// inventory lacks.
 #[utoipa::path(
     post,
     path = "/admin/receipts/discover",
@@ -123,7 +138,7 @@ pub struct DiscoveryAnswer {
         (status = 413, description = "`request body exceeds the size limit`", body = ErrorBody),
         (status = 415, description = "`unsupported media type: send application/json`", body = ErrorBody),
         (status = 422, description = "`invalid request body: …`", body = ErrorBody),
-        (status = 503, description = "The chain is not connected or cannot be read; retry", body = ErrorBody),
+        (status = 503, description = "No chain is connected, or a chain cannot be read; retry", body = ErrorBody),
     )
 )]
 #[rocket::post("/admin/receipts/discover", data = "<body>")]
@@ -135,44 +150,57 @@ async fn discover_receipts(
 ) -> Result<Json<DiscoveryAnswer>, ApiError> {
     let JsonBody(DiscoverRequest { from_block }) =
         body.map_err(|err| ApiError::from_body_error(&err))?;
-    let pipeline = chain.get().ok_or_else(|| {
-        ApiError::unavailable(
-            "the chain is not connected: discovery reads the chain",
-        )
-    })?;
-    let from_block =
-        from_block.unwrap_or_else(|| pipeline.client().policy().start_block);
-    let mut vaults: Vec<_> = crate::tokenized_asset::list_all(pool)
+    let mut vaults: BTreeMap<Network, Vec<Address>> = BTreeMap::new();
+    for asset in crate::tokenized_asset::list_all(pool)
         .await
         .map_err(ApiError::internal)?
-        .into_iter()
-        .flat_map(|asset| {
-            std::iter::once(asset.vault).chain(asset.previous_vaults)
-        })
-        .collect();
-    vaults.sort_unstable();
-    vaults.dedup();
+    {
+        vaults
+            .entry(asset.network)
+            .or_default()
+            .extend(std::iter::once(asset.vault).chain(asset.previous_vaults));
+    }
     let ledger = ledger_cqrs(pool.inner().clone(), Arc::new(SystemClock));
-    let report = discover(pool, &ledger, pipeline.vault(), &vaults, from_block)
-        .await
-        .map_err(|error| match error {
-            InventoryError::Chain { .. } | InventoryError::Scan { .. } => {
-                ApiError::unavailable(error.to_string())
-            }
-            other => ApiError::internal(other),
-        })?;
-    Ok(Json(DiscoveryAnswer {
-        from_block,
-        seen: report.seen,
-        discovered: report
-            .discovered
-            .into_iter()
-            .map(|(vault, receipt)| DiscoveredReceipt {
+    let mut answer = DiscoveryAnswer {
+        scanned: Vec::new(),
+        seen: 0,
+        discovered: Vec::new(),
+        corrected: 0,
+    };
+    for (network, vaults) in vaults {
+        let Some(pipeline) = chain.get(network) else {
+            continue;
+        };
+        let from_block = from_block
+            .unwrap_or_else(|| pipeline.client().policy().start_block);
+        let report =
+            discover(pool, &ledger, pipeline.vault(), &vaults, from_block)
+                .await
+                .map_err(|error| match error {
+                    InventoryError::Chain { .. }
+                    | InventoryError::Scan { .. } => {
+                        ApiError::unavailable(error.to_string())
+                    }
+                    other => ApiError::internal(other),
+                })?;
+        answer.scanned.push(ScannedChain {
+            network: network.to_string(),
+            from_block,
+        });
+        answer.seen = answer.seen.saturating_add(report.seen);
+        answer.corrected = answer.corrected.saturating_add(report.corrected);
+        answer.discovered.extend(report.discovered.into_iter().map(
+            |(vault, receipt)| DiscoveredReceipt {
                 vault: vault.to_string(),
                 receipt_id: receipt.receipt_id.to_string(),
                 balance: receipt.balance.to_string(),
-            })
-            .collect(),
-        corrected: report.corrected,
-    }))
+            },
+        ));
+    }
+    if answer.scanned.is_empty() {
+        return Err(ApiError::unavailable(
+            "no chain is connected: discovery reads the chain",
+        ));
+    }
+    Ok(Json(answer))
 }

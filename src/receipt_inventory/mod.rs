@@ -495,16 +495,6 @@ pub async fn discover(
     let bot = service.client().address();
     let mut report = DiscoveryReport::default();
     for vault in vaults {
-        let deployed = service.is_deployed(*vault).await.map_err(|source| {
-            InventoryError::Scan {
-                vault: *vault,
-                source: source.into(),
-            }
-        })?;
-        if !deployed {
-            // A listing on another network.
-            continue;
-        }
         let ids = service
             .receipt_ids_received(*vault, bot, from_block)
             .await

@@ -451,6 +451,7 @@ async fn a_receipt_deposited_by_hand_is_discovered_once_and_burned() {
         .await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["seen"], 2, "{found}");
+    assert_eq!(found["scanned"][0]["network"], "base", "{found}");
     assert_eq!(found["discovered"][0]["receipt_id"], by_hand, "{found}");
     assert_eq!(found["discovered"][0]["balance"], shares("2").to_string());
     assert_eq!(found["discovered"].as_array().unwrap().len(), 1);

@@ -245,8 +245,6 @@ const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
         Some(("retryable", &["true", "false"])),
     ),
     ("redemption_step_timeouts_total", None),
-    ("redemption_monitor_failures_total", None),
-    ("redemption_unattributed_transfers_total", None),
     (
         "alpaca_errors_total",
         Some(("operation", &["mint_callback", "redeem"])),
@@ -256,6 +254,22 @@ const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
         "aggregate_impossible_events_total",
         Some(("aggregate", &["mint", "redemption"])),
     ),
+    (
+        "http_connections_refused_total",
+        Some(("cap", &["total", "per_client"])),
+    ),
+    (
+        "http_connections_timed_out_total",
+        Some(("phase", &["header", "body", "idle"])),
+    ),
+];
+
+/// As [`ZERO_COUNTERS`], for the counters of one chain: each also
+/// carries its `network` label, so they are registered per chain at
+/// startup ([`register_chain_counters`]).
+const ZERO_CHAIN_COUNTERS: &[(&str, Option<LabelValues>)] = &[
+    ("redemption_monitor_failures_total", None),
+    ("redemption_unattributed_transfers_total", None),
     ("chain_foreign_nonce_total", None),
     (
         "chain_unseen_landing_stuck_total",
@@ -281,15 +295,23 @@ const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
             ],
         )),
     ),
-    (
-        "http_connections_refused_total",
-        Some(("cap", &["total", "per_client"])),
-    ),
-    (
-        "http_connections_timed_out_total",
-        Some(("phase", &["header", "body", "idle"])),
-    ),
 ];
+
+/// Registers the rare counters of `network`'s chain at zero (see
+/// [`ZERO_COUNTERS`]). Call once per chain after installing the recorder.
+pub fn register_chain_counters(network: &'static str) {
+    for &(name, labels) in ZERO_CHAIN_COUNTERS {
+        match labels {
+            None => metrics::counter!(name, "network" => network).increment(0),
+            Some((label, values)) => {
+                for &value in values {
+                    metrics::counter!(name, label => value, "network" => network)
+                        .increment(0);
+                }
+            }
+        }
+    }
+}
 
 /// The recorder's configuration: every histogram is a real Prometheus
 /// histogram (summaries cannot be aggregated across instances), with
@@ -458,16 +480,21 @@ pub fn spawn_chain_gauges(
     network: Network,
     mut shutdown: ShutdownListener,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(CHAIN_GAUGE_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.wait() => break,
-                _ = ticker.tick() => update_chain_gauges(&client, network).await,
+    tokio::spawn(crate::telemetry::network::scope(
+        network.as_str(),
+        async move {
+            let mut ticker = tokio::time::interval(CHAIN_GAUGE_INTERVAL);
+            ticker.set_missed_tick_behavior(
+                tokio::time::MissedTickBehavior::Delay,
+            );
+            loop {
+                tokio::select! {
+                    () = shutdown.wait() => break,
+                    _ = ticker.tick() => update_chain_gauges(&client, network).await,
+                }
             }
-        }
-    })
+        },
+    ))
 }
 
 async fn update_chain_gauges(client: &ChainClient, network: Network) {
@@ -567,19 +594,32 @@ mod tests {
 
     #[test]
     fn rare_counters_exist_at_zero_before_their_first_event() {
-        let text = render(describe_metrics);
-        assert!(text.contains("chain_foreign_nonce_total 0\n"), "{text}");
+        let text = render(|| {
+            describe_metrics();
+            register_chain_counters("base");
+            register_chain_counters("ethereum");
+        });
+        assert!(
+            text.contains("chain_foreign_nonce_total{network=\"base\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "chain_foreign_nonce_total{network=\"ethereum\"} 0\n"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("mints_finished_total{outcome=\"failed\"} 0\n"),
             "{text}"
         );
         assert!(
             text.contains(
-                "chain_unseen_landing_stuck_total{flow=\"redemption\"} 0\n"
+                "chain_unseen_landing_stuck_total{flow=\"redemption\",network=\"base\"} 0\n"
             ),
             "{text}"
         );
-        for &(name, _) in ZERO_COUNTERS {
+        for &(name, _) in ZERO_COUNTERS.iter().chain(ZERO_CHAIN_COUNTERS) {
             assert!(
                 CATALOG.iter().any(|&(catalogued, kind, _)| {
                     catalogued == name && kind == Kind::Counter

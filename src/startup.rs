@@ -580,6 +580,9 @@ async fn start_workers(
             )));
         }
         if config.metrics.bind.is_some() {
+            crate::observability::register_chain_counters(
+                chain.network.as_str(),
+            );
             workers.push(crate::observability::spawn_chain_gauges(
                 client.clone(),
                 chain.network,

@@ -26,6 +26,7 @@ use crate::shutdown::ShutdownListener;
 
 pub mod aggregate;
 pub mod flow;
+pub mod network;
 
 /// Filter used when `RUST_LOG` is not set. Rocket's own log lines are
 /// off: it reports every 404 at ERROR, and the request fairing already

@@ -751,8 +751,12 @@ fn uncertain(
 }
 
 fn count_rpc_error(operation: &'static str) {
-    metrics::counter!("chain_rpc_errors_total", "operation" => operation)
-        .increment(1);
+    metrics::counter!(
+        "chain_rpc_errors_total",
+        "operation" => operation,
+        "network" => crate::telemetry::network::label()
+    )
+    .increment(1);
 }
 
 /// The revert carried by a JSON-RPC error response, if any.

@@ -397,7 +397,11 @@ impl TxPipeline {
         let detail = match landing {
             Landing::Landed(landed) => return Ok(Ok(landed)),
             Landing::NonceTakenBy { tx_hash, block } => {
-                metrics::counter!("chain_foreign_nonce_total").increment(1);
+                metrics::counter!(
+                    "chain_foreign_nonce_total",
+                    "network" => crate::telemetry::network::label()
+                )
+                .increment(1);
                 tracing::error!(
                     target: "chain",
                     ours = %tx.hash,
@@ -422,7 +426,12 @@ impl TxPipeline {
             .to_std()
             .is_ok_and(|waited| waited >= self.unseen_alert);
         if stuck {
-            metrics::counter!("chain_unseen_landing_stuck_total").increment(1);
+            metrics::counter!(
+                "chain_unseen_landing_stuck_total",
+                "flow" => crate::telemetry::flow::kind().unwrap_or_default(),
+                "network" => crate::telemetry::network::label()
+            )
+            .increment(1);
         }
         Ok(Err(Resolved::Unseen(Advance::Unseen {
             detail: format!(

@@ -162,6 +162,21 @@ impl Flow for MintFlow {
         &self,
         id: &TokenizationRequestId,
     ) -> Result<Step, StepError> {
+        // The chain metrics of the step's calls carry its network. Boxed:
+        // the step is a large future and the scope would hold it inline.
+        crate::telemetry::network::scope(
+            self.network.as_str(),
+            Box::pin(self.step_on_chain(id)),
+        )
+        .await
+    }
+}
+
+impl MintFlow {
+    async fn step_on_chain(
+        &self,
+        id: &TokenizationRequestId,
+    ) -> Result<Step, StepError> {
         let context = self
             .store
             .load_aggregate(id.as_str())

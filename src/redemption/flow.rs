@@ -210,6 +210,31 @@ impl Flow for RedemptionFlow {
     }
 
     async fn step(&self, id: &RedemptionId) -> Result<Step, StepError> {
+        // The chain metrics of the step's calls carry its network. Boxed:
+        // the step is a large future and the scope would hold it inline.
+        crate::telemetry::network::scope(
+            self.settings.network.as_str(),
+            Box::pin(self.step_on_chain(id)),
+        )
+        .await
+    }
+
+    async fn housekeeping(&self) {
+        if self.reconcile_due() {
+            crate::telemetry::network::scope(
+                self.settings.network.as_str(),
+                self.reconcile(),
+            )
+            .await;
+        }
+    }
+}
+
+impl RedemptionFlow {
+    async fn step_on_chain(
+        &self,
+        id: &RedemptionId,
+    ) -> Result<Step, StepError> {
         let Some(state) =
             find(&self.pool, id).await.map_err(FlowError::from)?
         else {
@@ -276,12 +301,6 @@ impl Flow for RedemptionFlow {
             lock(&self.poll_delays).remove(id);
         }
         Ok(step)
-    }
-
-    async fn housekeeping(&self) {
-        if self.reconcile_due() {
-            self.reconcile().await;
-        }
     }
 }
 

@@ -396,7 +396,9 @@ impl TransferMonitor {
         self,
         mut shutdown: ShutdownListener,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
+        // Its metrics, and those of the calls it makes, carry its network.
+        let network = self.settings.network.as_str();
+        tokio::spawn(crate::telemetry::network::scope(network, async move {
             let settings = self.settings;
             let mut failures: u32 = 0;
             // The head the last successful pass scanned to, and when.
@@ -425,8 +427,11 @@ impl TransferMonitor {
                     }
                     Err(error) => {
                         failures = failures.saturating_add(1);
-                        metrics::counter!("redemption_monitor_failures_total")
-                            .increment(1);
+                        metrics::counter!(
+                            "redemption_monitor_failures_total",
+                            "network" => crate::telemetry::network::label()
+                        )
+                        .increment(1);
                         if failures >= FAILURES_BEFORE_ERROR {
                             tracing::error!(
                                 target: "redemption",
@@ -450,7 +455,7 @@ impl TransferMonitor {
                 }
             }
             tracing::info!(target: "redemption", "transfer monitor stopped");
-        })
+        }))
     }
 
     /// Polls the head and, if [`pass_due`], scans up to it: the pass's
@@ -513,8 +518,11 @@ impl TransferMonitor {
             clippy::cast_precision_loss,
             reason = "a block number far below 2^53 is exact as f64"
         )]
-        metrics::gauge!("redemption_monitor_scanned_block")
-            .set(safe_head as f64);
+        metrics::gauge!(
+            "redemption_monitor_scanned_block",
+            "network" => self.settings.network.as_str()
+        )
+        .set(safe_head as f64);
         Ok(report)
     }
 
@@ -599,8 +607,11 @@ impl TransferMonitor {
             };
             if record_unattributed(&self.pool, &record).await? {
                 report.unattributed = report.unattributed.saturating_add(1);
-                metrics::counter!("redemption_unattributed_transfers_total")
-                    .increment(1);
+                metrics::counter!(
+                    "redemption_unattributed_transfers_total",
+                    "network" => self.settings.network.as_str()
+                )
+                .increment(1);
                 tracing::warn!(
                     target: "redemption",
                     network = %self.settings.network,
@@ -701,8 +712,12 @@ pub(crate) async fn ap_ref_for(
 
 fn rpc(operation: &'static str) -> impl FnOnce(TransportError) -> MonitorError {
     move |source| {
-        metrics::counter!("chain_rpc_errors_total", "operation" => operation)
-            .increment(1);
+        metrics::counter!(
+            "chain_rpc_errors_total",
+            "operation" => operation,
+            "network" => crate::telemetry::network::label()
+        )
+        .increment(1);
         MonitorError::Rpc {
             operation,
             source: Box::new(source),

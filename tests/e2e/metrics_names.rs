@@ -326,7 +326,7 @@ async fn dashboard_and_alerts_use_only_exported_metrics_with_help_text() {
         "chain_head_block{network=\"base\"}",
         "readiness_check_up{check=\"chain:base\"}",
         "flows_stuck{flow=\"redemption\",reason=\"failed\"}",
-        "redemption_monitor_scanned_block",
+        "redemption_monitor_scanned_block{network=\"base\"}",
     ];
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     let exposition = loop {
@@ -362,7 +362,12 @@ async fn dashboard_and_alerts_use_only_exported_metrics_with_help_text() {
             < f64::EPSILON
     );
     // Rare counters exist before their first event.
-    assert!(value("chain_foreign_nonce_total").abs() < f64::EPSILON);
+    assert!(
+        value("chain_foreign_nonce_total{network=\"base\"}").abs()
+            < f64::EPSILON
+    );
+    // The monitor of base reports its position under its network.
+    assert!(value("redemption_monitor_scanned_block{network=\"base\"}") > 0.0);
 
     // Every family has HELP text, and no duration is a summary.
     for (name, kind) in &exposition.types {

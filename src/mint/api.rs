@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use cqrs_es::AggregateError;
 use rocket::serde::json::Json;
-use rocket::{Build, Rocket, Route, State};
+use rocket::{Route, State};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sqlite_es::{SqliteEsError, claim_conflict, execute_retrying};
+use sqlite_es::{claim_conflict, execute_retrying};
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ use super::{
     DriverStatus, JournalOutcome, MintCommand, MintCqrs, MintError, MintId,
     MintOrder, MintRequest, MintServices, MintStatus, MintView,
     TokenizationRequestId, Vault, cqrs, find_by_issuer_request_id,
-    find_by_tokenization_request_id, rebuild_stale_views,
+    find_by_tokenization_request_id,
 };
 use crate::account::{
     AlpacaAccountId, ClientId, Wallet, find_by_alpaca_account_id,
@@ -32,7 +32,6 @@ use crate::alpaca::ApRef;
 use crate::auth::{AlpacaAuth, AlpacaJson, InternalAuth};
 use crate::clock::{Clock, IdGenerator};
 use crate::driver::{self, FlowName, FlowOrigins};
-use crate::feature::Install;
 use crate::http::ApiError;
 use crate::http::ErrorBody;
 use crate::http::body::{BodyError, JsonBody};
@@ -128,26 +127,6 @@ impl MintState {
             .await
             .map_err(storage_error)
     }
-}
-
-/// Rebuilds `mint_view` if its projection's version changed (from the event
-/// log), then manages [`MintState`] and mounts the mint routes at `/`.
-pub async fn install(
-    rocket: Rocket<Build>,
-    with: Install<'_>,
-) -> Result<Rocket<Build>, SqliteEsError> {
-    if let Some(replayed) = rebuild_stale_views(with.pool).await? {
-        tracing::info!(target: "mint", replayed, "mint view rebuilt");
-    }
-    Ok(rocket
-        .manage(MintState::new(
-            with.pool.clone(),
-            with.clock.clone(),
-            with.ids.clone(),
-            with.networks.to_vec(),
-        ))
-        .mount("/", routes())
-        .mount("/", super::admin::routes()))
 }
 
 pub fn routes() -> Vec<Route> {

@@ -5,13 +5,18 @@ use std::sync::Arc;
 
 use alloy::primitives::{Address, Bytes, TxHash, U256, address};
 use chrono::{DateTime, TimeZone, Utc};
-use cqrs_es::DomainEvent as _;
 use cqrs_es::test::TestFramework;
+use cqrs_es::{Aggregate as _, DomainEvent as _};
 use uuid::Uuid;
 
 use super::*;
+use crate::account::{ClientId, Wallet};
+use crate::alpaca::ApRef;
+use crate::chain::SignedTx;
 use crate::clock::FixedClock;
 use crate::operator::{EchoError, OperatorReason};
+use crate::quantity::AlpacaQuantity;
+use crate::vocabulary::{Network, TokenSymbol, UnderlyingSymbol};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()

@@ -12,8 +12,11 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 use super::*;
+use crate::account::ClientId;
+use crate::alpaca::ApRef;
 use crate::config::{Config, TEST_ALPACA_KEY, TEST_INTERNAL_KEY};
 use crate::receipt_inventory::record_deposit;
+use crate::vocabulary::{Network, TokenSymbol, UnderlyingSymbol};
 
 const VAULT: Address = address!("0x00000000000000000000000000000000000000fa");
 const AP: Address = address!("0x00000000000000000000000000000000000000a1");

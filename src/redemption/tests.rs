@@ -9,9 +9,14 @@ use cqrs_es::test::TestFramework;
 use uuid::Uuid;
 
 use super::*;
+use crate::account::ClientId;
+use crate::alpaca::ApRef;
+use crate::chain::SignedTx;
 use crate::clock::FixedClock;
 use crate::operator::{EchoError, OperatorReason};
 use crate::quantity::AlpacaQuantity;
+use crate::receipt_inventory::ReceiptBurn;
+use crate::vocabulary::{Network, TokenSymbol, UnderlyingSymbol};
 
 const ONE: u128 = 1_000_000_000_000_000_000;
 const AP: Address = address!("0x00000000000000000000000000000000000000a1");

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use super::TxPipeline;
-use crate::tokenized_asset::Network;
+use crate::vocabulary::Network;
 
 #[derive(Clone, Default)]
 pub struct ChainSlot(Arc<OnceLock<BTreeMap<Network, TxPipeline>>>);

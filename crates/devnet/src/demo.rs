@@ -19,7 +19,9 @@ use crate::operator::{
     ApiCallError, MintAnswer, OperatorApi, RedemptionAnswer,
 };
 use crate::report::{StepLog, Tag, tokens};
-use crate::stack::{Devnet, NETWORK, TOKEN, UNDERLYING};
+use crate::stack::{Devnet, NETWORK, SECOND_NETWORK, TOKEN, UNDERLYING};
+use receipt_vault::deploy::VaultStack;
+use receipt_vault::testing::LocalChain;
 
 pub const AP_EMAIL: &str = "desk@ap.example.com";
 pub const AP_ACCOUNT_NUMBER: &str = "AP-0001";
@@ -74,6 +76,8 @@ pub struct DemoSummary {
     pub ap: ApId,
     pub client_id: String,
     pub mint_issuer_request_id: String,
+    /// The mint on the second chain (ethereum).
+    pub second_mint_issuer_request_id: String,
     pub redemption_issuer_request_id: String,
 }
 
@@ -107,14 +111,26 @@ impl<'a> Demo<'a> {
         qty: AlpacaQuantity,
     ) -> Result<DemoSummary, DemoError> {
         let (ap, client_id) = self.set_up().await?;
-        let mint_issuer_request_id = self.mint(ap, qty).await?;
+        let mint_issuer_request_id = self.mint(ap, qty, NETWORK).await?;
+        let second_mint_issuer_request_id =
+            self.mint(ap, qty, SECOND_NETWORK).await?;
         let redemption_issuer_request_id = self.redeem(ap, qty).await?;
         Ok(DemoSummary {
             ap,
             client_id,
             mint_issuer_request_id,
+            second_mint_issuer_request_id,
             redemption_issuer_request_id,
         })
+    }
+
+    /// The chain and vault serving `network`.
+    fn chain_of(&self, network: &str) -> (&LocalChain, &VaultStack) {
+        if network == SECOND_NETWORK {
+            (&self.devnet.second.chain, &self.devnet.second.vault)
+        } else {
+            (&self.devnet.chain, &self.devnet.vault)
+        }
     }
 
     fn ap_wallet(&self) -> Address {
@@ -126,19 +142,21 @@ impl<'a> Demo<'a> {
     }
 
     async fn set_up(&self) -> Result<(ApId, String), DemoError> {
-        let vault = self.devnet.vault.vault;
-        let asset = self
-            .api
-            .add_asset(UNDERLYING, TOKEN, NETWORK, &vault.to_string())
-            .await?;
-        self.log.step(
-            Tag::Setup,
-            format!(
-                "POST /tokenized-assets: {UNDERLYING} as {TOKEN} on {NETWORK} \
-                 -> {} (vault {}, enabled {})",
-                asset.outcome, asset.vault, asset.enabled
-            ),
-        );
+        for network in [NETWORK, SECOND_NETWORK] {
+            let vault = self.chain_of(network).1.vault;
+            let asset = self
+                .api
+                .add_asset(UNDERLYING, TOKEN, network, &vault.to_string())
+                .await?;
+            self.log.step(
+                Tag::Setup,
+                format!(
+                    "POST /tokenized-assets: {UNDERLYING} as {TOKEN} on \
+                     {network} -> {} (vault {}, enabled {})",
+                    asset.outcome, asset.vault, asset.enabled
+                ),
+            );
+        }
         let account = self.api.register_account(AP_EMAIL).await?;
         self.log.step(
             Tag::Setup,
@@ -196,13 +214,14 @@ impl<'a> Demo<'a> {
         &self,
         ap: ApId,
         qty: AlpacaQuantity,
+        network: &str,
     ) -> Result<String, DemoError> {
         let sim = &self.devnet.sim;
         self.log.step(
             Tag::Mint,
             format!(
                 "the AP asks Alpaca to mint {qty} {UNDERLYING} as {TOKEN} on \
-                 {NETWORK} to {}",
+                 {network} to {}",
                 self.ap_wallet()
             ),
         );
@@ -212,7 +231,7 @@ impl<'a> Demo<'a> {
                 MintSpec {
                     underlying: UNDERLYING.to_owned(),
                     token: TOKEN.to_owned(),
-                    network: NETWORK.to_owned(),
+                    network: network.to_owned(),
                     qty: qty.quantity().as_decimal(),
                     wallet: self.ap_wallet().to_string(),
                 },
@@ -260,8 +279,7 @@ impl<'a> Demo<'a> {
             what: "the completed mint",
             field: "tx_hash",
         })?;
-        let chain = &self.devnet.chain;
-        let vault = &self.devnet.vault;
+        let (chain, vault) = self.chain_of(network);
         let ap_balance =
             chain.share_balance_in(vault, self.ap_wallet()).await?;
         let receipt_number =
@@ -278,8 +296,8 @@ impl<'a> Demo<'a> {
         self.log.step(
             Tag::Mint,
             format!(
-                "completed: tx {tx_hash} receipt #{receipt_id}; AP balance {} \
-                 {TOKEN}; bot holds receipt #{receipt_id} for {}; Alpaca: \
+                "completed on {network}: tx {tx_hash} receipt #{receipt_id}; \
+                 AP balance {} {TOKEN}; bot holds receipt #{receipt_id} for {}; Alpaca: \
                  request {alpaca}, AP {} {UNDERLYING}, issuer {} {UNDERLYING}",
                 tokens(ap_balance),
                 tokens(held),
@@ -295,6 +313,9 @@ impl<'a> Demo<'a> {
         ap: ApId,
         qty: AlpacaQuantity,
     ) -> Result<String, DemoError> {
+        // The AP's position at Alpaca once the redeemed shares are back.
+        let restored = self.devnet.sim.position(ap, UNDERLYING)
+            + qty.quantity().as_decimal();
         let chain = &self.devnet.chain;
         let vault_address = self.devnet.vault.vault;
         let vault = OffchainAssetReceiptVault::new(
@@ -360,7 +381,6 @@ impl<'a> Demo<'a> {
         };
 
         let sim = &self.devnet.sim;
-        let restored = Decimal::from(AP_STARTING_POSITION);
         let deadline = self.deadline("Alpaca to restore the AP's position");
         loop {
             let held = sim.position(ap, UNDERLYING);
@@ -386,9 +406,10 @@ impl<'a> Demo<'a> {
         self.log.step(
             Tag::Redemption,
             format!(
-                "completed: burn tx {} block {} ({}); AP balance {} {TOKEN}, \
-                 bot balance {} {TOKEN}; Alpaca: request {alpaca}, AP {} \
-                 {UNDERLYING} (restored), issuer {} {UNDERLYING}",
+                "completed on {NETWORK}: burn tx {} block {} ({}); AP balance \
+                 {} {TOKEN}, bot balance {} {TOKEN}; Alpaca: request \
+                 {alpaca}, AP {} {UNDERLYING} (the redeemed shares \
+                 restored), issuer {} {UNDERLYING}",
                 redemption.burn_tx_hash.as_deref().unwrap_or("?"),
                 redemption
                     .burn_block

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use issuance_bot::quantity::AlpacaQuantity;
 
 use crate::demo::DemoSummary;
-use crate::stack::{Devnet, NETWORK, TOKEN, UNDERLYING};
+use crate::stack::{Devnet, NETWORK, SECOND_NETWORK, TOKEN, UNDERLYING};
 
 pub fn print_banner(
     devnet: &Devnet,
@@ -40,14 +40,27 @@ fn banner(
     line(format!(
         "  ITN simulator  {sim}  (Alpaca's Broker API, /sim control)"
     ));
+    let second = &devnet.second;
     line(format!(
-        "  anvil          {}  (chain id {})",
+        "  anvil          {}  ({NETWORK}, chain id {})",
         chain.rpc_url,
         chain.anvil.chain_id()
     ));
-    line(format!("  {TOKEN} vault    {}", devnet.vault.vault));
     line(format!(
-        "  bot wallet     {}  (anvil key 0)",
+        "  {TOKEN} vault    {}  ({NETWORK})",
+        devnet.vault.vault
+    ));
+    line(format!(
+        "  anvil          {}  ({SECOND_NETWORK}, chain id {})",
+        second.chain.rpc_url,
+        second.chain.anvil.chain_id()
+    ));
+    line(format!(
+        "  {TOKEN} vault    {}  ({SECOND_NETWORK})",
+        second.vault.vault
+    ));
+    line(format!(
+        "  bot wallet     {}  (anvil key 0, on both chains)",
         chain.bot.address()
     ));
     line(format!(
@@ -72,6 +85,10 @@ fn banner(
     };
     line(get(&format!("/mints/{}", summary.mint_issuer_request_id)));
     line(get(&format!(
+        "/mints/{}   # on {SECOND_NETWORK}",
+        summary.second_mint_issuer_request_id
+    )));
+    line(get(&format!(
         "/redemptions/{}",
         summary.redemption_issuer_request_id
     )));
@@ -95,6 +112,9 @@ fn banner(
         summary.ap
     );
     line(mint);
+    line(format!(
+        "  # on {SECOND_NETWORK}: the same with \"network\":\"{SECOND_NETWORK}\""
+    ));
     line(format!(
         "  curl {sim}/sim/requests        # what Alpaca has seen"
     ));

@@ -21,6 +21,10 @@ pub const UNDERLYING: &str = "AAPL";
 pub const TOKEN: &str = "tAAPL";
 pub const TOKEN_NAME: &str = "Tokenized Apple Inc.";
 pub const NETWORK: &str = "base";
+/// The second chain's network: its own anvil and vault, the same asset.
+pub const SECOND_NETWORK: &str = "ethereum";
+/// Its chain id (the first anvil keeps anvil's default, 31337).
+pub const SECOND_CHAIN_ID: u64 = 1;
 
 /// How the devnet is started (from the command line).
 #[derive(Debug, Clone)]
@@ -94,11 +98,20 @@ impl WorkDir {
     }
 }
 
+/// The second chain (ethereum): its anvil and the tAAPL vault on it.
+pub struct SecondChain {
+    pub chain: LocalChain,
+    pub vault: VaultStack,
+}
+
 /// Everything the devnet started; [`Devnet::stop`] stops all of it.
 pub struct Devnet {
+    /// The base chain.
     pub chain: LocalChain,
-    /// The tAAPL vault the asset is listed against.
+    /// The tAAPL vault the asset is listed against on base.
     pub vault: VaultStack,
+    /// The ethereum chain, with the asset listed there too.
+    pub second: SecondChain,
     pub sim: SimHandle,
     service: RunningService,
     pub service_url: Url,
@@ -143,6 +156,30 @@ impl Devnet {
             ),
         );
 
+        let second_chain = LocalChain::start_on(SECOND_CHAIN_ID).await?;
+        log.step(
+            Tag::Chain,
+            format!(
+                "anvil {} (pid {}, chain id {}) serves {SECOND_NETWORK}",
+                second_chain.rpc_url,
+                second_chain.anvil.child().id(),
+                second_chain.anvil.chain_id()
+            ),
+        );
+        let second_vault = second_chain.add_vault(TOKEN_NAME, TOKEN).await?;
+        log.step(
+            Tag::Chain,
+            format!(
+                "{SECOND_NETWORK} vault stack deployed: {TOKEN} vault {} \
+                 (same bot and AP keys)",
+                second_vault.vault
+            ),
+        );
+        let second = SecondChain {
+            chain: second_chain,
+            vault: second_vault,
+        };
+
         let sim = Simulator::spawn(SimConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, settings.sim_port)),
             issuer_api_key: credentials.alpaca.as_str().to_owned(),
@@ -168,6 +205,7 @@ impl Devnet {
             settings,
             &dir,
             &chain,
+            &second.chain,
             &sim,
             &credentials,
         )
@@ -202,6 +240,7 @@ impl Devnet {
         Ok(Self {
             chain,
             vault,
+            second,
             sim,
             service,
             service_url,
@@ -215,6 +254,7 @@ impl Devnet {
     pub async fn stop(self, log: &StepLog) {
         let Self {
             chain,
+            second,
             sim,
             service,
             dir,
@@ -223,16 +263,18 @@ impl Devnet {
         stop_service(service, log).await;
         sim.shutdown().await;
         log.step(Tag::Sim, "simulator stopped");
-        let pid = chain.anvil.child().id();
-        // Dropping the instance kills anvil and reaps it; that blocks.
-        match tokio::task::spawn_blocking(move || drop(chain)).await {
-            Ok(()) => {
-                log.step(Tag::Chain, format!("anvil (pid {pid}) stopped"));
+        for chain in [chain, second.chain] {
+            let pid = chain.anvil.child().id();
+            // Dropping the instance kills anvil and reaps it; that blocks.
+            match tokio::task::spawn_blocking(move || drop(chain)).await {
+                Ok(()) => {
+                    log.step(Tag::Chain, format!("anvil (pid {pid}) stopped"));
+                }
+                Err(error) => log.step(
+                    Tag::Chain,
+                    format!("stopping anvil (pid {pid}) failed: {error}"),
+                ),
             }
-            Err(error) => log.step(
-                Tag::Chain,
-                format!("stopping anvil (pid {pid}) failed: {error}"),
-            ),
         }
         match dir {
             WorkDir::Temporary(dir) => {
@@ -268,6 +310,7 @@ async fn start_issuer(
     settings: &Settings,
     dir: &WorkDir,
     chain: &LocalChain,
+    second: &LocalChain,
     sim: &SimHandle,
     credentials: &Credentials,
 ) -> Result<RunningService, StartError> {
@@ -280,6 +323,8 @@ async fn start_issuer(
         alpaca_account: sim.issuer_account_id(),
         rpc_url: &chain.rpc_url,
         chain_id: chain.anvil.chain_id(),
+        second_rpc_url: &second.rpc_url,
+        second_chain_id: second.anvil.chain_id(),
         bot_private_key: &chain.bot.to_bytes().to_string(),
     });
     std::fs::write(&path, toml).map_err(|source| StartError::WriteConfig {
@@ -310,6 +355,9 @@ pub struct ServiceConfigInputs<'a> {
     pub alpaca_account: uuid::Uuid,
     pub rpc_url: &'a Url,
     pub chain_id: u64,
+    /// The second chain (ethereum); the bot signs there with the same key.
+    pub second_rpc_url: &'a Url,
+    pub second_chain_id: u64,
     pub bot_private_key: &'a str,
 }
 
@@ -325,6 +373,8 @@ pub fn service_config(inputs: &ServiceConfigInputs<'_>) -> String {
         alpaca_account,
         rpc_url,
         chain_id,
+        second_rpc_url,
+        second_chain_id,
         bot_private_key,
     } = inputs;
     format!(
@@ -355,10 +405,17 @@ api_secret = "{broker_secret}"
 retry_min_delay_ms = 100
 retry_max_delay_ms = 1000
 
-[chain]
+[chains.{NETWORK}]
 rpc_url = "{rpc_url}"
 chain_id = {chain_id}
-network = "{NETWORK}"
+private_key = "{bot_private_key}"
+max_fee_per_gas_gwei = 100
+max_priority_fee_per_gas_gwei = 1
+receipt_poll_interval_ms = 100
+
+[chains.{SECOND_NETWORK}]
+rpc_url = "{second_rpc_url}"
+chain_id = {second_chain_id}
 private_key = "{bot_private_key}"
 max_fee_per_gas_gwei = 100
 max_priority_fee_per_gas_gwei = 1
@@ -394,6 +451,8 @@ mod tests {
             alpaca_account: account,
             rpc_url: &rpc_url,
             chain_id: 31337,
+            second_rpc_url: &Url::parse("http://127.0.0.1:8546").unwrap(),
+            second_chain_id: 1,
             bot_private_key: "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
         });
         let path = dir.path().join("issuance.toml");
@@ -401,6 +460,10 @@ mod tests {
 
         let config = Config::from_sources(Some(&path), Vec::new()).unwrap();
         assert_eq!(config.server.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.chains.len(), 2);
+        let second = config.chains.iter().nth(1).unwrap();
+        assert_eq!(second.network.to_string(), SECOND_NETWORK);
+        assert_eq!(second.chain_id, 1);
         let chain = config.chains.iter().next().unwrap();
         assert_eq!(chain.chain_id, 31337);
         assert_eq!(chain.network.to_string(), NETWORK);

@@ -123,14 +123,21 @@ impl Running {
     }
 }
 
-/// `anvil http://... (pid 1234, chain id 31337)` -> 1234.
-fn anvil_pid(output: &[String]) -> u32 {
-    let line = output
+/// `anvil http://... (pid 1234, chain id 31337)` -> 1234, for each of
+/// the two chains.
+fn anvil_pids(output: &[String]) -> Vec<u32> {
+    let pids: Vec<u32> = output
         .iter()
-        .find(|line| line.contains("[chain] anvil "))
-        .unwrap_or_else(|| panic!("no anvil line in {output:#?}"));
-    let after = line.split("(pid ").nth(1).unwrap();
-    after.split(',').next().unwrap().parse().unwrap()
+        .filter(|line| {
+            line.contains("[chain] anvil ") && line.contains("chain id")
+        })
+        .map(|line| {
+            let after = line.split("(pid ").nth(1).unwrap();
+            after.split(',').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(pids.len(), 2, "two anvils in {output:#?}");
+    pids
 }
 
 /// Whether `pid` is still an anvil process (a reused pid is not).
@@ -148,8 +155,9 @@ fn line_with<'a>(output: &'a [String], needle: &str) -> &'a str {
 }
 
 fn assert_cleaned_up(output: &[String]) {
-    let pid = anvil_pid(output);
-    assert!(!anvil_alive(pid), "anvil {pid} survived the devnet");
+    for pid in anvil_pids(output) {
+        assert!(!anvil_alive(pid), "anvil {pid} survived the devnet");
+    }
     let removed = line_with(output, "[devnet] removed ");
     let dir = removed.split("[devnet] removed ").nth(1).unwrap();
     assert!(!Path::new(dir).exists(), "{dir} was left behind");
@@ -168,18 +176,25 @@ fn once_mints_and_redeems_end_to_end_then_exits_leaving_nothing_behind() {
     );
     let output = &devnet.output;
 
-    let mint = line_with(output, "[mint] completed: tx 0x");
+    // One mint on each chain, each its vault's first receipt.
+    let mint = line_with(output, "[mint] completed on base: tx 0x");
     assert!(mint.contains("receipt #1"), "{mint}");
     assert!(mint.contains("AP balance 10.5 tAAPL"), "{mint}");
     assert!(mint.contains("request completed"), "{mint}");
     assert!(mint.contains("AP 989.5 AAPL"), "{mint}");
+    let second = line_with(output, "[mint] completed on ethereum: tx 0x");
+    assert!(second.contains("receipt #1"), "{second}");
+    assert!(second.contains("AP balance 10.5 tAAPL"), "{second}");
+    assert!(second.contains("AP 979 AAPL"), "{second}");
 
-    let redemption = line_with(output, "[redemption] completed: burn tx 0x");
+    // The redemption on base.
+    let redemption =
+        line_with(output, "[redemption] completed on base: burn tx 0x");
     assert!(redemption.contains("receipt #1: 10.5"), "{redemption}");
     assert!(redemption.contains("AP balance 0 tAAPL"), "{redemption}");
     assert!(redemption.contains("request completed"), "{redemption}");
     assert!(
-        redemption.contains("AP 1000 AAPL (restored)"),
+        redemption.contains("AP 989.5 AAPL (the redeemed shares restored)"),
         "{redemption}"
     );
     // The mint came before the redemption, and both before the exit.
@@ -217,9 +232,12 @@ fn keep_db_leaves_the_database_and_config_but_no_anvil() {
     let config = std::fs::read_to_string(dir.join("issuance.toml"));
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(database.unwrap().len() > 0);
-    assert!(config.unwrap().contains("[chain]"));
-    let pid = anvil_pid(output);
-    assert!(!anvil_alive(pid), "anvil {pid} survived the devnet");
+    let config = config.unwrap();
+    assert!(config.contains("[chains.base]"), "{config}");
+    assert!(config.contains("[chains.ethereum]"), "{config}");
+    for pid in anvil_pids(output) {
+        assert!(!anvil_alive(pid), "anvil {pid} survived the devnet");
+    }
 }
 
 /// Where a signal is sent.

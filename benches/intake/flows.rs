@@ -7,16 +7,20 @@
 //!   sending Alpaca's confirmation to it receiving the mint callback (both
 //!   stamped by the simulator, in this process);
 //! - **burst**: `burst` mints requested at once, Alpaca confirming each
-//!   `JOURNAL_DELAY` after its request; from the first confirmation sent to
+//!   `JOURNAL_DELAY` after its request (requests 32 at a time, below the
+//!   service's per-client connection limit); from the first confirmation sent to
 //!   the last callback received (the confirmations' own spread counts
 //!   against the figure), on automine, then again with 1 s blocks (many
 //!   transactions in one block);
 //! - **transfer → redeem call**: the AP sends tokens to the issuer wallet,
-//!   one transfer at a time; from just before the transfer is sent
+//!   one transfer at a time, each after a pause spread over 0..1 s (so
+//!   they meet the monitor's head poll at every phase); from just before
+//!   the transfer is sent
 //!   (automine: mined on arrival) to the simulator receiving the redeem
 //!   call for it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
@@ -32,6 +36,7 @@ use itn_sim::{
 use receipt_vault::testing::LocalChain;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
 use super::{ALPACA_KEY, INTERNAL_KEY};
 
@@ -41,6 +46,8 @@ const JOURNAL_DELAY: Duration = Duration::from_secs(1);
 /// Waiting longer than this for one figure fails the run.
 const PATIENCE: Duration = Duration::from_mins(2);
 const EMAIL: &str = "desk@ap.example.com";
+/// Mint requests of a burst in flight at once.
+const REQUESTS_AT_ONCE: usize = 32;
 
 /// How many of each.
 #[derive(Debug, Clone, Copy)]
@@ -315,13 +322,17 @@ impl Env {
     }
 
     async fn burst(&mut self, count: usize) -> anyhow::Result<Burst> {
+        // Below the service's 64 connections per client: the requests are
+        // not what is measured.
+        let open = Arc::new(Semaphore::new(REQUESTS_AT_ONCE));
         let mut requests = tokio::task::JoinSet::new();
         for _ in 0..count {
-            requests.spawn(Self::request_mint(
-                self.sim.clone(),
-                self.ap,
-                self.spec(),
-            ));
+            let (sim, ap, spec, open) =
+                (self.sim.clone(), self.ap, self.spec(), Arc::clone(&open));
+            requests.spawn(async move {
+                let _permit = open.acquire_owned().await?;
+                Self::request_mint(sim, ap, spec).await
+            });
         }
         let mut ids = Vec::with_capacity(count);
         while let Some(id) = requests.join_next().await {
@@ -348,7 +359,13 @@ impl Env {
         let amount = U256::from(10_u64.pow(15));
         let vault = self.chain.vault_as(&self.chain.ap);
         let mut latencies = Vec::with_capacity(count);
-        for _ in 0..count {
+        for k in 0..count {
+            // Sent right after the last redeem call, each transfer would
+            // land at the same phase of the monitor's head poll (just
+            // after a poll: the worst case). A pause spread over 0..1 s
+            // puts them at every phase, as real transfers arrive.
+            let spread = u64::try_from(k)?.saturating_mul(97) % 1000;
+            tokio::time::sleep(Duration::from_millis(spread)).await;
             let sent = Utc::now();
             let receipt = vault
                 .transfer(bot, amount)

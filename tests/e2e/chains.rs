@@ -157,9 +157,26 @@ async fn a_network_without_a_chain_is_not_available() {
     env.stop().await;
 }
 
+/// The sum of `family`'s series whose labels include `label`.
+async fn metric_sum(env: &Env, family: &str, label: &str) -> f64 {
+    let url = env.metrics_url().unwrap();
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| {
+            line.starts_with(&format!("{family}{{")) && line.contains(label)
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_chain_down_holds_nothing_on_the_other_and_catches_up() {
-    let env = two_chains().await;
+    let env = Env::start_opts(Options {
+        second_chain: true,
+        metrics: true,
+        ..Options::default()
+    })
+    .await;
     // Shares on ethereum to redeem later.
     mint_on(&env, SECOND_NETWORK, "5").await;
 
@@ -187,6 +204,12 @@ async fn one_chain_down_holds_nothing_on_the_other_and_catches_up() {
         })
         .await,
         "the ethereum mint never reported its RPC failure"
+    );
+    // The RPC errors are counted under ethereum.
+    assert!(
+        metric_sum(&env, "chain_rpc_errors_total", "network=\"ethereum\"")
+            .await
+            > 0.0
     );
     // A transfer on ethereum while its RPC is down (made directly on
     // the node): nothing can see it yet.

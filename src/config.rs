@@ -9,7 +9,6 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -18,9 +17,8 @@ use rocket::figment::value::{Dict, Map, Value};
 use rocket::figment::{self, Figment, Metadata, Profile, Provider};
 use serde::Deserialize;
 
-// The `[auth]` section lives with the auth module; re-exported here with
-// every other section.
-use crate::auth::ClientIpHeader;
+// Each section lives with its module and is re-exported below; this file
+// only composes them and reads the sources.
 pub use crate::auth::{
     AlpacaAuthConfig, AlpacaCredentials, AlpacaScheme, AudienceConfig,
     AuthConfig, AuthConfigError,
@@ -422,302 +420,6 @@ where
     Ok(vars)
 }
 
-/// `[server]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    pub bind: SocketAddr,
-    pub body_limit: BodyLimit,
-    /// Only when set is the client IP taken from this header (set by a
-    /// trusted reverse proxy); otherwise the TCP peer is the client.
-    pub client_ip_header: Option<ClientIpHeader>,
-    /// `[server.connections]`: caps and timeouts of client connections.
-    pub connections: crate::http::front::ConnectionLimits,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            body_limit: BodyLimit::DEFAULT,
-            client_ip_header: None,
-            connections: crate::http::front::ConnectionLimits::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("body_limit must be between 1 and {max} bytes, got {bytes}")]
-pub struct InvalidBodyLimit {
-    pub bytes: u64,
-    pub max: u64,
-}
-
-/// Maximum accepted request body, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyLimit(NonZeroU64);
-
-impl BodyLimit {
-    pub const DEFAULT: Self = Self(NonZeroU64::new(64 * 1024).unwrap());
-    /// Far above any ITN payload; a larger limit is a typo.
-    pub const MAX_BYTES: u64 = 16 * 1024 * 1024;
-
-    pub fn new(bytes: u64) -> Result<Self, InvalidBodyLimit> {
-        NonZeroU64::new(bytes)
-            .filter(|bytes| bytes.get() <= Self::MAX_BYTES)
-            .map(Self)
-            .ok_or(InvalidBodyLimit {
-                bytes,
-                max: Self::MAX_BYTES,
-            })
-    }
-
-    pub fn bytes(self) -> u64 {
-        self.0.get()
-    }
-}
-
-impl Default for BodyLimit {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
-impl<'de> Deserialize<'de> for BodyLimit {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Self, D::Error> {
-        Self::new(u64::deserialize(deserializer)?)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// `[database]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    pub url: DatabaseUrl,
-    pub max_connections: NonZeroU32,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: DatabaseUrl("sqlite://issuance.db".to_owned()),
-            max_connections: NonZeroU32::new(8).unwrap_or(NonZeroU32::MIN),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("database url {url:?} must start with `sqlite:`")]
-pub struct InvalidDatabaseUrl {
-    pub url: String,
-}
-
-/// An SQLite connection URL (`sqlite://path`, `sqlite::memory:`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    pub fn new(url: &str) -> Result<Self, InvalidDatabaseUrl> {
-        if url.starts_with("sqlite:") {
-            Ok(Self(url.to_owned()))
-        } else {
-            Err(InvalidDatabaseUrl {
-                url: url.to_owned(),
-            })
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for DatabaseUrl {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Self, D::Error> {
-        Self::new(&String::deserialize(deserializer)?)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-/// `[telemetry]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TelemetryConfig {
-    pub log_format: LogFormat,
-    /// OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`.
-    pub otlp_endpoint: Option<OtlpEndpoint>,
-    /// Headers sent with every export (e.g. HyperDX's `authorization`);
-    /// secrets: each may come from `otlp_headers_file.<name>`.
-    pub otlp_headers: OtlpHeaders,
-    pub service_name: String,
-}
-
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        Self {
-            log_format: LogFormat::Text,
-            otlp_endpoint: None,
-            otlp_headers: OtlpHeaders::default(),
-            service_name: "issuance-bot".to_owned(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "otlp_headers.{name} is not a valid HTTP header (name: letters, digits \
-     and !#$%&'*+-.^_`|~; value: visible ASCII and spaces)"
-)]
-pub struct InvalidOtlpHeader {
-    pub name: String,
-}
-
-/// `telemetry.otlp_headers`: header name (lowercase) → value. The values
-/// are credentials, so `Debug` shows only the names.
-#[derive(Clone, Default)]
-pub struct OtlpHeaders(
-    std::collections::BTreeMap<String, secrecy::SecretString>,
-);
-
-impl OtlpHeaders {
-    pub fn new<I>(headers: I) -> Result<Self, InvalidOtlpHeader>
-    where
-        I: IntoIterator<Item = (String, secrecy::SecretString)>,
-    {
-        let mut checked = std::collections::BTreeMap::new();
-        for (name, value) in headers {
-            let valid =
-                reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                    .is_ok()
-                    && reqwest::header::HeaderValue::from_str(
-                        secrecy::ExposeSecret::expose_secret(&value),
-                    )
-                    .is_ok();
-            if !valid {
-                return Err(InvalidOtlpHeader { name });
-            }
-            checked.insert(name.to_ascii_lowercase(), value);
-        }
-        Ok(Self(checked))
-    }
-
-    /// The header names, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Name → value, for the exporter.
-    pub fn expose(&self) -> std::collections::HashMap<String, String> {
-        self.0
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.clone(),
-                    secrecy::ExposeSecret::expose_secret(value).to_owned(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl std::fmt::Debug for OtlpHeaders {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(self.names().map(|name| (name, "[REDACTED]")))
-            .finish()
-    }
-}
-
-impl<'de> Deserialize<'de> for OtlpHeaders {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Self, D::Error> {
-        let raw = std::collections::BTreeMap::<String, secrecy::SecretString>::deserialize(
-            deserializer,
-        )?;
-        Self::new(raw).map_err(serde::de::Error::custom)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("otlp_endpoint {url:?} must be an http:// or https:// URL")]
-pub struct InvalidOtlpEndpoint {
-    pub url: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OtlpEndpoint(reqwest::Url);
-
-impl OtlpEndpoint {
-    pub fn new(url: &str) -> Result<Self, InvalidOtlpEndpoint> {
-        reqwest::Url::parse(url)
-            .ok()
-            .filter(|parsed| matches!(parsed.scheme(), "http" | "https"))
-            .map(Self)
-            .ok_or_else(|| InvalidOtlpEndpoint {
-                url: url.to_owned(),
-            })
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-impl<'de> Deserialize<'de> for OtlpEndpoint {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Self, D::Error> {
-        Self::new(&String::deserialize(deserializer)?)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// `[metrics]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
-    /// Separate, non-public listener for `GET /metrics`; off when unset.
-    pub bind: Option<SocketAddr>,
-    /// An unfinished mint or redemption older than this counts in the
-    /// `flows_stuck` gauge. The default exceeds the longest legitimate
-    /// wait (the redemption poll timeout, 1 h) so a healthy flow never
-    /// pages.
-    pub stuck_after_secs: NonZeroU64,
-}
-
-impl MetricsConfig {
-    pub const DEFAULT_STUCK_AFTER_SECS: NonZeroU64 =
-        NonZeroU64::new(2 * 60 * 60).unwrap();
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self {
-            bind: None,
-            stuck_after_secs: Self::DEFAULT_STUCK_AFTER_SECS,
-        }
-    }
-}
-
 /// Alpaca's API key in [`Config::for_tests`].
 #[cfg(any(test, feature = "test-support"))]
 pub const TEST_ALPACA_KEY: &str = "test-alpaca-key-000000000000000000000001";
@@ -770,9 +472,16 @@ impl Config {
     }
 }
 
+mod database;
 mod print;
 mod secrets;
 
+pub use crate::http::{BodyLimit, InvalidBodyLimit, ServerConfig};
+pub use crate::telemetry::{
+    InvalidOtlpEndpoint, InvalidOtlpHeader, LogFormat, MetricsConfig,
+    OtlpEndpoint, OtlpHeaders, TelemetryConfig,
+};
+pub use database::{DatabaseConfig, DatabaseUrl, InvalidDatabaseUrl};
 pub use secrets::{
     FILE_SUFFIX, PLACEHOLDER_PREFIX, SECRET_KEYS, SECRET_TABLES,
     read_secret_file,

@@ -21,12 +21,17 @@ use tracing_subscriber::layer::{Layered, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::config::{LogFormat, TelemetryConfig};
 use crate::shutdown::ShutdownListener;
 
 pub mod aggregate;
+mod config;
 pub mod flow;
 pub mod network;
+
+pub use config::{
+    InvalidOtlpEndpoint, InvalidOtlpHeader, LogFormat, MetricsConfig,
+    OtlpEndpoint, OtlpHeaders, TelemetryConfig,
+};
 
 /// Filter used when `RUST_LOG` is not set. Rocket's own log lines are
 /// off: it reports every 404 at ERROR, and the request fairing already

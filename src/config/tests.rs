@@ -1,8 +1,10 @@
 use std::ffi::OsString;
 use std::io::Write;
+use std::num::NonZeroU32;
 
 use super::*;
-use crate::tokenized_asset::Network;
+use crate::auth::ClientIpHeader;
+use crate::vocabulary::Network;
 
 const ALPACA_KEY: &str = "alpaca-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const INTERNAL_KEY: &str = "internal-key-bbbbbbbbbbbbbbbbbbbbbbbbbbbb";

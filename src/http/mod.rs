@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod catchers;
+mod config;
 pub mod front;
 pub mod health;
 pub mod request_log;
@@ -20,6 +21,8 @@ use rocket::serde::json::{self, Json};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthError;
+
+pub use config::{BodyLimit, InvalidBodyLimit, ServerConfig};
 
 /// Rocket settings shared by every listener: bound to `bind`, Rocket's
 /// own logging off (we log through `tracing`), no `Server` header.

@@ -119,12 +119,14 @@ const CATALOG: &[(&str, Kind, &str)] = &[
     (
         "mints_open",
         Kind::Gauge,
-        "Unfinished mints the driver had work for at its last pass.",
+        "Unfinished mints the driver had work for at its last pass, by \
+         network.",
     ),
     (
         "mint_step_errors_total",
         Kind::Counter,
-        "Failed mint driver steps, by whether they are retried soon.",
+        "Failed mint driver steps, by network and whether they are \
+         retried soon.",
     ),
     (
         "mint_step_timeouts_total",
@@ -145,12 +147,13 @@ const CATALOG: &[(&str, Kind, &str)] = &[
     (
         "redemptions_open",
         Kind::Gauge,
-        "Non-terminal redemptions at the driver's last pass.",
+        "Non-terminal redemptions at the driver's last pass, by network.",
     ),
     (
         "redemption_step_errors_total",
         Kind::Counter,
-        "Failed redemption driver steps, by whether they are retried soon.",
+        "Failed redemption driver steps, by network and whether they are \
+         retried soon.",
     ),
     (
         "redemption_step_timeouts_total",
@@ -220,11 +223,6 @@ const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
         )),
     ),
     (
-        "mint_step_errors_total",
-        Some(("retryable", &["true", "false"])),
-    ),
-    ("mint_step_timeouts_total", None),
-    (
         "redemptions_finished_total",
         Some((
             "outcome",
@@ -240,11 +238,6 @@ const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
             ],
         )),
     ),
-    (
-        "redemption_step_errors_total",
-        Some(("retryable", &["true", "false"])),
-    ),
-    ("redemption_step_timeouts_total", None),
     (
         "alpaca_errors_total",
         Some(("operation", &["mint_callback", "redeem"])),
@@ -268,6 +261,17 @@ const ZERO_COUNTERS: &[(&str, Option<LabelValues>)] = &[
 /// carries its `network` label, so they are registered per chain at
 /// startup ([`register_chain_counters`]).
 const ZERO_CHAIN_COUNTERS: &[(&str, Option<LabelValues>)] = &[
+    // Each chain has its own mint and redemption engines.
+    (
+        "mint_step_errors_total",
+        Some(("retryable", &["true", "false"])),
+    ),
+    ("mint_step_timeouts_total", None),
+    (
+        "redemption_step_errors_total",
+        Some(("retryable", &["true", "false"])),
+    ),
+    ("redemption_step_timeouts_total", None),
     ("redemption_monitor_failures_total", None),
     ("redemption_unattributed_transfers_total", None),
     ("chain_foreign_nonce_total", None),

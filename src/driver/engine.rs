@@ -31,6 +31,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use metrics::Label;
 use sqlx::SqlitePool;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -44,6 +45,7 @@ use super::status::{self, FlowName};
 use crate::clock::Clock;
 use crate::shutdown::ShutdownListener;
 use crate::telemetry::flow::{self, FlowTag};
+use crate::vocabulary::Network;
 
 /// What one step achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +236,8 @@ struct Inner<F: Flow> {
     schedules: Mutex<HashMap<F::Id, Schedule>>,
     housekeeping: Mutex<bool>,
     origins: FlowOrigins,
+    /// Labels on the engine's metrics: the network of a per-chain engine.
+    labels: Vec<Label>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -272,6 +276,7 @@ impl<F: Flow> Engine<F> {
                 schedules: Mutex::new(HashMap::new()),
                 housekeeping: Mutex::new(false),
                 origins: FlowOrigins::default(),
+                labels: Vec::new(),
             }),
         }
     }
@@ -284,6 +289,22 @@ impl<F: Flow> Engine<F> {
         match Arc::try_unwrap(self.inner) {
             Ok(mut inner) => {
                 inner.origins = origins;
+                Self {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => Self { inner },
+        }
+    }
+
+    /// Labels the engine's metrics with the network its flow serves, so
+    /// that the engines of several chains report apart. For a freshly
+    /// built engine, as [`Self::with_origins`].
+    #[must_use]
+    pub fn with_network(self, network: Network) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.labels = vec![Label::new("network", network.as_str())];
                 Self {
                     inner: Arc::new(inner),
                 }
@@ -375,7 +396,8 @@ impl<F: Flow> Engine<F> {
             clippy::cast_precision_loss,
             reason = "a count far below 2^53 is exact as f64"
         )]
-        metrics::gauge!(format!("{name}s_open")).set(open.len() as f64);
+        metrics::gauge!(format!("{name}s_open"), inner.labels.clone())
+            .set(open.len() as f64);
         let now = Instant::now();
         lock(&inner.schedules).retain(|id, _| open.contains(id));
         let mut started = 0;
@@ -420,6 +442,13 @@ impl<F: Flow> Engine<F> {
 }
 
 impl<F: Flow> Inner<F> {
+    /// The engine's metric labels plus one more.
+    fn labels_and(&self, key: &'static str, value: &'static str) -> Vec<Label> {
+        let mut labels = self.labels.clone();
+        labels.push(Label::new(key, value));
+        labels
+    }
+
     /// Takes steps on one item until it waits, finishes or fails (false),
     /// or until `max_steps_per_run` steps all made progress (true: work
     /// is left).
@@ -452,8 +481,11 @@ impl<F: Flow> Inner<F> {
             .instrument(span.clone())
             .await
             .unwrap_or_else(|_| {
-                metrics::counter!(format!("{name}_step_timeouts_total"))
-                    .increment(1);
+                metrics::counter!(
+                    format!("{name}_step_timeouts_total"),
+                    self.labels.clone()
+                )
+                .increment(1);
                 Err(StepError::soon(format!(
                     "step cancelled after {} ms (a call hung)",
                     limit.as_millis()
@@ -562,7 +594,7 @@ impl<F: Flow> Inner<F> {
             Retry::Soon => {
                 metrics::counter!(
                     format!("{name}_step_errors_total"),
-                    "retryable" => "true"
+                    self.labels_and("retryable", "true")
                 )
                 .increment(1);
                 tracing::warn!(
@@ -577,7 +609,7 @@ impl<F: Flow> Inner<F> {
             Retry::Slowly => {
                 metrics::counter!(
                     format!("{name}_step_errors_total"),
-                    "retryable" => "false"
+                    self.labels_and("retryable", "false")
                 )
                 .increment(1);
                 tracing::error!(

@@ -77,6 +77,7 @@ pub fn engine(
         wake,
     )
     .with_origins(state.origins().clone())
+    .with_network(network)
 }
 
 /// How mints are stepped.

@@ -171,6 +171,7 @@ pub fn engine(
         settings.engine,
         wake,
     )
+    .with_network(settings.network)
 }
 
 /// How redemptions are stepped.

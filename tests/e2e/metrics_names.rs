@@ -327,6 +327,9 @@ async fn dashboard_and_alerts_use_only_exported_metrics_with_help_text() {
         "readiness_check_up{check=\"chain:base\"}",
         "flows_stuck{flow=\"redemption\",reason=\"failed\"}",
         "redemption_monitor_scanned_block{network=\"base\"}",
+        "mints_open{network=\"base\"}",
+        "redemptions_open{network=\"base\"}",
+        "mint_step_errors_total{retryable=\"false\",network=\"base\"}",
     ];
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     let exposition = loop {

@@ -6,6 +6,7 @@
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -156,13 +157,23 @@ pub fn init(
     Ok(TelemetryGuard { provider })
 }
 
+/// The process's Prometheus recorder, once installed.
+static RECORDER: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+
 /// Installs the global Prometheus recorder (histograms with buckets,
 /// HELP text on every metric: [`crate::observability`]). Without it,
-/// `metrics` calls are no-ops (as in tests).
+/// `metrics` calls are no-ops (as in tests). The recorder is the
+/// process's: a second service started in the same process (tests, an
+/// embedding program) shares the first one's.
 pub fn install_metrics_recorder() -> Result<PrometheusHandle, TelemetryError> {
+    let mut installed = RECORDER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = installed.as_ref() {
+        return Ok(handle.clone());
+    }
     let handle =
         crate::observability::prometheus_builder()?.install_recorder()?;
     crate::observability::describe_metrics();
+    *installed = Some(handle.clone());
     Ok(handle)
 }
 
